@@ -1,0 +1,316 @@
+"""Evaluation of per-camera 2D tracking against MOTChallenge ground truth.
+
+Metrics come from TrackEval's metric classes (``trackeval.metrics.HOTA``,
+``CLEAR``, ``Identity``; Luiten et al., IJCV 2021, the MOTChallenge reference
+implementation), fed directly with the per-timestep data dict that TrackEval's
+dataset classes would build from files; no files are written. The
+preprocessing of that data dict is done here (see :func:`evaluate_2d`).
+
+TrackEval compatibility (trackeval 1.3.0 from the package registry, numpy 2):
+the metric classes use no removed numpy aliases (``np.float``/``np.int``) and
+run unchanged, so no shim is installed. Two things are handled here: the metric
+classes print their config unless ``PRINT_CONFIG`` is False (we pass False), and
+they only read ``gt_ids``, ``tracker_ids``, ``similarity_scores`` and the
+``num_*`` fields of the data dict, with ids relabelled to ``0..n-1``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from .errors import InputError
+
+__all__ = ["read_mot_gt", "evaluate_2d", "box_iou", "INCLUDE_COASTED"]
+
+#: Accepted values of ``include_coasted`` in :func:`evaluate_2d`.
+INCLUDE_COASTED = ("none", "bridged", "all")
+
+#: IoU threshold for a match in CLEAR (MOTA) and Identity (IDF1) and for the
+#: ignore-region matching; 0.5 is the MOTChallenge / TrackEval default.
+IOU_THRESHOLD = 0.5
+
+_GT_NAMES = ("frame", "id", "x", "y", "w", "h", "conf", "class", "visibility")
+
+
+def read_mot_gt(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a MOTChallenge ground-truth file (``gt.txt``).
+
+    Each line is ``frame, id, x, y, w, h[, conf[, class[, visibility[, ...]]]]``
+    (comma separated, frames 1-based, box top-left corner + width/height in px;
+    MOT15 files have 3D world coordinates in columns 8-10, which are read as
+    class/visibility like TrackEval's MOT15 mode ignores them). Missing optional
+    columns default to ``conf = 1``, ``class_id = -1``, ``visibility = -1``;
+    columns after the 9th are ignored. Blank lines are skipped.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``frame`` (int64, 0-based session frame = file frame - 1),
+        ``id`` (int64), ``x1, y1, x2, y2`` (float32 px, xyxy), ``conf``
+        (float32; 0 marks an ignored / "don't care" box), ``class_id`` (int32),
+        ``visibility`` (float32), sorted by ``(frame, id)``.
+
+    Raises
+    ------
+    InputError
+        Naming the file and ``line N, column <name>`` for a missing file, fewer
+        than 6 fields, a non-numeric value, a non-integer or < 1 frame, a
+        non-integer id, a negative or non-finite width/height, or an id repeated
+        within one frame.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, None, "ground-truth file not found", "check the path to gt.txt")
+    rows: list[list[float]] = []
+    lines: list[int] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) < 6:
+                raise InputError(path, f"line {lineno}", f"{len(parts)} fields, need at least 6 "
+                                 "(frame, id, x, y, w, h)", "write MOTChallenge rows: frame,id,x,y,w,h,conf,class,vis")
+            vals = []
+            for j, p in enumerate(parts[:9]):
+                try:
+                    vals.append(float(p))
+                except ValueError:
+                    raise InputError(path, f"line {lineno}, column {j + 1} ({_GT_NAMES[j]})",
+                                     f"not a number: {p!r}", "write numbers only") from None
+            vals += [1.0, -1.0, -1.0][len(vals) - 6:] if len(vals) < 9 else []
+            for j in (0, 1):
+                v = vals[j]
+                if not np.isfinite(v) or v != int(v) or (j == 0 and v < 1):
+                    need = "an integer >= 1 (MOTChallenge frames are 1-based)" if j == 0 else "an integer"
+                    raise InputError(path, f"line {lineno}, column {j + 1} ({_GT_NAMES[j]})",
+                                     f"{parts[j]!r} is not {need}", "fix the value")
+            for j in (2, 3, 4, 5):
+                if not np.isfinite(vals[j]) or (j >= 4 and vals[j] < 0):
+                    raise InputError(path, f"line {lineno}, column {j + 1} ({_GT_NAMES[j]})",
+                                     f"invalid box value {parts[j]!r}", "use finite px values, w and h >= 0")
+            rows.append(vals)
+            lines.append(lineno)
+    a = np.asarray(rows, dtype=np.float64).reshape(-1, 9)
+    line_no = np.asarray(lines, dtype=np.int64)
+    frame = a[:, 0].astype(np.int64) - 1
+    ids = a[:, 1].astype(np.int64)
+    order = np.lexsort((ids, frame))
+    frame, ids, a, line_no = frame[order], ids[order], a[order], line_no[order]
+    dup = (np.diff(frame) == 0) & (np.diff(ids) == 0)
+    if dup.any():
+        k = int(np.flatnonzero(dup)[0]) + 1
+        raise InputError(path, f"line {line_no[k]}, column 2 (id)",
+                         f"id {ids[k]} appears twice in frame {frame[k] + 1}", "keep one box per id and frame")
+    return pd.DataFrame({
+        "frame": frame,
+        "id": ids,
+        "x1": a[:, 2].astype(np.float32),
+        "y1": a[:, 3].astype(np.float32),
+        "x2": (a[:, 2] + a[:, 4]).astype(np.float32),
+        "y2": (a[:, 3] + a[:, 5]).astype(np.float32),
+        "conf": a[:, 6].astype(np.float32),
+        "class_id": a[:, 7].astype(np.int32),
+        "visibility": a[:, 8].astype(np.float32),
+    })
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix ``(N, M) float64`` of xyxy px boxes ``a (N, 4)`` and ``b (M, 4)``.
+
+    Same formula as TrackEval's ``_calculate_box_ious`` (boxes with zero area
+    have IoU 0 with everything).
+    """
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    out = np.zeros_like(inter)
+    np.divide(inter, union, out=out, where=union > np.finfo(float).eps)
+    return np.clip(out, 0.0, 1.0)
+
+
+def _select_tracklet_rows(tr: pd.DataFrame, include_coasted: str) -> pd.DataFrame:
+    """Keep the tracker rows to evaluate according to ``include_coasted``."""
+    detected = tr["frame_status"].astype(str).to_numpy() == "detected"
+    if include_coasted == "all":
+        return tr
+    if include_coasted == "none":
+        return tr[detected]
+    # bridged: coasted rows between the first and last detected row of their track
+    keys = ["camera_id", "track_id"] if "camera_id" in tr.columns else ["track_id"]
+    fr = tr["frame"].to_numpy(np.int64)
+    det_fr = pd.Series(np.where(detected, fr, np.nan), index=tr.index, dtype="float64")
+    g = det_fr.groupby([tr[k] for k in keys])
+    first = g.transform("min").to_numpy()
+    last = g.transform("max").to_numpy()
+    with np.errstate(invalid="ignore"):
+        keep = detected | ((fr >= first) & (fr <= last))
+    return tr[keep]
+
+
+def _eval_camera(tr: pd.DataFrame, gt: pd.DataFrame) -> dict:
+    """TrackEval HOTA / CLEAR / Identity of one camera (tracker rows already selected)."""
+    from trackeval.metrics import CLEAR, HOTA, Identity
+
+    g_frame = gt["frame"].to_numpy(np.int64)
+    g_id = gt["id"].to_numpy(np.int64)
+    g_box = gt[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
+    g_valid = gt["conf"].to_numpy(np.float64) != 0
+    t_frame = tr["frame"].to_numpy(np.int64)
+    t_id = tr["track_id"].to_numpy(np.int64)
+    t_box = tr[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
+
+    frames = np.union1d(g_frame, t_frame)
+    go, to = np.argsort(g_frame, kind="stable"), np.argsort(t_frame, kind="stable")
+    g_frame, g_id, g_box, g_valid = g_frame[go], g_id[go], g_box[go], g_valid[go]
+    t_frame, t_id, t_box = t_frame[to], t_id[to], t_box[to]
+    gb = np.searchsorted(g_frame, np.r_[frames, frames[-1] + 1] if len(frames) else [0])
+    tb = np.searchsorted(t_frame, np.r_[frames, frames[-1] + 1] if len(frames) else [0])
+
+    gt_ids, tr_ids, sims = [], [], []
+    for k in range(len(frames)):
+        gs, ge, ts, te = gb[k], gb[k + 1], tb[k], tb[k + 1]
+        gid, gbox, gval = g_id[gs:ge], g_box[gs:ge], g_valid[gs:ge]
+        tid, tbox = t_id[ts:te], t_box[ts:te]
+        sim = box_iou(gbox, tbox)
+        if (~gval).any() and len(tid):
+            # MOTChallenge-style ignore regions: Hungarian match (IoU >= 0.5) against
+            # all GT; tracker boxes matched to an ignored GT box are removed.
+            score = np.where(sim >= IOU_THRESHOLD - np.finfo(float).eps, sim, 0.0)
+            r, c = linear_sum_assignment(-score)
+            ok = score[r, c] > np.finfo(float).eps
+            drop = c[ok][~gval[r[ok]]]
+            keep_t = np.ones(len(tid), bool)
+            keep_t[drop] = False
+            tid, sim = tid[keep_t], sim[:, keep_t]
+        gt_ids.append(gid[gval])
+        tr_ids.append(tid)
+        sims.append(sim[gval])
+
+    # relabel ids to 0..n-1 as TrackEval's datasets do
+    all_g = np.unique(np.concatenate(gt_ids)) if gt_ids else np.empty(0, np.int64)
+    all_t = np.unique(np.concatenate(tr_ids)) if tr_ids else np.empty(0, np.int64)
+    data = {
+        "gt_ids": [np.searchsorted(all_g, x).astype(int) for x in gt_ids],
+        "tracker_ids": [np.searchsorted(all_t, x).astype(int) for x in tr_ids],
+        "similarity_scores": sims,
+        "num_gt_ids": len(all_g),
+        "num_tracker_ids": len(all_t),
+        "num_gt_dets": int(sum(len(x) for x in gt_ids)),
+        "num_tracker_dets": int(sum(len(x) for x in tr_ids)),
+        "num_timesteps": len(frames),
+    }
+    cfg = {"THRESHOLD": IOU_THRESHOLD, "PRINT_CONFIG": False}
+    hota = HOTA().eval_sequence(data)
+    clear = CLEAR(dict(cfg)).eval_sequence(data)
+    ident = Identity(dict(cfg)).eval_sequence(data)
+    return {
+        "HOTA": float(np.mean(hota["HOTA"])),
+        "DetA": float(np.mean(hota["DetA"])),
+        "AssA": float(np.mean(hota["AssA"])),
+        "LocA": float(np.mean(hota["LocA"])),
+        "IDF1": float(ident["IDF1"]),
+        "IDP": float(ident["IDP"]),
+        "IDR": float(ident["IDR"]),
+        "MOTA": float(clear["MOTA"]),
+        "MOTP": float(clear["MOTP"]),
+        "IDSW": int(clear["IDSW"]),
+        "FP": int(clear["CLR_FP"]),
+        "FN": int(clear["CLR_FN"]),
+        "n_gt_ids": int(data["num_gt_ids"]),
+        "n_tracks": int(data["num_tracker_ids"]),
+        "n_gt_dets": int(data["num_gt_dets"]),
+        "n_tracker_dets": int(data["num_tracker_dets"]),
+    }
+
+
+def evaluate_2d(tracklets: pd.DataFrame, gt: pd.DataFrame | Mapping[str, pd.DataFrame],
+                include_coasted: str = "bridged") -> dict[str, dict]:
+    """Per-camera 2D tracking metrics of TRACKLET2D rows against ground truth.
+
+    Parameters
+    ----------
+    tracklets : DataFrame
+        TRACKLET2D rows (``camera_id, track_id, frame, x1, y1, x2, y2,
+        frame_status``; px, 0-based frames). At most one row per
+        ``(camera_id, track_id, frame)``.
+    gt : DataFrame or mapping camera_id -> DataFrame
+        Ground truth as returned by :func:`read_mot_gt` (0-based frames, xyxy
+        px, ``conf == 0`` = ignored). A DataFrame with a ``camera_id`` column is
+        split per camera; one without it applies to the single camera of
+        ``tracklets``.
+    include_coasted : {"none", "bridged", "all"}
+        Which tracker rows count: ``"none"`` only ``detected`` rows;
+        ``"bridged"`` (default) also ``coasted`` rows that lie between two
+        detected rows of the same track (gaps filled, trailing coasts after the
+        last detection dropped); ``"all"`` every row.
+
+    Returns
+    -------
+    dict
+        ``{camera_id: metrics}`` for every camera of the ground truth, where
+        metrics has ``HOTA, DetA, AssA, LocA`` (TrackEval HOTA, averaged over
+        the 19 localisation thresholds alpha = 0.05..0.95), ``IDF1, IDP, IDR``
+        (Identity), ``MOTA, MOTP, IDSW, FP, FN`` (CLEAR), ``n_gt_ids,
+        n_tracks, n_gt_dets, n_tracker_dets`` (after preprocessing). CLEAR and
+        Identity match at IoU >= 0.5. Frames evaluated = union of GT and tracker
+        frames (tracker rows in frames without GT count as false positives).
+
+    Preprocessing (MOTChallenge style): per frame, GT rows with ``conf == 0``
+    are ignore regions: tracker boxes matched to them by a Hungarian assignment
+    over all GT boxes of the frame at IoU >= 0.5 are removed, then the ignored
+    GT rows are removed. (TrackEval itself removes only tracker boxes matched to
+    distractor *classes*; class ids are not used here.)
+
+    Raises
+    ------
+    InputError
+        Bad ``include_coasted``, missing columns, duplicated
+        ``(camera_id, track_id, frame)`` rows, or GT without ``camera_id`` while
+        ``tracklets`` has several cameras.
+    """
+    if include_coasted not in INCLUDE_COASTED:
+        raise InputError(None, "include_coasted", f"unknown value {include_coasted!r}",
+                         f"use one of {list(INCLUDE_COASTED)}")
+    need = ["track_id", "frame", "x1", "y1", "x2", "y2", "frame_status"]
+    missing = [c for c in need if c not in tracklets.columns]
+    if missing:
+        raise InputError(None, f"Tracklet2D column '{missing[0]}'", "missing", "pass a TRACKLET2D table")
+    tr = tracklets
+    if "camera_id" not in tr.columns:
+        tr = tr.assign(camera_id="")
+    tr = tr.assign(camera_id=tr["camera_id"].astype(str))
+    if tr.duplicated(["camera_id", "track_id", "frame"]).any():
+        raise InputError(None, "Tracklet2D", "several rows for one (camera_id, track_id, frame)",
+                         "pass each track's rows once (do not concatenate a chunk twice)")
+    tr = _select_tracklet_rows(tr, include_coasted)
+
+    if isinstance(gt, Mapping):
+        gts = {str(k): v for k, v in gt.items()}
+    elif "camera_id" in gt.columns:
+        gts = {str(k): v for k, v in gt.groupby(gt["camera_id"].astype(str), sort=True)}
+    else:
+        cams = tr["camera_id"].unique()
+        if len(cams) > 1:
+            raise InputError(None, "gt", f"no camera_id column but tracklets have cameras {sorted(cams)}",
+                             "pass a mapping camera_id -> ground truth")
+        gts = {str(cams[0]) if len(cams) else "": gt}
+    for cam, g in gts.items():
+        miss = [c for c in ("frame", "id", "x1", "y1", "x2", "y2", "conf") if c not in g.columns]
+        if miss:
+            raise InputError(None, f"gt column '{miss[0]}'", f"missing (camera {cam!r})",
+                             "read ground truth with read_mot_gt")
+    by_cam = {str(k): v for k, v in tr.groupby("camera_id", sort=True)}
+    return {cam: _eval_camera(by_cam.get(cam, tr.iloc[:0]), g) for cam, g in gts.items()}

@@ -1,0 +1,155 @@
+"""The tables that flow between stages: one column spec each, one parquet file each.
+
+Every stage reads and writes pandas DataFrames whose columns and dtypes are
+fixed here, so a stage never sees a third-party object (ultralytics results,
+boxmot tracks) and a later stage can rely on exact names and units.
+
+Conventions shared by all tables
+--------------------------------
+- ``frame``: session frame index, int64, 0-based. Frame ``f`` of every camera of
+  a session is the same instant (after the camera sheet's ``frame_offset``).
+- Boxes: ``x1, y1, x2, y2`` float32 pixels, xyxy, in the *distorted* image as
+  decoded from the video (origin top-left pixel corner, x right, y down).
+- ``camera_id``: the camera name from the camera sheet (str).
+- World coordinates: metres (or the calibration's unit), right-handed.
+
+Tables
+------
+``DETECTION``   one row per detection: camera_id, frame, det_index (index of the
+                detection within its frame, 0..n-1), box, confidence, class_id.
+``TRACKLET2D``  one row per (camera, track, frame): the per-camera tracker
+                output. ``frame_status`` is ``"detected"`` (box is the matched
+                detection, ``det_index`` >= 0) or ``"coasted"`` (box is the
+                tracker's prediction, ``det_index`` = -1, confidence NaN).
+``ASSOCIATION`` one row per tracklet (camera_id, track_id): its ``global_id``.
+``POINTS3D``    one row per (frame, global_id) with a 3D position.
+``PAIR_EVIDENCE`` one row per pair of tracklets of two cameras that share
+                frames: the association's votes (see :mod:`mctrack.associate`).
+``RESIDUALS``   one row per (frame, global_id, camera_id) used in a 3D point:
+                the observed and reprojected centroid and their distance in px.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError, atomic_path
+
+FRAME_STATUS = ("detected", "coasted")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Name, column order and numpy dtypes of one inter-stage table.
+
+    ``columns`` maps column name to a numpy dtype string, or ``"str"`` for
+    text columns (stored as pandas object/string) or ``"status"`` for the
+    categorical ``frame_status`` column (values in :data:`FRAME_STATUS`).
+    """
+
+    name: str
+    columns: dict[str, str]
+
+    def empty(self) -> pd.DataFrame:
+        """Return a 0-row DataFrame with this spec's columns and dtypes."""
+        return self.coerce(pd.DataFrame({c: [] for c in self.columns}))
+
+    def coerce(self, df: pd.DataFrame, source: str | os.PathLike | None = None) -> pd.DataFrame:
+        """Return ``df`` restricted to this spec's columns, in order, with its dtypes.
+
+        Raises :class:`~mctrack.errors.InputError` naming ``source`` and the
+        first missing column.
+        """
+        missing = [c for c in self.columns if c not in df.columns]
+        if missing:
+            raise InputError(source, f"{self.name} column '{missing[0]}'", "missing",
+                             f"write the table with columns {list(self.columns)}")
+        out = {}
+        for col, dt in self.columns.items():
+            s = df[col]
+            if dt == "str":
+                out[col] = s.astype(str).to_numpy(dtype=object)
+            elif dt == "status":
+                out[col] = pd.Categorical(s, categories=FRAME_STATUS)
+            else:
+                out[col] = s.to_numpy(dtype=dt)
+        return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+
+
+DETECTION = TableSpec("Detection", {
+    "camera_id": "str", "frame": "int64", "det_index": "int32",
+    "x1": "float32", "y1": "float32", "x2": "float32", "y2": "float32",
+    "confidence": "float32", "class_id": "int32",
+})
+
+TRACKLET2D = TableSpec("Tracklet2D", {
+    "camera_id": "str", "track_id": "int64", "frame": "int64",
+    "x1": "float32", "y1": "float32", "x2": "float32", "y2": "float32",
+    "cx": "float32", "cy": "float32",
+    "frame_status": "status", "det_index": "int32", "confidence": "float32",
+})
+
+ASSOCIATION = TableSpec("Association", {
+    "camera_id": "str", "track_id": "int64", "global_id": "int64",
+    "n_frames": "int64", "n_linked_cameras": "int32",
+})
+
+POINTS3D = TableSpec("Points3D", {
+    "frame": "int64", "global_id": "int64",
+    "x": "float64", "y": "float64", "z": "float64",
+    "reprojection_error": "float32", "n_cameras": "int32",
+    "position_std": "float32", "confidence": "float32",
+})
+
+PAIR_EVIDENCE = TableSpec("PairEvidence", {
+    "camera_a": "str", "track_a": "int64", "camera_b": "str", "track_b": "int64",
+    "n_shared": "int64", "n_votes": "int64", "median_distance": "float64", "linked": "bool",
+})
+
+RESIDUALS = TableSpec("Residuals", {
+    "frame": "int64", "global_id": "int64", "camera_id": "str",
+    "u_obs": "float32", "v_obs": "float32", "u_proj": "float32", "v_proj": "float32",
+    "residual_px": "float32",
+})
+
+
+def write_table(df: pd.DataFrame, spec: TableSpec, path: str | os.PathLike, **attrs: str) -> None:
+    """Write ``df`` (coerced to ``spec``) to parquet at ``path`` atomically.
+
+    ``attrs`` are stored as string key/value metadata in the parquet file
+    (for example the tracker kind that made a tracklet table).
+    """
+    table = spec.coerce(df)
+    table.attrs = {"mctrack_table": spec.name, **{k: str(v) for k, v in attrs.items()}}
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def read_table(path: str | os.PathLike, spec: TableSpec) -> pd.DataFrame:
+    """Read a parquet table written by :func:`write_table` and check its columns.
+
+    Raises :class:`~mctrack.errors.InputError` if the file is missing or a
+    column is absent.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, None, f"{spec.name} table not found", "run the stage that writes it")
+    return spec.coerce(pd.read_parquet(path), source=path)
+
+
+def read_tables(paths: list[str | os.PathLike], spec: TableSpec) -> pd.DataFrame:
+    """Read and concatenate several tables of one spec (e.g. all chunks of a camera)."""
+    frames = [read_table(p, spec) for p in paths]
+    if not frames:
+        return spec.empty()
+    return spec.coerce(pd.concat(frames, ignore_index=True))
+
+
+def boxes(df: pd.DataFrame) -> np.ndarray:
+    """Return the ``(N, 4) float32`` xyxy px boxes of a DETECTION or TRACKLET2D table."""
+    return df[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float32)

@@ -1,0 +1,96 @@
+import shutil
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from mctrack.config import plan_sessions
+from mctrack.errors import InputError
+
+from conftest import REPO, shared_path
+
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def _sheet(tmp_path, rows, header="session\tcamera\tvideo\tcalibration\tcalibration_name\tframe_offset"):
+    p = tmp_path / "cams.tsv"
+    p.write_text(header + "\n" + "\n".join("\t".join(r) for r in rows) + "\n")
+    return str(p)
+
+
+@pytest.fixture
+def pose2sim(tmp_path):
+    vid = shared_path("data", "pose2sim_multiperson", "videos")
+    cal = shared_path("data", "pose2sim_multiperson", "Calib_scene.toml")
+    return vid, cal
+
+
+def _cfg(sheet, **kw):
+    cfg = {"cameras": sheet, "chunk_frames": 30, **kw}
+    validate(cfg, SCHEMA)
+    return cfg
+
+
+def test_default_config_is_valid_and_plans_synthetic():
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["cameras"] = str(REPO / cfg["cameras"])
+    validate(cfg, SCHEMA)
+    assert cfg["track_2d"]["n_init"] == 3 and cfg["hdf5"]["chunk_frames"] == 1024  # defaults filled
+    plans = plan_sessions(cfg)
+    p = plans["synthetic"]
+    assert p.synthetic and p.n_frames == 300 and len(p.cameras) == 4 and p.calibrated and p.has_gt
+    assert p.chunks == [(0, 100), (100, 200), (200, 300)] and p.chunk_ids() == ["0000", "0001", "0002"]
+
+
+def test_unknown_config_key_is_rejected():
+    with pytest.raises(Exception, match="detector"):
+        validate({"cameras": "x.tsv", "detector": {}}, SCHEMA)
+    with pytest.raises(Exception, match="n_init"):
+        validate({"cameras": "x.tsv", "track_2d": {"n_init": 0}}, SCHEMA)
+
+
+def test_pose2sim_plan(tmp_path, pose2sim):
+    vid, cal = pose2sim
+    rows = [["p", f"cam0{i}", str(vid / f"cam0{i}.mp4"), str(cal), "", ""] for i in range(1, 5)]
+    p = plan_sessions(_cfg(_sheet(tmp_path, rows)))["p"]
+    assert p.n_frames == 100 and p.fps == pytest.approx(60, abs=0.1) and p.calibrated
+    assert p.chunks == [(0, 30), (30, 60), (60, 90), (90, 100)]
+    rows[1][5] = "10"  # cam02 starts 10 frames later: 90 common frames
+    assert plan_sessions(_cfg(_sheet(tmp_path, rows)))["p"].n_frames == 90
+    assert plan_sessions(_cfg(_sheet(tmp_path, rows), max_frames=20))["p"].n_frames == 20
+
+
+@pytest.mark.parametrize("col,value,match", [
+    ("video", "nope.mp4", r"row 3 column 'video': file 'nope.mp4' not found"),
+    ("calibration_name", "int_cam99_img", r"'int_cam99_img': not in calibration file"),
+    ("frame_offset", "1.5", r"row 3 column 'frame_offset'"),
+    ("camera", "cam 2", r"row 3 column 'camera'.*not a valid name"),
+    ("camera", "cam01", r"repeats in session"),
+])
+def test_bad_sheet_rows_name_row_and_column(tmp_path, pose2sim, col, value, match):
+    vid, cal = pose2sim
+    rows = [["p", f"cam0{i}", str(vid / f"cam0{i}.mp4"), str(cal), "", ""] for i in range(1, 3)]
+    idx = ["session", "camera", "video", "calibration", "calibration_name", "frame_offset"].index(col)
+    rows[1][idx] = value
+    with pytest.raises(InputError, match=match):
+        plan_sessions(_cfg(_sheet(tmp_path, rows)))
+
+
+def test_sheet_structure_errors(tmp_path, pose2sim):
+    vid, cal = pose2sim
+    with pytest.raises(InputError, match="column 'video': missing"):
+        plan_sessions(_cfg(_sheet(tmp_path, [["p", "c"]], header="session\tcamera")))
+    with pytest.raises(InputError, match="column 'colour': unknown"):
+        plan_sessions(_cfg(_sheet(tmp_path, [["p", "c", "v", "x"]], header="session\tcamera\tvideo\tcolour")))
+    other = tmp_path / "other.toml"
+    shutil.copy(cal, other)
+    rows = [["p", "cam01", str(vid / "cam01.mp4"), str(cal), "", ""],
+            ["p", "cam02", str(vid / "cam02.mp4"), str(other), "", ""]]
+    with pytest.raises(InputError, match="different files"):
+        plan_sessions(_cfg(_sheet(tmp_path, rows)))
+
+
+def test_single_uncalibrated_camera_is_planned(tmp_path, pose2sim):
+    vid, _ = pose2sim
+    p = plan_sessions(_cfg(_sheet(tmp_path, [["solo", "cam01", str(vid / "cam01.mp4"), "", "", ""]])))["solo"]
+    assert not p.calibrated and p.calibration is None and not p.has_gt

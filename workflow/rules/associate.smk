@@ -1,0 +1,14 @@
+rule associate:
+    input:
+        tracklets=tracklet_files,
+        calibration=calibration_input,
+    output:
+        association="results/{session}/associate/association.parquet",
+        evidence="results/{session}/associate/pair_evidence.parquet",
+    params:
+        plan=plan,
+        associate=config["associate"],
+    log:
+        "logs/{session}/associate.log",
+    script:
+        "../scripts/associate.py"

@@ -1,0 +1,16 @@
+rule detect:
+    input:
+        video=lambda wc: camera_entry(wc).video,
+    output:
+        "results/{session}/detect/{camera}/{chunk}.parquet",
+    params:
+        detect=config["detect"],
+        frames=chunk_range,
+        frame_offset=lambda wc: camera_entry(wc).frame_offset,
+    threads: config["detect"]["threads"]
+    resources:
+        gpu=1 if config["detect"]["backend"] == "ultralytics" else 0,
+    log:
+        "logs/{session}/detect/{camera}/{chunk}.log",
+    script:
+        "../scripts/detect.py"

@@ -1,0 +1,23 @@
+rule qc:
+    input:
+        detections=detection_files,
+        tracklets=tracklet_files,
+        association="results/{session}/associate/association.parquet",
+        points="results/{session}/triangulate/points3d.parquet",
+        residuals="results/{session}/triangulate/residuals.parquet",
+    output:
+        **{
+            plot: report(
+                f"results/{{session}}/qc/{plot}.png",
+                caption=f"../report/{plot}.rst",
+                category="QC",
+                subcategory="{session}",
+            )
+            for plot in QC_PLOTS
+        },
+    params:
+        plan=plan,
+    log:
+        "logs/{session}/qc.log",
+    script:
+        "../scripts/qc.py"

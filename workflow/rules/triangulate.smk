@@ -1,0 +1,15 @@
+rule triangulate:
+    input:
+        tracklets=tracklet_files,
+        association="results/{session}/associate/association.parquet",
+        calibration=calibration_input,
+    output:
+        points="results/{session}/triangulate/points3d.parquet",
+        residuals="results/{session}/triangulate/residuals.parquet",
+    params:
+        plan=plan,
+        triangulate=config["triangulate"],
+    log:
+        "logs/{session}/triangulate.log",
+    script:
+        "../scripts/triangulate.py"

@@ -1,0 +1,14 @@
+"""Snakemake adapter: rule track_2d -> mctrack.track2d.track_chunk (chunk k continues chunk k-1's state)."""
+from mctrack.log import setup_logging
+from mctrack.tables import DETECTION, read_table
+from mctrack.track2d import TrackerConfig, track_chunk
+
+log = setup_logging(snakemake.log[0], "mctrack.track_2d")
+start, stop = snakemake.params.frames
+cfg = TrackerConfig.from_workflow(snakemake.params.track_2d)
+state_in = snakemake.input.state if isinstance(snakemake.input.state, str) else None
+dets = read_table(snakemake.input.detections, DETECTION)
+rows = track_chunk(cfg, dets, start, stop, snakemake.wildcards.camera, state_in,
+                   snakemake.output.state, snakemake.output.tracklets)
+log.info("%s frames [%d, %d): %d tracklet rows, %d tracks (state from %s)", snakemake.wildcards.camera, start, stop,
+         len(rows), rows["track_id"].nunique(), state_in or "fresh tracker")

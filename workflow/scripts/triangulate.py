@@ -1,0 +1,20 @@
+"""Snakemake adapter: rule triangulate -> mctrack.triangulate.triangulate."""
+from mctrack.config import load_session_cameras
+from mctrack.log import setup_logging
+from mctrack.tables import ASSOCIATION, POINTS3D, RESIDUALS, TRACKLET2D, read_table, read_tables, write_table
+from mctrack.triangulate import TriangulationConfig, triangulate
+
+log = setup_logging(snakemake.log[0], "mctrack.triangulate")
+plan = snakemake.params.plan
+if plan.calibrated:
+    tracklets = read_tables(snakemake.input.tracklets, TRACKLET2D)
+    association = read_table(snakemake.input.association, ASSOCIATION)
+    points, residuals = triangulate(tracklets, association, load_session_cameras(plan),
+                                    TriangulationConfig.from_dict(snakemake.params.triangulate))
+    log.info("%d 3D points; median reprojection error %.2f px; median cameras %s", len(points),
+             points["reprojection_error"].median(), points["n_cameras"].median())
+else:
+    points, residuals = POINTS3D.empty(), RESIDUALS.empty()
+    log.info("session %s: fewer than 2 calibrated cameras -> triangulation skipped (empty tables)", plan.session)
+write_table(points, POINTS3D, snakemake.output.points)
+write_table(residuals, RESIDUALS, snakemake.output.residuals)
