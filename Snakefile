@@ -1,11 +1,13 @@
 # mctrack: multi-camera videos -> detections -> 2D tracklets -> global ids -> 3D tracks -> HDF5 + QC.
 # Run `snakemake --cores all` for the embedded synthetic default, or pass --configfile.
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

@@ -189,3 +189,37 @@ def load_session_cameras(plan: SessionPlan) -> dict:
     cal = load_calibration(plan.calibration)
     return {name: find_camera(cal, name, c.calibration_name, source=plan.calibration)
             for name, c in plan.cameras.items() if c.calibration}
+
+
+def detector_settings(detect: dict) -> dict:
+    """Flatten the config's ``detect`` section to the chosen backend's settings.
+
+    ``{"backend": "ultralytics", "ultralytics": {...}, "background": {...}}`` →
+    ``{"backend": "ultralytics", **detect["ultralytics"]}``: settings of other
+    backends are dropped, so a config merged over the default never inherits them.
+    """
+    backend = detect.get("backend", "background")
+    return {"backend": backend, **(detect.get(backend) or {})}
+
+
+def check_stage_configs(config: dict) -> None:
+    """Validate the detector and tracker settings before any job starts.
+
+    Builds (without loading model weights or reading video) the detector of
+    ``config['detect']`` and the tracker of ``config['track_2d']``. Raises
+    :class:`~mctrack.errors.InputError` naming the config field as written in
+    the config file (e.g. ``detect.ultralytics.model``).
+    """
+    from .detect import make_detector
+    from .track2d import TrackerConfig
+
+    detect = config.get("detect") or {}
+    backend = detect.get("backend", "background")
+    try:
+        make_detector(detector_settings(detect))
+    except InputError as exc:
+        field = exc.field or "detect"
+        if field.startswith("detect.") and field != "detect.backend":
+            field = f"detect.{backend}.{field.removeprefix('detect.')}"
+        raise InputError(exc.file, field, exc.problem, exc.fix) from None
+    TrackerConfig.from_dict(config.get("track_2d") or {})

@@ -25,8 +25,9 @@ Conventions (see :mod:`mctrack.tables` and :mod:`mctrack.video`)
 
 Backends
 --------
-``background``  OpenCV MOG2 background subtraction for static cameras; no
-                weights. See :class:`BackgroundDetector`.
+``background``  frozen background subtraction for static cameras (temporal
+                median background, MOG2's per-pixel noise test); no weights.
+                See :class:`BackgroundDetector`.
 ``ultralytics`` any detector ultralytics loads (``.pt``, ``.onnx``, an
                 OpenVINO ``*_openvino_model/`` folder, ...). See
                 :class:`UltralyticsDetector`.
@@ -182,25 +183,85 @@ def _table(camera_id: str, frames: list[np.ndarray], boxes: list[np.ndarray], co
 
 # --------------------------------------------------------------------------- background backend
 
+#: median of the chi-square distribution with 1 and 3 degrees of freedom (grey / BGR noise model)
+_CHI2_MEDIAN = {1: 0.454936, 3: 2.365974}
+
+
+def _lower_median_u8(stack: np.ndarray, strip: int = 1 << 16) -> np.ndarray:
+    """Per-column lower median of a ``(K, N) uint8`` array -> ``(N,) uint8``.
+
+    The ``(K - 1) // 2``-th smallest value (0-based) of each column, found by an
+    8-step binary search on the bits of the answer, counting values below the
+    candidate frame by frame. Exact, deterministic, and ~5x faster than
+    ``np.partition`` on such stacks; works in strips of ``strip`` columns to
+    stay in cache.
+    """
+    k, n = stack.shape
+    kth = (k - 1) // 2
+    out = np.empty(n, np.uint8)
+    below = np.empty(min(strip, n), bool)
+    for a in range(0, n, strip):
+        blk = stack[:, a:a + strip]
+        m = blk.shape[1]
+        res = np.zeros(m, np.uint8)
+        cnt = np.empty(m, np.uint8)  # K <= 255 is checked by the caller
+        t = below[:m]
+        for bit in range(7, -1, -1):
+            cand = res | np.uint8(1 << bit)
+            cnt[:] = 0
+            for j in range(k):
+                np.less(blk[j], cand, out=t)
+                cnt += t
+            res = np.where(cnt <= kth, cand, res)
+        out[a:a + m] = res
+    return out
+
+
+def _sq_dist(img: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """Squared Euclidean colour distance ``(H, W) float32`` (grey levels^2) between two uint8 images."""
+    diff = cv2.absdiff(img, bg)
+    sq = cv2.multiply(diff, diff, dtype=cv2.CV_32F)
+    if sq.ndim == 3:
+        sq = cv2.transform(sq, np.ones((1, sq.shape[2]), np.float32))
+    return sq
+
 
 class BackgroundDetector:
-    """Background subtraction (OpenCV MOG2) for static cameras; needs no weights.
+    """Frozen background subtraction for static cameras; needs no weights.
+
+    The decision rule is OpenCV MOG2's (a pixel is foreground when its squared
+    colour distance to the background exceeds ``var_threshold`` times the
+    pixel's noise variance, with the variance clipped to MOG2's
+    ``[var_min, var_max]``), but the background model is *frozen*: it is
+    estimated once from a fixed sample of the whole video and never updated.
+
+    Why not ``cv2.BackgroundSubtractorMOG2`` with ``learningRate=0``: that is
+    not frozen. Its mode re-sorting swaps equal-weight modes on every match
+    and a non-matching pixel replaces the weakest mode, so masks depend on
+    which frames were applied before (measured on TUD-Campus: a pixel that
+    flips on every application of the same frame; chunked vs one-chunk masks
+    differing in 1505 px, 4527 px on Pose2Sim cam01). Chunk independence
+    needs a model that is a pure function of the priming sample.
 
     Algorithm, per call of :meth:`detect_chunk`:
 
-    1. **Prime** a ``cv2.createBackgroundSubtractorMOG2(history, var_threshold,
-       detectShadows=False)`` on ``n_prime`` video frames sampled evenly over the
-       *whole* video (``round(linspace(0, n_frames - 1, n_prime))``; the same set
-       whatever the chunk, independent of ``frame_offset``), with OpenCV's
-       automatic learning rate.
-    2. **Apply** it to the chunk's frames with ``learningRate=0``: the background
-       model is *frozen*, so every frame's mask depends only on that frame and
-       the priming sample. This makes chunks independent and one-chunk == many
-       chunks exactly. It is correct for static cameras under constant
-       lighting; slow lighting changes or objects that stop for a large part of
-       the video (they enter the background if present in more than ~10% of the
-       priming frames at a pixel) are not handled. Adaptive learning is a later
-       option.
+    1. **Prime** on ``K = n_prime`` video frames sampled evenly over the
+       *whole* video (``round(linspace(0, n_frames - 1, K))``; the same set
+       whatever the chunk, independent of ``frame_offset``):
+       background ``B`` = per-pixel, per-channel (lower) temporal median;
+       noise ``sigma^2`` = per-pixel median over the sample of ``|I_k - B|^2``
+       divided by the median of a chi-square with C (channels) degrees of
+       freedom (a robust variance: objects present in fewer than half the
+       priming frames at a pixel affect neither), clipped to
+       ``[var_min, var_max]``. Cached per video, so a process that runs
+       several chunks primes once.
+    2. **Classify** each chunk frame: foreground where
+       ``sum_c (I_c - B_c)^2 > var_threshold * sigma^2``. Every frame's mask
+       depends only on that frame and the priming sample, so a video gives
+       identical detections as one chunk or many. Correct for static cameras
+       and lighting; lighting changes, camera motion or objects that stay
+       put for more than half the video (they become background) are not
+       handled. Adaptive learning is a later option.
     3. Morphological **open** (``open_px``, removes speckle) then **close**
        (``close_px``, fills holes / joins fragments) with elliptical kernels of
        that diameter in px (0 or 1 = skip).
@@ -210,33 +271,31 @@ class BackgroundDetector:
        ``x1 = x, y1 = y, x2 = x + w, y2 = y + h`` (px, pixel-corner convention).
     5. **confidence** = ``1 - exp(-c / contrast_scale)`` where ``c`` is the mean,
        over the component's pixels, of the Euclidean colour distance (grey
-       levels, over channels) between the frame and the primed background image
-       (``getBackgroundImage()``). A component at MOG2's detection threshold
-       (~4 sigma, about 15 grey levels) scores ~0.4 with the default scale of 30;
-       a high-contrast object (c >= 90) scores >= 0.95. ``class_id`` = 0.
+       levels) between the frame and ``B``. A blob at the detection threshold
+       of a quiet pixel (``sqrt(16 * 4) = 8`` grey levels) scores 0.23 with the
+       default scale of 30; 30 grey levels score 0.63; >= 90 score >= 0.95.
+       ``class_id`` = 0.
 
     Parameters (keys of the config's ``detect`` section; defaults in
-    :attr:`DEFAULTS`; ``history`` and ``var_threshold`` default to OpenCV's
-    own defaults):
+    :attr:`DEFAULTS`; ``var_threshold``, ``var_min`` and ``var_max`` are
+    OpenCV MOG2's defaults):
 
-    - ``history`` (int >= 1, 500): MOG2 history in frames. While priming, the
-      learning rate is ``1/min(k, history)`` for the k-th priming frame, so with
-      ``n_prime <= history`` the background is a running average over all
-      priming frames.
     - ``var_threshold`` (float > 0, 16): squared Mahalanobis distance above
-      which a pixel is foreground.
-    - ``n_prime`` (int >= 1, 50): number of priming frames (all frames if the
-      video is shorter).
+      which a pixel is foreground (MOG2 ``varThreshold``; 16 = 4 sigma).
+    - ``var_min`` / ``var_max`` (float > 0, 4 / 75): bounds of the per-pixel
+      noise variance, grey levels^2 (MOG2 ``varMin`` / ``varMax``).
+    - ``n_prime`` (int in [1, 255], 50): number of priming frames (all frames if
+      the video is shorter). Priming holds them in memory:
+      ``n_prime * H * W * C`` bytes (~313 MB for 50 frames of 1088x1920 BGR).
     - ``min_area`` (int >= 1, 20) / ``max_area`` (int or None, None): component
       area bounds in px.
     - ``open_px`` (int >= 0, 3) / ``close_px`` (int >= 0, 5): morphology kernel
       diameters in px.
     - ``grayscale`` (true / false / "auto", "auto"): model grey levels instead of
       BGR. ``"auto"`` uses grey when the first priming frame has (almost) equal
-      channels (a greyscale video stored as colour), which is ~3x faster and
-      identical in result for such videos.
-    - ``contrast_scale`` (float > 0, 30.0): grey levels of mean contrast giving
-      confidence ``1 - 1/e`` (0.63).
+      channels (a greyscale video stored as colour): ~3x faster, same result.
+    - ``contrast_scale`` (float > 0, 30.0): mean contrast in grey levels that
+      gives confidence ``1 - 1/e`` (0.63).
 
     Raises :class:`~mctrack.errors.InputError` (field ``detect.<key>``) on an
     unknown key or a bad value, at construction.
@@ -244,8 +303,9 @@ class BackgroundDetector:
 
     backend = "background"
     DEFAULTS: dict[str, Any] = {
-        "history": 500,
         "var_threshold": 16.0,
+        "var_min": 4.0,
+        "var_max": 75.0,
         "n_prime": 50,
         "min_area": 20,
         "max_area": None,
@@ -261,9 +321,10 @@ class BackgroundDetector:
 
     def __init__(self, cfg: dict | None = None):
         p = _merge_defaults(cfg, self.backend, self.DEFAULTS)
-        p["history"] = _int(p, "history", 1)
         p["var_threshold"] = _float(p, "var_threshold", 0.0, lo_open=True)
-        p["n_prime"] = _int(p, "n_prime", 1)
+        p["var_min"] = _float(p, "var_min", 0.0, lo_open=True)
+        p["var_max"] = _float(p, "var_max", p["var_min"])
+        p["n_prime"] = _int(p, "n_prime", 1, 255)
         p["min_area"] = _int(p, "min_area", 1)
         if p["max_area"] is not None:
             p["max_area"] = _int(p, "max_area", p["min_area"])
@@ -276,9 +337,7 @@ class BackgroundDetector:
         self.params = p
         self._open = self._kernel(p["open_px"])
         self._close = self._kernel(p["close_px"])
-        # primed (frozen) models, keyed by video identity: learningRate=0 never changes the model,
-        # so a primed model can be reused for every chunk of that video in this process.
-        self._cache: dict[tuple, tuple[cv2.BackgroundSubtractorMOG2, np.ndarray, bool]] = {}
+        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, bool]] = {}
 
     @staticmethod
     def _kernel(d: int) -> np.ndarray | None:
@@ -296,11 +355,10 @@ class BackgroundDetector:
         k = min(self.params["n_prime"], n_frames)
         return np.unique(np.round(np.linspace(0, n_frames - 1, k)).astype(np.int64))
 
-    def _read_prime_frames(self, video: Path, n_frames: int) -> list[np.ndarray]:
+    def _iter_prime_frames(self, video: Path, n_frames: int):
         idx = self.prime_indices(n_frames)
-        out: list[np.ndarray] = []
         if len(idx) == 0:
-            return out
+            return
         gap = int(np.max(np.diff(idx))) if len(idx) > 1 else 1
         if gap <= self.SEQUENTIAL_GAP:
             cap = cv2.VideoCapture(str(video))
@@ -312,13 +370,13 @@ class BackgroundDetector:
                     if i in want:
                         ok, img = cap.retrieve()
                         if ok:
-                            out.append(img)
+                            yield img
             finally:
                 cap.release()
         else:
             for i in idx.tolist():
-                out.extend(img for _, img in read_frames(video, i, i + 1))
-        return out
+                for _, img in read_frames(video, i, i + 1):
+                    yield img
 
     def _to_model(self, img: np.ndarray, grey: bool) -> np.ndarray:
         if grey and img.ndim == 3:
@@ -332,14 +390,17 @@ class BackgroundDetector:
         tol = self.GREY_TOLERANCE
         return int(cv2.absdiff(b, g).max()) <= tol and int(cv2.absdiff(g, r).max()) <= tol
 
-    def primed_model(self, video: str | os.PathLike) -> tuple[cv2.BackgroundSubtractorMOG2, np.ndarray, bool]:
-        """Return ``(mog2, background, grey)`` primed on ``video``'s priming sample.
+    def primed_model(self, video: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Return the frozen model ``(background, threshold, grey)`` of ``video``.
 
-        ``background`` is the model's background image (``(H, W) uint8`` if
-        ``grey`` else ``(H, W, 3) uint8`` BGR). Cached per video (path, size,
-        modification time) and parameters; callers must apply the model with
-        ``learningRate=0`` only. Raises :class:`~mctrack.errors.InputError` if the
-        video is missing, unreadable or has no decodable frame.
+        ``background``: ``(H, W) uint8`` grey if ``grey`` else ``(H, W, 3) uint8``
+        BGR, the per-pixel temporal median of the priming sample.
+        ``threshold``: ``(H, W) float32``, ``var_threshold * sigma^2`` in grey
+        levels^2 (a pixel is foreground when its squared colour distance to
+        ``background`` exceeds it). ``grey``: whether frames are modelled in grey.
+        Cached per video (path, size, modification time). Raises
+        :class:`~mctrack.errors.InputError` if the video is missing, unreadable
+        or has no decodable frame.
         """
         video = Path(video)
         info = video_info(video)
@@ -354,33 +415,51 @@ class BackgroundDetector:
             while cap.grab():
                 n += 1
             cap.release()
-        frames = self._read_prime_frames(video, n)
-        if not frames:
+        p = self.params
+        stack = None
+        k = 0
+        grey = False
+        for img in self._iter_prime_frames(video, n):
+            if stack is None:
+                grey = self._is_grey(img) if p["grayscale"] == "auto" else bool(p["grayscale"])
+                first = self._to_model(img, grey)
+                stack = np.empty((len(self.prime_indices(n)), *first.shape), np.uint8)
+            stack[k] = self._to_model(img, grey)
+            k += 1
+        if stack is None or k == 0:
             raise InputError(video, None, "no frame could be decoded for background priming",
                              "check the video (re-encode it as H.264 .mp4)")
-        p = self.params
-        grey = self._is_grey(frames[0]) if p["grayscale"] == "auto" else bool(p["grayscale"])
-        mog = cv2.createBackgroundSubtractorMOG2(history=p["history"], varThreshold=p["var_threshold"],
-                                                 detectShadows=False)
-        for img in frames:
-            mog.apply(self._to_model(img, grey), learningRate=-1)
-        bg = mog.getBackgroundImage()
-        if grey and bg.ndim == 3:
-            bg = cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY)
-        self._cache = {key: (mog, bg, grey)}  # keep one video: the models hold full-size float images
+        stack = stack[:k]
+        shape = stack.shape[1:]
+        chans = 1 if len(shape) == 2 else shape[2]
+        bg = _lower_median_u8(stack.reshape(k, -1)).reshape(shape)
+        # robust noise: per-pixel median of the colour distance to bg, quantised to 1/4 grey level
+        # (saturating at 63.75, far above sqrt(var_max)); written over each frame's first H*W bytes.
+        flat = stack.reshape(k, -1)
+        npx = shape[0] * shape[1]
+        for j in range(k):
+            d = cv2.sqrt(_sq_dist(stack[j], bg))
+            q = np.minimum(np.rint(d * 4.0), 255.0).astype(np.uint8)
+            flat[j, :npx] = q.reshape(-1)
+        med = _lower_median_u8(flat[:, :npx]).reshape(shape[:2]).astype(np.float32) / 4.0
+        var = np.clip(med * med / _CHI2_MEDIAN[chans], p["var_min"], p["var_max"])
+        thr = (var * p["var_threshold"]).astype(np.float32)
+        self._cache = {key: (bg, thr, grey)}  # keep one video only
         return self._cache[key]
 
     # -- per frame -----------------------------------------------------------
 
-    def detect_frame(self, mog: cv2.BackgroundSubtractorMOG2, background: np.ndarray,
+    def detect_frame(self, background: np.ndarray, threshold: np.ndarray,
                      image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Detect foreground blobs in one model-space image with a frozen, primed model.
+        """Detect foreground blobs in one model-space image with the frozen model.
 
-        ``image`` is ``(H, W)`` or ``(H, W, 3) uint8`` matching ``background``.
-        Returns ``(boxes, confidence)``: ``(N, 4) float32`` xyxy px and
-        ``(N,) float32`` in ``[0, 1]``, in component-label (raster) order.
+        ``image`` is ``(H, W)`` or ``(H, W, 3) uint8`` matching ``background``;
+        ``threshold`` ``(H, W) float32`` (see :meth:`primed_model`). Returns
+        ``(boxes, confidence)``: ``(N, 4) float32`` xyxy px and ``(N,) float32``
+        in ``[0, 1]``, in component-label (raster) order.
         """
-        mask = mog.apply(image, learningRate=0)
+        d2 = _sq_dist(image, background)
+        mask = cv2.compare(d2, threshold, cv2.CMP_GT)
         if self._open is not None:
             mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
         if self._close is not None:
@@ -392,21 +471,16 @@ class BackgroundDetector:
             keep &= area <= self.params["max_area"]
         if not keep.any():
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        # mean colour distance to the background per component (vectorised with bincount over fg pixels)
-        flat = labels.ravel()
+        # mean colour distance per component: bincount over the foreground pixels only
+        flat = labels.reshape(-1)
         fg = np.flatnonzero(flat)
-        lab = flat[fg]
-        chans = 1 if image.ndim == 2 else image.shape[2]
-        diff = (image.reshape(-1, chans)[fg].astype(np.int16)
-                - background.reshape(-1, chans)[fg].astype(np.int16)).astype(np.float32)
-        dist = np.sqrt((diff * diff).sum(axis=1)) if chans > 1 else np.abs(diff[:, 0])
-        sums = np.bincount(lab, weights=dist, minlength=n)[1:]
+        dist = np.sqrt(d2.reshape(-1)[fg], dtype=np.float32)
+        sums = np.bincount(flat[fg], weights=dist, minlength=n)[1:]
         contrast = sums / np.maximum(area, 1)
         conf = 1.0 - np.exp(-contrast / self.params["contrast_scale"])
         s = stats[1:][keep].astype(np.float32)
-        x, y, w, h = (s[:, cv2.CC_STAT_LEFT], s[:, cv2.CC_STAT_TOP],
-                      s[:, cv2.CC_STAT_WIDTH], s[:, cv2.CC_STAT_HEIGHT])
-        boxes = np.stack([x, y, x + w, y + h], axis=1)
+        x, y = s[:, cv2.CC_STAT_LEFT], s[:, cv2.CC_STAT_TOP]
+        boxes = np.stack([x, y, x + s[:, cv2.CC_STAT_WIDTH], y + s[:, cv2.CC_STAT_HEIGHT]], axis=1)
         return boxes, conf[keep].astype(np.float32)
 
     def detect_chunk(self, video: str | os.PathLike, start: int, stop: int, camera_id: str,
@@ -414,16 +488,16 @@ class BackgroundDetector:
         """Detect foreground blobs in session frames ``start <= f < stop`` of ``video``.
 
         Returns a DETECTION table (``frame`` = video frame - ``frame_offset``;
-        boxes ``(N, 4)`` float32 xyxy px; ``class_id`` 0). Primes the background
-        model on the whole video's priming sample first (cached per video).
-        Raises :class:`~mctrack.errors.InputError` for a missing/unreadable video
-        or a bad chunk.
+        boxes ``(N, 4)`` float32 xyxy px; ``class_id`` 0). Primes the frozen
+        background model on the whole video's priming sample first (cached per
+        video). Raises :class:`~mctrack.errors.InputError` for a
+        missing/unreadable video or a bad chunk.
         """
         _check_chunk(video, start, stop, frame_offset)
-        mog, bg, grey = self.primed_model(video)
+        bg, thr, grey = self.primed_model(video)
         frames, boxes, confs, classes = [], [], [], []
         for f, img in read_frames(video, start, stop, frame_offset):
-            b, c = self.detect_frame(mog, bg, self._to_model(img, grey))
+            b, c = self.detect_frame(bg, thr, self._to_model(img, grey))
             frames.append(np.full(len(b), f, np.int64))
             boxes.append(b)
             confs.append(c)

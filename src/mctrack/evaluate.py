@@ -1,4 +1,12 @@
-"""Evaluation of per-camera 2D tracking against MOTChallenge ground truth.
+"""Evaluation against ground truth: per-camera 2D tracking, cross-camera identity, 3D error.
+
+2D (:func:`evaluate_2d`): HOTA / IDF1 / MOTA of each camera's tracklets against
+its MOTChallenge ``gt.txt``. Cross-camera (:func:`association_purity`): whether
+the tracklets given one global id show one ground-truth target. 3D
+(:func:`evaluate_3d`): position error and identity consistency of the
+triangulated global ids against 3D ground truth (the synthetic scene).
+:func:`evaluate_session` runs all that apply; :func:`main_subject_consistency`
+reports identity consistency on real footage without ground truth.
 
 Metrics come from TrackEval's metric classes (``trackeval.metrics.HOTA``,
 ``CLEAR``, ``Identity``; Luiten et al., IJCV 2021, the MOTChallenge reference
@@ -26,7 +34,8 @@ from scipy.optimize import linear_sum_assignment
 
 from .errors import InputError
 
-__all__ = ["read_mot_gt", "evaluate_2d", "box_iou", "INCLUDE_COASTED"]
+__all__ = ["INCLUDE_COASTED", "association_purity", "box_iou", "evaluate_2d", "evaluate_3d", "evaluate_session",
+           "main_subject_consistency", "read_gt3d", "read_mot_gt", "write_metrics"]
 
 #: Accepted values of ``include_coasted`` in :func:`evaluate_2d`.
 INCLUDE_COASTED = ("none", "bridged", "all")
@@ -314,3 +323,191 @@ def evaluate_2d(tracklets: pd.DataFrame, gt: pd.DataFrame | Mapping[str, pd.Data
                              "read ground truth with read_mot_gt")
     by_cam = {str(k): v for k, v in tr.groupby("camera_id", sort=True)}
     return {cam: _eval_camera(by_cam.get(cam, tr.iloc[:0]), g) for cam, g in gts.items()}
+
+
+# ---------------------------------------------------------------------------
+# cross-camera identity and 3D
+# ---------------------------------------------------------------------------
+
+
+def read_gt3d(path: str | os.PathLike) -> pd.DataFrame:
+    """Read 3D ground truth CSV ``frame,target_id,x,y,z`` (0-based frames, world units).
+
+    Raises :class:`~mctrack.errors.InputError` when the file or a column is missing.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, None, "3D ground truth not found", "run the simulate rule or fix the path")
+    gt = pd.read_csv(path)
+    for col in ("frame", "target_id", "x", "y", "z"):
+        if col not in gt.columns:
+            raise InputError(path, f"column '{col}'", "missing", "write a header frame,target_id,x,y,z")
+    return gt
+
+
+def _match_votes(rows: pd.DataFrame, a_id: str, b_id: str) -> dict:
+    """One-to-one map ``a_id -> b_id`` maximising co-occurring rows (Hungarian on the vote matrix)."""
+    if rows.empty:
+        return {}
+    votes = pd.crosstab(rows[a_id], rows[b_id])
+    r, c = linear_sum_assignment(-votes.to_numpy())
+    return {votes.index[i]: votes.columns[j] for i, j in zip(r, c) if votes.iat[i, j] > 0}
+
+
+def evaluate_3d(points: pd.DataFrame, gt3d: pd.DataFrame, match_distance: float = 0.05) -> dict:
+    """3D accuracy and identity of triangulated global ids against 3D ground truth.
+
+    Each 3D point (POINTS3D row) is paired with the nearest GT target of its
+    frame when closer than ``match_distance`` (world units). Global ids are
+    mapped one-to-one to GT targets maximising the number of such pairs
+    (Hungarian). Returns (distances in world units, m):
+
+    - ``median_error_m``, ``p90_error_m``: distance of each mapped global id's
+      points to its target, over all frames where both exist (no gating);
+    - ``coverage``: fraction of GT target-frames for which the target's mapped
+      global id has a point within ``match_distance``;
+    - ``id_consistency``: of the points near some target, the fraction whose
+      global id is the one mapped to that target (1 = no identity confusion);
+    - ``false_point_fraction``: points farther than ``match_distance`` from every target;
+    - ``n_targets``, ``n_global_ids_3d``, ``n_points``.
+    """
+    gt = gt3d.rename(columns={"x": "gx", "y": "gy", "z": "gz"})
+    pairs = points[["frame", "global_id", "x", "y", "z"]].merge(gt, on="frame")
+    pairs["dist"] = np.linalg.norm(pairs[["x", "y", "z"]].to_numpy() - pairs[["gx", "gy", "gz"]].to_numpy(), axis=1)
+    nearest = pairs.loc[pairs.groupby(["frame", "global_id"])["dist"].idxmin()] if len(pairs) else pairs
+    near = nearest[nearest["dist"] < match_distance]
+    gid_to_target = _match_votes(near, "global_id", "target_id")
+    mapped = pairs[pairs["global_id"].map(gid_to_target) == pairs["target_id"]]
+    covered = mapped[mapped["dist"] < match_distance].drop_duplicates(["frame", "target_id"])
+    consistent = (near["global_id"].map(gid_to_target) == near["target_id"]).mean() if len(near) else np.nan
+    return {
+        "median_error_m": float(mapped["dist"].median()) if len(mapped) else float("nan"),
+        "p90_error_m": float(mapped["dist"].quantile(0.9)) if len(mapped) else float("nan"),
+        "coverage": float(len(covered) / max(len(gt), 1)),
+        "id_consistency": float(consistent),
+        "false_point_fraction": float(1 - len(near) / len(points)) if len(points) else float("nan"),
+        "n_targets": int(gt["target_id"].nunique()),
+        "n_global_ids_3d": int(points["global_id"].nunique()),
+        "n_points": int(len(points)),
+    }
+
+
+def association_purity(tracklets: pd.DataFrame, association: pd.DataFrame, gt2d: Mapping[str, pd.DataFrame]) -> dict:
+    """Cross-camera identity against per-camera 2D ground truth with shared target ids.
+
+    Each detected tracklet row is labelled with the GT id of the box it
+    overlaps best (IoU >= 0.5, :data:`IOU_THRESHOLD`) in its camera's ground
+    truth. Returns:
+
+    - ``purity``: fraction of labelled rows whose GT id is the majority GT id of
+      their global id (1 = no global id mixes targets);
+    - ``ids_per_target``: mean number of multi-camera global ids that carry
+      each GT target (1 = each target has one global id across cameras);
+    - ``n_multi_camera_ids``: global ids linked across ≥ 2 cameras.
+    Only meaningful when GT ids denote the same target in every camera (true
+    for the synthetic scene).
+    """
+    rows = tracklets[tracklets["frame_status"] == "detected"].merge(
+        association[["camera_id", "track_id", "global_id", "n_linked_cameras"]], on=["camera_id", "track_id"])
+    labelled = []
+    for cam, gt in gt2d.items():
+        r = rows[rows["camera_id"] == cam].reset_index(drop=True)
+        g = gt[gt["conf"] > 0].reset_index(drop=True)
+        m = r.reset_index().merge(g.reset_index(), on="frame", suffixes=("", "_gt"))
+        if m.empty:
+            continue
+        a = m[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
+        b = m[["x1_gt", "y1_gt", "x2_gt", "y2_gt"]].to_numpy(np.float64)
+        lo, hi = np.maximum(a[:, :2], b[:, :2]), np.minimum(a[:, 2:], b[:, 2:])
+        inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
+        union = np.prod(a[:, 2:] - a[:, :2], axis=1) + np.prod(b[:, 2:] - b[:, :2], axis=1) - inter
+        m["iou"] = inter / np.maximum(union, 1e-9)
+        best = m.loc[m.groupby("index")["iou"].idxmax()]
+        best = best[best["iou"] >= IOU_THRESHOLD]
+        labelled.append(best[["global_id", "n_linked_cameras", "id"]])
+    if not labelled:
+        return {"purity": float("nan"), "ids_per_target": float("nan"), "n_multi_camera_ids": 0}
+    lab = pd.concat(labelled, ignore_index=True)
+    majority = lab.groupby("global_id")["id"].agg(lambda s: s.value_counts().index[0])
+    purity = float((lab["id"].to_numpy() == lab["global_id"].map(majority).to_numpy()).mean())
+    multi = lab[lab["n_linked_cameras"] >= 2]
+    per_target = multi.assign(major=multi["global_id"].map(majority))
+    per_target = per_target[per_target["major"] == per_target["id"]].groupby("id")["global_id"].nunique()
+    return {"purity": purity, "ids_per_target": float(per_target.mean()) if len(per_target) else float("nan"),
+            "n_multi_camera_ids": int(multi["global_id"].nunique())}
+
+
+def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.PathLike], association: pd.DataFrame,
+                     points: pd.DataFrame, gt3d_path: str | os.PathLike | None, cfg: Mapping | None = None) -> dict:
+    """All metrics that the available ground truth allows, as one JSON-able dict.
+
+    ``cfg`` is the config's ``evaluate`` section (``include_coasted``,
+    ``match_distance_3d``). Returns ``{"cameras": {camera: 2D metrics},
+    "association": association_purity(...) (when ≥ 2 cameras have GT),
+    "tracking_3d": evaluate_3d(...) (when 3D GT is given), "summary": {...}}``.
+    """
+    cfg = dict(cfg or {})
+    gts = {cam: read_mot_gt(p) for cam, p in gt2d_paths.items()}
+    out: dict = {"cameras": evaluate_2d(tracklets, gts, cfg.get("include_coasted", "bridged")) if gts else {}}
+    if len(gts) >= 2:
+        out["association"] = association_purity(tracklets, association, gts)
+    if gt3d_path:
+        out["tracking_3d"] = evaluate_3d(points, read_gt3d(gt3d_path), cfg.get("match_distance_3d", 0.05))
+    cams = out["cameras"].values()
+    summary = {f"mean_{k}": float(np.mean([c[k] for c in cams])) for k in ("HOTA", "IDF1", "MOTA") if cams}
+    if "tracking_3d" in out:
+        summary.update({f"3d_{k}": out["tracking_3d"][k] for k in ("median_error_m", "coverage", "id_consistency")})
+    if "association" in out:
+        summary["association_purity"] = out["association"]["purity"]
+    out["summary"] = summary
+    return out
+
+
+def write_metrics(metrics: dict, json_path: str | os.PathLike, tsv_path: str | os.PathLike) -> None:
+    """Write ``metrics`` as JSON and as a flat ``section, key, value`` TSV (atomically)."""
+    import json
+
+    from .errors import atomic_path
+
+    rows = []
+    for section, val in metrics.items():
+        if section == "cameras":
+            rows += [(f"camera {cam}", k, v) for cam, m in val.items() for k, v in m.items()]
+        else:
+            rows += [(section, k, v) for k, v in val.items()]
+    with atomic_path(json_path) as tmp:
+        Path(tmp).write_text(json.dumps(metrics, indent=2, default=float))
+    with atomic_path(tsv_path) as tmp:
+        pd.DataFrame(rows, columns=["section", "metric", "value"]).to_csv(tmp, sep="\t", index=False)
+
+
+def main_subject_consistency(session: dict, n_subjects: int = 2) -> dict:
+    """Identity consistency of the most-triangulated global ids, without ground truth.
+
+    ``session`` is :func:`mctrack.session.read_session`'s dict. For the
+    ``n_subjects`` global ids with the most triangulated frames, reports the
+    frames (of all ``T``) in which the id is triangulated, triangulated from
+    ≥ 3 cameras and from every camera, and per camera the frames with a box of
+    that id. A subject that keeps one global id across cameras has high counts
+    everywhere; identity switches or missed links show as low counts and as
+    extra global ids.
+    """
+    n_cam = session["n_cameras"]
+    T, K = n_cam.shape
+    tri = (n_cam >= 2).sum(0)
+    top = np.argsort(-tri, kind="stable")[:n_subjects]
+    C = len(session["camera_names"])
+    subjects = []
+    for k in top:
+        subjects.append({
+            "global_id": int(k),
+            "frames_triangulated": int(tri[k]),
+            "frames_with_3plus_cameras": int((n_cam[:, k] >= 3).sum()),
+            "frames_with_all_cameras": int((n_cam[:, k] >= C).sum()),
+            "frames_with_box_per_camera": {cam: int(np.isfinite(session["bboxes"][cam][:, k, 0]).sum())
+                                           for cam in session["camera_names"]},
+            "median_reprojection_error_px": float(np.nanmedian(session["reprojection_residual"][:, k]))
+            if tri[k] else float("nan"),
+        })
+    return {"n_frames": int(T), "n_global_ids": int(K), "n_global_ids_triangulated": int((tri > 0).sum()),
+            "subjects": subjects}

@@ -55,6 +55,7 @@ __all__ = [
     "simulate_trajectories",
     "headings_from_trajectories",
     "render_camera",
+    "camera_rng",
     "run_simulation",
     "GT2D_DTYPE",
 ]
@@ -258,6 +259,11 @@ def make_rig(camera_names: list[str], cfg: SimulationConfig) -> list[Camera]:
     for i, name in enumerate(names):
         C = centre + dist[i] * np.array([np.cos(el[i]) * np.cos(az[i]), np.cos(el[i]) * np.sin(az[i]), np.sin(el[i])])
         R = _look_at(C, aim[i], roll[i])
+        for _ in range(3):  # re-aim at the middle of the tank's image so it can fill the frame evenly
+            xc = (corners - C) @ R.T
+            xy = xc[:, :2] / xc[:, 2:3]
+            mid = (xy.min(axis=0) + xy.max(axis=0)) / 2
+            R = _look_at(C, C + R.T @ np.array([mid[0], mid[1], 1.0]), roll[i])
         t = -R @ C
         xc = corners @ R.T + t
         xy = xc[:, :2] / xc[:, 2:3]
@@ -266,7 +272,8 @@ def make_rig(camera_names: list[str], cfg: SimulationConfig) -> list[Camera]:
         dist_c = np.array([k1[i], k2[i], p12[i, 0], p12[i, 1], 0.0])
         cam = Camera(name=name, K=K, dist=dist_c, rvec=cv2.Rodrigues(R)[0].ravel(), tvec=t, size=(W, H))
         uv = cam.project(corners)
-        assert np.all(np.isfinite(uv)) and np.all(uv >= 0) and np.all(uv <= [W, H]), "tank not fully in view"
+        if not (np.all(np.isfinite(uv)) and np.all(uv >= 0) and np.all(uv <= [W, H])):  # pragma: no cover
+            raise RuntimeError(f"simulated camera {name} does not see the whole tank (internal error)")
         cams.append(cam)
     return cams
 
@@ -282,15 +289,19 @@ def simulate_trajectories(cfg: SimulationConfig) -> np.ndarray:
     """Smooth 3D fish-like motion of ``cfg.n_targets`` targets in the tank.
 
     Model (integrated at ``dt = 1/fps``, vectorised over targets, after a 3 s
-    warm-up): forward speed ``s`` relaxes to ``mean_speed`` (time constant 2 s)
-    driven by a smooth Ornstein–Uhlenbeck acceleration (std of ``s`` ≈ 25 % of
-    the mean, clipped to 0.3–2.5×); yaw turns at an OU turning rate (std 0.9
-    rad/s, correlation 0.7 s); pitch follows an OU target (std 0.2 rad) and is
-    limited to ±0.7 rad. Walls, floor, water surface and other targets repel
-    a point 0.6 s ahead of each target; the repulsion steers yaw and pitch
-    toward the escape direction, which keeps every body (centre ≥ half a body
-    length + 1 cm from each face) inside the tank without collisions in
-    practice. A final clip to that inner box is only a safety net.
+    warm-up), per target: forward speed ``s`` relaxes to ``mean_speed``
+    (time constant 2 s) driven by a smooth Ornstein–Uhlenbeck acceleration
+    (std of ``s`` ≈ 0.3 × mean, clipped to 0.3–2.5 × mean); the yaw rate is an
+    OU process (std 0.9 rad/s, correlation 0.7 s, |rate| <= 5 rad/s); pitch
+    follows an OU target (std 0.2 rad) and stays within ±0.7 rad. Walls, floor,
+    water surface and other targets repel a look-ahead point 0.8 s ahead; the
+    repulsion steers the yaw rate (second order, so heading and velocity stay
+    smooth) and the pitch toward the escape direction and slows a target that
+    heads into a wall; bodies closer than one body length are also pushed
+    apart sideways. This keeps every body centre >= half a body length + 1 cm
+    from each face of the tank (the whole body in the water); a final clip to
+    that inner box is only a safety net and does not engage in practice.
+    Accelerations stay below ~3 m/s² for the defaults.
 
     Returns ``(n_frames, n_targets, 3) float64`` world positions in m of the
     body centres (world origin at the centre of the tank floor, ``z`` up).
@@ -306,12 +317,13 @@ def simulate_trajectories(cfg: SimulationConfig) -> np.ndarray:
     hi = np.array([X / 2 - m, Y / 2 - m, Z - m])
     band = np.array([0.15, 0.15, 0.08]) * np.clip(np.array([X, Y, Z * 2]) / 1.0, 0.5, 1.0)
     # OU parameters
-    tau_a, sig_s, tau_s = 0.5, 0.25 * mu, 2.0
+    tau_a, sig_s, tau_s = 0.5, 0.4 * mu, 2.0
     sig_a = sig_s * np.sqrt(2.0 / (tau_a * tau_s) * (1.0 + tau_a / tau_s))  # stationary std of s ≈ sig_s
     tau_w, sig_w = 0.7, 0.9
     tau_th, sig_th, tau_pitch = 1.5, 0.2, 0.4
-    k_yaw, k_pitch, lookahead = 5.0, 1.5, 0.6
-    d_rep = 1.5 * cfg.target_length
+    k_yaw, k_pitch, lookahead, w_max = 15.0, 1.5, 0.8, 5.0
+    d_rep, w_rep = 2.0 * cfg.target_length, 1.5
+    d_sep, v_sep = cfg.target_length, 2.0 * mu
 
     p = rng.uniform(lo + band, hi - band, (N, 3)) if np.all(hi - lo > 2 * band) else rng.uniform(lo, hi, (N, 3))
     psi = rng.uniform(-np.pi, np.pi, N)
@@ -326,27 +338,42 @@ def simulate_trajectories(cfg: SimulationConfig) -> np.ndarray:
     for k in range(n_warm + T):
         if k >= n_warm:
             out[k - n_warm] = p
-        xi = rng.standard_normal((4, N))
+        xi = rng.standard_normal((3, N))
         h = np.column_stack([np.cos(theta) * np.cos(psi), np.cos(theta) * np.sin(psi), np.sin(theta)])
         q = p + h * (s * lookahead)[:, None]
         rep = np.clip((band - (q - lo)) / band, 0, None) ** 2 - np.clip((band - (hi - q)) / band, 0, None) ** 2
+        push = 0.0
         if N > 1:
-            diff = p[:, None, :] - p[None, :, :]
+            diff = q[:, None, :] - q[None, :, :]
             dd = np.linalg.norm(diff, axis=2) + np.eye(N)
             strength = np.clip((d_rep - dd) / d_rep, 0, None) ** 2
             np.fill_diagonal(strength, 0.0)
-            rep += 0.5 * np.einsum("ij,ijk->ik", strength / dd, diff)
+            rep += w_rep * np.einsum("ij,ijk->ik", strength / dd, diff)
+            # short-range sideways separation of bodies that still come close (smooth in the positions)
+            diff = p[:, None, :] - p[None, :, :]
+            dd = np.linalg.norm(diff, axis=2) + np.eye(N)
+            strength = np.clip((d_sep - dd) / d_sep, 0, None) ** 2
+            np.fill_diagonal(strength, 0.0)
+            push = v_sep * np.einsum("ij,ijk->ik", strength / dd, diff) * dt
         g = np.hypot(rep[:, 0], rep[:, 1])
         psi_r = np.arctan2(rep[:, 1], rep[:, 0])
-        dpsi = w + k_yaw * np.minimum(g, 1.5) * _wrap(psi_r - psi) * (g > 0)
+        dpsi = _wrap(psi_r - psi)
+        # facing (nearly) away from the escape direction (e.g. into a corner): keep turning the way we
+        # already turn instead of dithering between left and right
+        flip = (np.abs(dpsi) > 2.0) & (np.sign(dpsi) != np.sign(w)) & (np.abs(w) > 0.05)
+        dpsi = np.where(flip, dpsi - np.sign(dpsi) * 2 * np.pi, dpsi)
+        steer = k_yaw * np.minimum(g, 1.5) * dpsi * (g > 0)
         th_des = np.clip(th_n + k_pitch * rep[:, 2], -0.7, 0.7)
         # integrate
-        p = p + h * (s * dt)[:, None]
-        psi = _wrap(psi + dpsi * dt)
+        # slow down while heading into a wall (continuous in all state variables)
+        brake = 1.0 - 0.5 * np.clip(g, 0, 1) * np.clip(-np.cos(dpsi), 0, None)
+        p = p + h * (s * brake * dt)[:, None] + push
+        psi = _wrap(psi + w * dt)
         theta = np.clip(theta + (th_des - theta) * (dt / tau_pitch), -0.7, 0.7)
         s = np.clip(s + (a_s + (mu - s) / tau_s) * dt, 0.3 * mu, 2.5 * mu)
         a_s += -a_s * (dt / tau_a) + sig_a * sq * xi[0]
-        w += -w * (dt / tau_w) + sig_w * np.sqrt(2.0 / tau_w) * sq * xi[1]
+        w += (steer - w / tau_w) * dt + sig_w * np.sqrt(2.0 / tau_w) * sq * xi[1]
+        w = np.clip(w, -w_max, w_max)
         th_n += -th_n * (dt / tau_th) + sig_th * np.sqrt(2.0 / tau_th) * sq * xi[2]
         p = np.clip(p, lo, hi)
     return out
@@ -440,6 +467,25 @@ def _fbm(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, cell: float, oc
     return out * (0.5 / np.sqrt(total))
 
 
+def _rim_mask(camera: Camera, rays: np.ndarray, cfg: SimulationConfig) -> np.ndarray:
+    """``(h, w) bool``: pixels (given their ``(h, w, 2)`` normalised rays) that see the opaque tank rim.
+
+    The rim is a band ``2 % · max(X, Y)`` wide around the top edge of the tank
+    (``z = Z``, just outside the walls). A ray that meets it crossed no water
+    yet, so the rim hides any target behind it (it is a static occluder).
+    """
+    X, Y, Z = cfg.tank_size
+    C = camera.center
+    if C[2] <= Z:
+        return np.zeros(rays.shape[:2], bool)
+    d = np.concatenate([rays, np.ones(rays.shape[:2] + (1,))], axis=2) @ camera.R
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tz = (Z - C[2]) / d[..., 2]
+        P = C + d * tz[..., None]
+        ex = np.maximum(np.abs(P[..., 0]) - X / 2, np.abs(P[..., 1]) - Y / 2)
+        return (tz > 0) & (ex >= 0) & (ex < 0.02 * max(X, Y))
+
+
 def _render_background(camera: Camera, rays: np.ndarray, cfg: SimulationConfig,
                        rng: np.random.Generator) -> np.ndarray:
     """Static background ``(H, W, 3) uint8`` BGR: tank floor and walls, rim, table, room.
@@ -507,10 +553,8 @@ def _render_background(camera: Camera, rays: np.ndarray, cfg: SimulationConfig,
     glass = hit_box & (enter_axis != 2) & (tmin > 0)
     img[glass] *= np.array([0.9, 0.95, 0.9], np.float32)
     # --- rim around the top of the tank (nearest surface for cameras above it)
-    if C[2] > Z:
-        ex = np.maximum(np.abs(Pz[..., 0]) - X / 2, np.abs(Pz[..., 1]) - Y / 2)
-        rim = (tz > 0) & (ex >= 0) & (ex < 0.02 * max(X, Y))
-        img[rim] = (52 + 6 * _fbm(rng, Pz[..., 0], Pz[..., 1], 0.05, 2))[rim, None]
+    rim = _rim_mask(camera, rays, cfg)
+    img[rim] = (52 + 6 * _fbm(rng, Pz[..., 0], Pz[..., 1], 0.05, 2))[rim, None]
     # --- lens vignetting and a little optical blur
     K = camera.K
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -567,7 +611,8 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
     frames : iterator of (H, W, 3) uint8 BGR
         ``T`` frames, rendered lazily: the static textured background, the
         targets as shaded, anti-aliased dark ellipsoids ray-cast through the
-        full camera model (distortion included) and drawn farthest first, then
+        full camera model (distortion included) and drawn farthest first
+        (hidden where the opaque tank rim is in front of them), then
         Gaussian sensor noise (σ = ``cfg.noise_sigma`` grey levels).
     gt : (M,) structured array of :data:`GT2D_DTYPE`
         Computed eagerly, one row per (frame, target) whose silhouette has at
@@ -576,8 +621,8 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
         ``x, y, w, h`` (int px, top-left corner convention, see module
         docstring) of the silhouette pixels inside the image, and
         ``visibility`` = (silhouette pixels inside the image and not hidden by
-        a nearer target) / (all silhouette pixels, counted up to 64 px beyond
-        the image border).
+        a nearer target or the tank rim) / (all silhouette pixels, counted up
+        to 64 px beyond the image border).
 
     Targets with any part behind the camera (``z_cam < 1 cm``) or outside the
     region where the lens model is invertible are skipped for that frame
@@ -619,7 +664,8 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
     umin = np.floor(uv.min(axis=2)).astype(np.int64) - 3
     umax = np.floor(uv.max(axis=2)).astype(np.int64) + 4
 
-    # ---- per-target appearance
+    # ---- static background, then per-target appearance (this order keeps the background independent of N)
+    background = _render_background(camera, rays[M:M + H, M:M + W], cfg, rng)
     light_w = np.array([0.3, -0.2, 1.0])
     light_c = R @ (light_w / np.linalg.norm(light_w))
     albedo = (rng.uniform(52, 75, N)[:, None] * rng.uniform(0.85, 1.15, (N, 3))).astype(np.float32)
@@ -629,7 +675,8 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
     Q_all = np.einsum("ij,tnjk->tnik", R, Q_all)  # camera-frame body axes as columns
 
     Hp, Wp = H + 2 * M, W + 2 * M
-    zbuf = np.full((Hp, Wp), np.inf)
+    zbase = np.where(_rim_mask(camera, rays, cfg) & ray_ok, -np.inf, np.inf)  # the rim hides targets behind it
+    zbuf = zbase.copy()
     label = np.full((Hp, Wp), -1, np.int16)
     gt_rows = []
     draws: list[list[tuple]] = []
@@ -686,17 +733,16 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
                     cols = np.nonzero(sub.any(axis=0))[0]
                     x, y = b0 - M + cols[0], a0 - M + rows[0]
                     gt_rows.append((t, n + 1, x, y, cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1, vis))
-                al = alpha[a0 - i0:a1 - i0, b0 - j0:b1 - j0]
+                al = alpha[a0 - i0:a1 - i0, b0 - j0:b1 - j0] * (zbase[a0:a1, b0:b1] > 0)
                 if al.any():
                     frame_draws.append((zc, a0 - M, b0 - M, al[..., None], col[a0 - i0:a1 - i0, b0 - j0:b1 - j0]))
         for n, i0, i1, j0, j1, *_ in items:
-            zbuf[i0:i1, j0:j1] = np.inf
+            zbuf[i0:i1, j0:j1] = zbase[i0:i1, j0:j1]
             label[i0:i1, j0:j1] = -1
         frame_draws.sort(key=lambda d: -d[0])  # painter's order: farthest first
         draws.append([d[1:] for d in frame_draws])
     gt = np.array(gt_rows, dtype=GT2D_DTYPE)
 
-    background = _render_background(camera, rays[M:M + H, M:M + W], cfg, rng)
     sigma = cfg.noise_sigma
     if sigma > 0:
         bank = np.clip(rng.standard_normal((4, H + 32, W + 32, 3)) * sigma, -4 * sigma, 4 * sigma)
@@ -723,6 +769,11 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
 
 
 # --------------------------------------------------------------------------- driver
+
+
+def camera_rng(cfg: SimulationConfig, index: int) -> np.random.Generator:
+    """The random generator :func:`run_simulation` passes to :func:`render_camera` for camera ``index`` (0-based)."""
+    return np.random.default_rng([cfg.seed, 0x51D, 3, int(index)])
 
 
 def _format_gt2d(gt: np.ndarray) -> str:
@@ -782,8 +833,7 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
     positions = simulate_trajectories(cfg)
     headings = headings_from_trajectories(positions, cfg.fps)
     for i, cam in enumerate(cams):
-        rng = np.random.default_rng([cfg.seed, 0x51D, 3, i])
-        frames, gt = render_camera(cam, positions, headings, cfg, rng)
+        frames, gt = render_camera(cam, positions, headings, cfg, camera_rng(cfg, i))
         with VideoWriter(videos[cam.name], cfg.fps, cfg.width, cfg.height) as writer:
             for img in frames:
                 writer.write(img)

@@ -13,10 +13,13 @@ tracker for one camera and adds what the workflow needs and boxmot does not give
   and coasted (alive but unmatched) tracks.
 - **Probation in the wrapper** (``n_init``): a track is *confirmed* when it has
   been matched to ``n_init`` detections in total, consecutive or not (boxmot's
-  own lifetime rules decide whether it survives the gaps in between). Until then
-  its rows are held back; at confirmation all of them are emitted (backfill),
-  even rows of frames that belong to an earlier chunk. A track that dies during
-  probation emits nothing.
+  own lifetime rules decide whether it survives the gaps in between: OC-SORT
+  keeps a tentative track through up to ``max_coast_frames`` misses, while
+  ByteTrack / BoT-SORT delete a new track that misses the frame after its birth,
+  except for tracks born in the tracker's first frame). Until then its rows are
+  held back; at confirmation all of them are emitted (backfill), even rows of
+  frames that belong to an earlier chunk. A track that dies during probation
+  emits nothing. boxmot's ``min_hits`` is set to 1 and plays no role.
 - **Carried state**: the whole wrapper (boxmot tracker, probation bookkeeping,
   held-back rows, next expected frame) is saved with cloudpickle between chunks,
   so running ``[0, T)`` at once gives exactly the rows of ``[0, a)``, ``[a, b)``,
@@ -47,9 +50,10 @@ import contextlib
 import inspect
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,7 +61,7 @@ import pandas as pd
 from .errors import InputError, atomic_path
 from .tables import DETECTION, FRAME_STATUS, TRACKLET2D, read_table, write_table
 
-__all__ = ["TRACKERS", "TrackerConfig", "Tracker2D", "track_chunk"]
+__all__ = ["TRACKERS", "Tracker2D", "TrackerConfig", "track_chunk"]
 
 # Defaults (documented in TrackerConfig).
 DEFAULT_KIND = "ocsort"
@@ -80,7 +84,7 @@ _RESERVED_PARAMS = frozenset({
 })
 
 
-def _ocsort(cfg: "TrackerConfig"):
+def _ocsort(cfg: TrackerConfig):
     """OC-SORT (Cao et al., CVPR 2023) via ``boxmot.OcSort``.
 
     ``det_thresh`` -> ``det_thresh`` (first-stage / new-track confidence),
@@ -92,12 +96,12 @@ def _ocsort(cfg: "TrackerConfig"):
     """
     from boxmot import OcSort
 
-    kw: dict[str, Any] = dict(det_thresh=cfg.det_thresh, max_age=cfg.max_coast_frames, min_hits=1)
+    kw: dict[str, Any] = {"det_thresh": cfg.det_thresh, "max_age": cfg.max_coast_frames, "min_hits": 1}
     kw.update(cfg.params)
     return OcSort(**kw)
 
 
-def _bytetrack(cfg: "TrackerConfig"):
+def _bytetrack(cfg: TrackerConfig):
     """ByteTrack (Zhang et al., ECCV 2022) via ``boxmot.ByteTrack``.
 
     ``det_thresh`` -> ``track_thresh`` (first-stage and new-track confidence),
@@ -108,13 +112,13 @@ def _bytetrack(cfg: "TrackerConfig"):
     """
     from boxmot import ByteTrack
 
-    kw: dict[str, Any] = dict(track_thresh=cfg.det_thresh, track_buffer=cfg.max_coast_frames, frame_rate=30,
-                              max_age=cfg.max_coast_frames, min_hits=1)
+    kw: dict[str, Any] = {"track_thresh": cfg.det_thresh, "track_buffer": cfg.max_coast_frames, "frame_rate": 30,
+                          "max_age": cfg.max_coast_frames, "min_hits": 1}
     kw.update(cfg.params)
     return ByteTrack(**kw)
 
 
-def _botsort(cfg: "TrackerConfig"):
+def _botsort(cfg: TrackerConfig):
     """BoT-SORT (Aharon et al., 2022) via ``boxmot.BotSort``, motion only.
 
     ``use_embeddings=False`` and ``use_cmc=False``: no ReID weights and no image
@@ -126,9 +130,9 @@ def _botsort(cfg: "TrackerConfig"):
     """
     from boxmot import BotSort
 
-    kw: dict[str, Any] = dict(track_high_thresh=cfg.det_thresh, new_track_thresh=cfg.det_thresh,
-                              track_buffer=cfg.max_coast_frames, frame_rate=30, max_age=cfg.max_coast_frames,
-                              min_hits=1, use_embeddings=False, use_cmc=False)
+    kw: dict[str, Any] = {"track_high_thresh": cfg.det_thresh, "new_track_thresh": cfg.det_thresh,
+                          "track_buffer": cfg.max_coast_frames, "frame_rate": 30, "max_age": cfg.max_coast_frames,
+                          "min_hits": 1, "use_embeddings": False, "use_cmc": False}
     kw.update(cfg.params)
     return BotSort(**kw)
 
@@ -137,7 +141,7 @@ def _botsort(cfg: "TrackerConfig"):
 #: A factory must return a tracker whose internal state :func:`_read_tracker_state`
 #: understands (SORT family with ``active_tracks[i].time_since_update``, or
 #: ByteTrack family with ``active_tracks`` + ``lost_stracks``).
-TRACKERS: dict[str, Callable[["TrackerConfig"], Any]] = {
+TRACKERS: dict[str, Callable[[TrackerConfig], Any]] = {
     "ocsort": _ocsort,
     "bytetrack": _bytetrack,
     "botsort": _botsort,
@@ -207,7 +211,7 @@ class TrackerConfig:
     params: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "TrackerConfig":
+    def from_dict(cls, d: dict | None) -> TrackerConfig:
         """Build and validate a config from the ``track_2d`` mapping of the workflow config.
 
         Missing keys take the defaults above. Raises
@@ -298,13 +302,15 @@ def _build_tracker(cfg: TrackerConfig):
 # reading boxmot's internal state
 # ---------------------------------------------------------------------------
 
-def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Alive tracks of a boxmot tracker right after ``update()`` of one frame.
+def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tracks of a boxmot tracker right after ``update()`` of one frame.
 
-    Returns ``(ids int64 (n,), matched bool (n,), det_row int64 (n,), pred float32 (n, 4))``:
-    ``det_row`` is the row of the matched detection in the ``(N, 6)`` array given
-    to ``update()`` (-1 when unmatched) and ``pred`` the predicted xyxy px box of
-    unmatched tracks (undefined for matched ones).
+    Returns ``(ids int64 (n,), matched bool (n,), visible bool (n,), det_row int64 (n,),
+    pred float32 (n, 4))`` for every track boxmot still holds: ``visible`` marks
+    the tracks that get a row this frame (matched, or coasting within
+    ``max_coast_frames``), ``det_row`` is the row of the matched detection in the
+    ``(N, 6)`` array given to ``update()`` (-1 when unmatched) and ``pred`` the
+    predicted xyxy px box of unmatched tracks (undefined for matched ones).
 
     Access per tracker family (boxmot 25):
 
@@ -312,9 +318,13 @@ def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
       tracks matched in this frame (unmatched tracked tracks are moved to
       ``lost_stracks``, unmatched unconfirmed ones are removed); a track is
       matched iff ``track.frame_id == tracker.frame_count``; ``track.det_ind`` is
-      the detection row. ``lost_stracks`` are the coasted tracks (dropped by
-      boxmot once ``frame_count - frame_id > max_time_lost``); their predicted
+      the detection row. ``lost_stracks`` are the coasted tracks; their predicted
       box is ``track.xyxy`` (Kalman mean after this frame's ``multi_predict``).
+      boxmot marks a lost track *removed* once ``frame_count - frame_id >
+      max_time_lost`` but, because it subtracts the removed list before adding
+      this frame's removals, keeps it in ``lost_stracks`` for one more frame
+      (where it can even be re-activated). Such a track gets no row
+      (``visible=False``) but stays alive for the probation bookkeeping.
     - OC-SORT (SORT family): ``active_tracks``; matched iff
       ``time_since_update == 0`` with row ``det_ind``; otherwise the predicted
       box is ``get_state()`` (prior after ``predict()``; ``update(None)`` keeps
@@ -322,19 +332,22 @@ def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     """
     if hasattr(trk, "lost_stracks"):
         fc = trk.frame_count
+        n_act = len(trk.active_tracks)
         tracks = list(trk.active_tracks) + list(trk.lost_stracks)
         n = len(tracks)
         ids = np.fromiter((t.id for t in tracks), np.int64, n)
-        matched = np.fromiter((i < len(trk.active_tracks) and t.frame_id == fc for i, t in enumerate(tracks)),
-                              bool, n)
+        matched = np.fromiter((i < n_act and t.frame_id == fc for i, t in enumerate(tracks)), bool, n)
+        last = np.fromiter((t.frame_id for t in tracks), np.int64, n)
+        removed = np.fromiter((t.state == t.removed_state for t in tracks), bool, n)
+        visible = matched | (~removed & (fc - last <= trk.max_time_lost))
         det_row = np.full(n, -1, np.int64)
         pred = np.zeros((n, 4), np.float32)
         for i, t in enumerate(tracks):
             if matched[i]:
-                det_row[i] = int(round(float(t.det_ind)))
-            else:
+                det_row[i] = round(float(t.det_ind))
+            elif visible[i]:
                 pred[i] = np.asarray(t.xyxy, dtype=np.float64)[:4]
-        return ids, matched, det_row, pred
+        return ids, matched, visible, det_row, pred
     tracks = list(trk.active_tracks)
     n = len(tracks)
     ids = np.fromiter((t.id for t in tracks), np.int64, n)
@@ -346,7 +359,7 @@ def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
             det_row[i] = int(t.det_ind)
         else:
             pred[i] = np.asarray(t.get_state(), dtype=np.float64).reshape(-1)[:4]
-    return ids, matched, det_row, pred
+    return ids, matched, np.ones(n, bool), det_row, pred
 
 
 # One emitted row, before it becomes a DataFrame row. status: 0 detected, 1 coasted.
@@ -470,7 +483,9 @@ class Tracker2D:
         self._tracker.update(dets, None)
         self.next_frame = frame + 1
 
-        ids, matched, det_row, pred = _read_tracker_state(self._tracker)
+        ids_all, matched, visible, det_row, pred = _read_tracker_state(self._tracker)
+        alive = set(ids_all.tolist())
+        ids, matched, det_row, pred = ids_all[visible], matched[visible], det_row[visible], pred[visible]
         m = len(ids)
         rows = np.empty(m, _ROW)
         rows["track_id"] = ids
@@ -507,14 +522,13 @@ class Tracker2D:
         if is_conf.any():
             self._out.append(rows[is_conf])
         # forget tracks boxmot dropped (a dead track in probation emits nothing)
-        alive = set(ids.tolist())
         for d in (self._hits, self._pending):
             for tid in [t for t in d if t not in alive]:
                 del d[tid]
         self._confirmed &= alive
 
     def update(self, frame: int, dets: pd.DataFrame | None) -> None:
-        """Advance the tracker by one frame; emitted rows accumulate until :meth:`flush` / :meth:`run`.
+        """Advance the tracker by one frame; the rows it emits accumulate until :meth:`flush`.
 
         Parameters
         ----------
@@ -586,15 +600,22 @@ class Tracker2D:
 
     # -- persistence ----------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write the whole wrapper state (boxmot tracker included) with cloudpickle, atomically."""
+        """Write the whole wrapper state with cloudpickle, atomically (via :func:`~mctrack.errors.atomic_path`).
+
+        The state holds the boxmot tracker, the probation bookkeeping and held-back
+        rows, the next expected frame, and rows emitted by :meth:`update` but not
+        yet flushed (:meth:`run` leaves none). cloudpickle also serialises lambdas
+        and closures a tracker may hold (plain ``pickle`` happens to work for the
+        three kinds with boxmot 25.0.0, but not for every boxmot version);
+        reading needs only ``pickle``.
+        """
         import cloudpickle
 
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                cloudpickle.dump(self, fh)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            cloudpickle.dump(self, fh)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Tracker2D":
+    def load(cls, path: str | os.PathLike) -> Tracker2D:
         """Read a state written by :meth:`save`.
 
         Raises :class:`~mctrack.errors.InputError` if the file is missing,

@@ -5,7 +5,7 @@ from mctrack.track2d import TrackerConfig, track_chunk
 
 log = setup_logging(snakemake.log[0], "mctrack.track_2d")
 start, stop = snakemake.params.frames
-cfg = TrackerConfig.from_workflow(snakemake.params.track_2d)
+cfg = TrackerConfig.from_dict(snakemake.params.track_2d)
 state_in = snakemake.input.state if isinstance(snakemake.input.state, str) else None
 dets = read_table(snakemake.input.detections, DETECTION)
 rows = track_chunk(cfg, dets, start, stop, snakemake.wildcards.camera, state_in,
