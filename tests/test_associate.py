@@ -1,9 +1,8 @@
 import numpy as np
 import pandas as pd
+from conftest import make_tracklets
 
 from mctrack.associate import AssociationConfig, associate, ray_distance
-
-from conftest import make_tracklets
 
 
 def _purity(assoc):

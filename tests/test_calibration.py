@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from mctrack.calibration import Camera, find_camera, load_calibration, write_anipose_toml
 from mctrack.errors import InputError
-
-from conftest import shared_path
 
 
 def _cam(name="a", dist=(-0.2, 0.05, 0.001, -0.001)):

@@ -2,12 +2,11 @@ import shutil
 
 import pytest
 import yaml
+from conftest import REPO, shared_path
 from snakemake.utils import validate
 
 from mctrack.config import plan_sessions
 from mctrack.errors import InputError
-
-from conftest import REPO, shared_path
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 

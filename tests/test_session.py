@@ -2,12 +2,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_tracklets
 
 from mctrack.associate import associate
 from mctrack.session import TRACKING_FIELDS, read_session, tracks_3d, write_session
 from mctrack.triangulate import triangulate
-
-from conftest import make_tracklets
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,9 @@
 import numpy as np
 import pandas as pd
+from conftest import make_tracklets
 
 from mctrack.tables import ASSOCIATION
 from mctrack.triangulate import TriangulationConfig, triangulate, triangulate_points
-
-from conftest import make_tracklets
 
 
 def _truth_association(tracklets):

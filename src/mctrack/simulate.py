@@ -715,13 +715,13 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
             depth = np.where(hit, tau, np.inf)
             items.append((n, i0, i1, j0, j1, hit, depth, alpha, col, cc[2]))
         # z-buffer for visibility
-        for n, i0, i1, j0, j1, hit, depth, *_ in items:
+        for n, i0, i1, j0, j1, _hit, depth, *_ in items:
             zb = zbuf[i0:i1, j0:j1]
             closer = depth < zb
             zb[closer] = depth[closer]
             label[i0:i1, j0:j1][closer] = n
         frame_draws = []
-        for n, i0, i1, j0, j1, hit, depth, alpha, col, zc in items:
+        for n, i0, i1, j0, j1, hit, _depth, alpha, col, zc in items:
             # image part of the patch
             a0, a1 = max(i0, M), min(i1, M + H)
             b0, b1 = max(j0, M), min(j1, M + W)
@@ -736,7 +736,7 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
                 al = alpha[a0 - i0:a1 - i0, b0 - j0:b1 - j0] * (zbase[a0:a1, b0:b1] > 0)
                 if al.any():
                     frame_draws.append((zc, a0 - M, b0 - M, al[..., None], col[a0 - i0:a1 - i0, b0 - j0:b1 - j0]))
-        for n, i0, i1, j0, j1, *_ in items:
+        for _n, i0, i1, j0, j1, *_ in items:
             zbuf[i0:i1, j0:j1] = zbase[i0:i1, j0:j1]
             label[i0:i1, j0:j1] = -1
         frame_draws.sort(key=lambda d: -d[0])  # painter's order: farthest first

@@ -95,8 +95,9 @@ class VideoWriter:
         self.fps, self.width, self.height, self.crf = fps, width, height, crf
 
     def __enter__(self) -> "VideoWriter":
-        import av
         from fractions import Fraction
+
+        import av
 
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()

@@ -9,6 +9,8 @@ rule assemble:
         plan=plan,
         hdf5=config["hdf5"],
         config=config,
+    conda:
+        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/assemble.log",
     script:

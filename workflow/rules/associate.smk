@@ -8,6 +8,8 @@ rule associate:
     params:
         plan=plan,
         associate=config["associate"],
+    conda:
+        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/associate.log",
     script:

@@ -10,6 +10,8 @@ rule detect:
     threads: config["detect"]["threads"]
     resources:
         gpu=1 if config["detect"]["backend"] == "ultralytics" else 0,
+    conda:
+        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/detect/{camera}/{chunk}.log",
     script:

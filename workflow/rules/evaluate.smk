@@ -16,6 +16,8 @@ rule evaluate:
     params:
         plan=plan,
         evaluate=config["evaluate"],
+    conda:
+        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/evaluate.log",
     script:

@@ -17,6 +17,8 @@ rule qc:
         },
     params:
         plan=plan,
+    conda:
+        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/qc.log",
     script:
