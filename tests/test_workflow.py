@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--quiet", "rules", *args]
+    # targets first: --configfile and --quiet take several values and would swallow them
+    cmd = [sys.executable, "-m", "snakemake", *args, "--snakefile", str(REPO / "Snakefile"), "--directory",
+           str(workdir), "--cores", "2", "--quiet", "rules"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({' '.join(args)}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
@@ -91,7 +92,7 @@ def test_chunked_equals_unchunked(synthetic_run, tmp_path):
     shutil.copytree(synthetic_run / "results/synthetic/simulate", tmp_path / "results/synthetic/simulate")
     cfg = synthetic_config(tmp_path, 150, 150)
     targets = [f"results/synthetic/track_2d/{c}/0000.parquet" for c in ("cam1", "cam2", "cam3", "cam4")]
-    snakemake(tmp_path, *targets, "--configfile", str(cfg))  # --configfile takes several values: targets go first
+    snakemake(tmp_path, *targets, "--configfile", str(cfg))
     for cam in ("cam1", "cam2", "cam3", "cam4"):
         chunked = read_tables(sorted((synthetic_run / f"results/synthetic/track_2d/{cam}").glob("*.parquet")), TRACKLET2D)
         whole = read_tables([tmp_path / f"results/synthetic/track_2d/{cam}/0000.parquet"], TRACKLET2D)
@@ -111,7 +112,7 @@ def test_lint_and_dry_run_of_default():
     lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
-    dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules"], cwd=REPO, capture_output=True,
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--quiet", "rules"], cwd=REPO, capture_output=True,
                          text=True)
     assert dry.returncode == 0, dry.stderr
     counts = {ln.split()[0]: int(ln.split()[1]) for ln in dry.stdout.splitlines()
@@ -120,22 +121,43 @@ def test_lint_and_dry_run_of_default():
     assert counts["associate"] == counts["triangulate"] == counts["assemble"] == 1
 
 
-@pytest.fixture(scope="module")
-def pose2sim_run(tmp_path_factory):
-    """The shipped Pose2Sim config on the real footage (paths made absolute for a temp workdir)."""
-    data = shared_path("data", "pose2sim_multiperson")
-    model = shared_path("models", "yolov8n_int8_openvino_model")
-    wd = tmp_path_factory.mktemp("pose2sim")
-    sheet = pd.read_csv(REPO / "config/pose2sim_cameras.tsv", sep="\t", dtype=str)
-    sheet["video"] = [str(data / "videos" / Path(v).name) for v in sheet["video"]]
-    sheet["calibration"] = str(data / "Calib_scene.toml")
+def shipped_config_run(wd: Path, name: str) -> Path:
+    """Run the shipped ``config/{name}.yaml`` in ``wd``, its ``../shared`` paths made absolute."""
+    shared_path("models", "yolov8n_int8_openvino_model")
+    sheet = pd.read_csv(REPO / f"config/{name}_cameras.tsv", sep="\t", dtype=str, keep_default_na=False)
+    for col in ("video", "calibration", "gt"):
+        if col in sheet:
+            sheet[col] = [str(shared_path(*Path(v).parts[2:])) if v.startswith("../shared/") else v
+                          for v in sheet[col]]
     sheet.to_csv(wd / "cameras.tsv", sep="\t", index=False)
-    cfg = yaml.safe_load((REPO / "config/pose2sim.yaml").read_text())
+    cfg = yaml.safe_load((REPO / f"config/{name}.yaml").read_text())
     cfg["cameras"] = str(wd / "cameras.tsv")
-    cfg["detect"]["ultralytics"]["model"] = str(model)
+    cfg["detect"]["ultralytics"]["model"] = str(shared_path("models", "yolov8n_int8_openvino_model"))
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(wd, "--configfile", str(wd / "config.yaml"))
     return wd
+
+
+@pytest.fixture(scope="module")
+def pose2sim_run(tmp_path_factory):
+    """The shipped Pose2Sim config on the real 4-camera footage."""
+    return shipped_config_run(tmp_path_factory.mktemp("pose2sim"), "pose2sim")
+
+
+def test_single_camera_session_skips_association(tmp_path):
+    """TUD-Campus: one uncalibrated camera with ground truth (real detector, real footage)."""
+    wd = shipped_config_run(tmp_path, "tud_campus")
+    assert "cross-camera association skipped" in (wd / "logs/tud_campus/associate.log").read_text()
+    assert "triangulation skipped" in (wd / "logs/tud_campus/triangulate.log").read_text()
+    s = read_session(wd / "results/tud_campus/tud_campus.h5")
+    assert len(s["frame_index"]) == 71 and (s["n_cameras"] == 0).all() and np.isnan(s["centroid_3d"]).all()
+    assert s["is_confirmed"].sum() > 300  # person boxes over 71 frames
+    m = json.loads((wd / "results/tud_campus/eval/metrics.json").read_text())["cameras"]["cam"]
+    print({k: m[k] for k in ("HOTA", "IDF1", "MOTA", "IDSW")})
+    # YOLOv8n INT8 + OC-SORT on TUD-Campus (crowded, occluded; gt.txt omits some people YOLO finds,
+    # which count as FP): measured 2026-11 HOTA 0.485, IDF1 0.647, MOTA 0.379, 4 ID switches
+    assert m["IDF1"] >= 0.55 and m["MOTA"] >= 0.30 and m["HOTA"] >= 0.40, m
+    assert (wd / "results/tud_campus/qc/tracklet_lengths.png").exists()
 
 
 def test_pose2sim_end_to_end(pose2sim_run):
