@@ -128,6 +128,22 @@ def test_background_chunks_equal_one_chunk(synthetic_video):
     pd.testing.assert_frame_equal(pd.concat(parts[::-1], ignore_index=True), one)
 
 
+def test_saved_background_model_gives_same_detections(synthetic_video, tmp_path):
+    """Priming once per camera (rule background_model) and loading it per chunk changes nothing."""
+    model = tmp_path / "background.npz"
+    detect.make_detector({}).save_model(synthetic_video, model)
+    one = detect.make_detector({}).detect_chunk(synthetic_video, 0, N_FRAMES, "cam1")
+    parts = []
+    for a, b in [(0, 25), (25, N_FRAMES)]:
+        det = detect.make_detector({})
+        det.load_model(synthetic_video, model)
+        det._iter_prime_frames = None  # loading must not prime again (would raise if called)
+        parts.append(det.detect_chunk(synthetic_video, a, b, "cam1"))
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), one)
+    with pytest.raises(InputError, match="background model not found"):
+        detect.make_detector({}).load_model(synthetic_video, tmp_path / "missing.npz")
+
+
 def test_background_frame_offset(synthetic_video):
     det = detect.make_detector({"backend": "background"})
     ref = det.detect_chunk(synthetic_video, 0, N_FRAMES, "cam1")

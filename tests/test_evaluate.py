@@ -183,3 +183,19 @@ def test_matches_motmetrics_on_noisy_tracks():
     assert (ours["IDSW"], ours["FP"], ours["FN"]) == (ref["num_switches"], ref["num_false_positives"],
                                                      ref["num_misses"])
     assert 0.3 < ours["IDF1"] < 0.95 and ours["IDSW"] > 0
+
+
+def test_detection_recall_precision_and_merges():
+    import pandas as pd
+
+    from mctrack.evaluate import evaluate_detections
+    from mctrack.tables import DETECTION
+
+    gt = pd.DataFrame({"frame": [0, 0, 1], "id": [1, 2, 1], "x1": [0.0, 12.0, 0.0], "y1": [0.0, 0.0, 0.0],
+                       "x2": [10.0, 22.0, 10.0], "y2": [10.0, 10.0, 10.0], "conf": [1.0, 1.0, 1.0]})
+    # frame 0: one blob covering both targets (a merge, matches neither at IoU 0.5); frame 1: exact + a false positive
+    det = DETECTION.coerce(pd.DataFrame({"camera_id": "c", "frame": [0, 1, 1], "det_index": [0, 0, 1],
+                                         "x1": [0.0, 0.0, 50.0], "y1": [0.0, 0.0, 50.0], "x2": [22.0, 10.0, 60.0],
+                                         "y2": [10.0, 10.0, 60.0], "confidence": 0.9, "class_id": 0}))
+    m = evaluate_detections(det, {"c": gt})["c"]
+    assert m["det_recall"] == 1 / 3 and m["det_precision"] == 1 / 3 and m["merged_detections"] == 1

@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 from conftest import make_tracklets
 
 from mctrack.tables import ASSOCIATION
@@ -69,4 +68,3 @@ def test_coasted_rows_ignored_by_default(rig_scene):
     assert pts["n_cameras"].max() <= 3
     pts_all, _ = triangulate(tr, _truth_association(tr), cams, TriangulationConfig(use_coasted=True))
     assert pts_all["n_cameras"].max() == 4
-    assert isinstance(pts_all, pd.DataFrame)

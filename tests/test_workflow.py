@@ -118,6 +118,7 @@ def test_lint_and_dry_run_of_default():
     counts = {ln.split()[0]: int(ln.split()[1]) for ln in dry.stdout.splitlines()
               if len(ln.split()) == 2 and ln.split()[1].isdigit()}
     assert counts["detect"] == 12 and counts["track_2d"] == 12  # 4 cameras x 3 chunks
+    assert counts["background_model"] == 4  # primed once per camera, not per chunk
     assert counts["associate"] == counts["triangulate"] == counts["assemble"] == 1
 
 

@@ -189,16 +189,17 @@ def associate(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None,
     stats["first"] = stats["first"].fillna(-1)
     stats["last"] = stats["last"].fillna(-2)
     stats = stats.sort_values(["camera_id", "track_id"]).reset_index(drop=True)
-    keys = list(zip(stats["camera_id"], stats["track_id"].astype(int)))
-    index = {k: i for i, k in enumerate(keys)}
+    stats["track_id"] = stats["track_id"].astype(np.int64)
+    keys = list(zip(stats["camera_id"], stats["track_id"]))
 
     if cameras and len(set(stats["camera_id"]) & set(cameras)) >= 2:
         ev = pair_evidence(tracklets, cameras, cfg)
     else:
         ev = pd.DataFrame(columns=["camera_a", "track_a", "camera_b", "track_b", "n_shared", "n_votes",
                                    "median_distance"])
-    ia = np.array([index[(a, int(t))] for a, t in zip(ev["camera_a"], ev["track_a"])], dtype=int)
-    ib = np.array([index[(b, int(t))] for b, t in zip(ev["camera_b"], ev["track_b"])], dtype=int)
+    pos = pd.Series(np.arange(len(stats)), index=pd.MultiIndex.from_frame(stats[["camera_id", "track_id"]]))
+    ia = pos.reindex(pd.MultiIndex.from_arrays([ev["camera_a"], ev["track_a"].astype(np.int64)])).to_numpy(int)
+    ib = pos.reindex(pd.MultiIndex.from_arrays([ev["camera_b"], ev["track_b"].astype(np.int64)])).to_numpy(int)
     n_votes = ev["n_votes"].to_numpy(dtype=np.int64)
     ratio = n_votes / np.maximum(ev["n_shared"].to_numpy(dtype=np.int64), 1)
     link = (n_votes >= cfg.min_votes) & (ratio >= cfg.min_vote_ratio)

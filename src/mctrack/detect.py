@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from . import tables
-from .errors import InputError
+from .errors import InputError, atomic_path
 from .video import read_frames, video_info
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "BackgroundDetector", "Detector", "UltralyticsDetector",
@@ -414,12 +414,9 @@ class BackgroundDetector:
         or has no decodable frame.
         """
         video = Path(video)
-        info = video_info(video)
-        st = video.stat()
-        key = (str(video.resolve()), st.st_size, st.st_mtime_ns, info.n_frames)
+        key, n = self._video_key(video)
         if key in self._cache:
             return self._cache[key]
-        n = info.n_frames
         if n <= 0:  # header without a frame count: count by decoding
             cap = cv2.VideoCapture(str(video))
             n = 0
@@ -457,6 +454,40 @@ class BackgroundDetector:
         thr = (var * p["var_threshold"]).astype(np.float32)
         self._cache = {key: (bg, thr, grey)}  # keep one video only
         return self._cache[key]
+
+    @staticmethod
+    def _video_key(video: Path) -> tuple[tuple, int]:
+        """Cache key (path, size, mtime, frame count) of ``video`` and its header frame count."""
+        info = video_info(video)
+        st = video.stat()
+        return (str(video.resolve()), st.st_size, st.st_mtime_ns, info.n_frames), info.n_frames
+
+    def save_model(self, video: str | os.PathLike, path: str | os.PathLike) -> None:
+        """Prime on ``video`` and write the frozen model to ``path`` (``.npz``, atomic).
+
+        The workflow primes once per camera (rule ``background_model``) so that
+        the chunk jobs of that camera do not each decode the priming frames again.
+        """
+        bg, thr, grey = self.primed_model(video)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, background=bg, threshold=thr, grey=np.array(grey))
+
+    def load_model(self, video: str | os.PathLike, path: str | os.PathLike) -> None:
+        """Use the model written by :meth:`save_model` for ``video`` (no priming).
+
+        Raises :class:`~mctrack.errors.InputError` if the file is missing or its
+        image size differs from the video's.
+        """
+        path, video = Path(path), Path(video)
+        if not path.exists():
+            raise InputError(path, None, "background model not found", "run the background_model rule")
+        with np.load(path) as z:
+            bg, thr, grey = z["background"], z["threshold"], bool(z["grey"])
+        info = video_info(video)
+        if bg.shape[:2] != (info.height, info.width):
+            raise InputError(path, "background", f"size {bg.shape[1]}x{bg.shape[0]} differs from the video's "
+                             f"{info.width}x{info.height}", "delete the model file so it is primed again")
+        self._cache = {self._video_key(video)[0]: (bg, thr, grey)}
 
     # -- per frame -----------------------------------------------------------
 
@@ -743,15 +774,20 @@ def make_detector(cfg: dict | None) -> Detector:
 
 
 def run_detect(cfg: dict | None, video: str | os.PathLike, start: int, stop: int, camera_id: str,
-               frame_offset: int, out_path: str | os.PathLike) -> pd.DataFrame:
+               frame_offset: int, out_path: str | os.PathLike,
+               model_path: str | os.PathLike | None = None) -> pd.DataFrame:
     """Detect in one camera x chunk and write the DETECTION table to ``out_path`` (parquet, atomic).
 
-    Arguments as for :func:`make_detector` and :meth:`Detector.detect_chunk`.
+    Arguments as for :func:`make_detector` and :meth:`Detector.detect_chunk`;
+    ``model_path``: a background model written by
+    :meth:`BackgroundDetector.save_model` for this video (background backend only).
     The parquet file's metadata records the backend, camera, video and chunk.
     Returns the table written. Raises :class:`~mctrack.errors.InputError` on
     bad config or input, before writing anything.
     """
     det = make_detector(cfg)
+    if model_path:
+        det.load_model(video, model_path)
     df = det.detect_chunk(video, start, stop, camera_id, frame_offset)
     tables.write_table(df, tables.DETECTION, out_path, backend=det.backend, camera_id=str(camera_id),
                        video=str(video), start=str(start), stop=str(stop), frame_offset=str(frame_offset))

@@ -34,7 +34,8 @@ from scipy.optimize import linear_sum_assignment
 
 from .errors import InputError
 
-__all__ = ["INCLUDE_COASTED", "association_purity", "box_iou", "evaluate_2d", "evaluate_3d", "evaluate_session",
+__all__ = ["INCLUDE_COASTED", "association_purity", "box_iou", "evaluate_2d", "evaluate_3d", "evaluate_detections",
+           "evaluate_session",
            "main_subject_consistency", "read_gt3d", "read_mot_gt", "write_metrics"]
 
 #: Accepted values of ``include_coasted`` in :func:`evaluate_2d`.
@@ -437,18 +438,51 @@ def association_purity(tracklets: pd.DataFrame, association: pd.DataFrame, gt2d:
             "n_multi_camera_ids": int(multi["global_id"].nunique())}
 
 
+def evaluate_detections(detections: pd.DataFrame, gt2d: Mapping[str, pd.DataFrame]) -> dict[str, dict]:
+    """Per-camera detection recall and precision at IoU >= 0.5 (one-to-one, Hungarian per frame).
+
+    ``detections``: DETECTION table; ``gt2d``: camera -> :func:`read_mot_gt`
+    table (``conf == 0`` rows ignored). Also counts ``merged_detections``:
+    detections overlapping two or more GT boxes (IoU > 0.1), the signature of
+    touching targets detected as one blob. Returns
+    ``{camera: {det_recall, det_precision, merged_detections, n_detections, n_gt}}``.
+    """
+    out = {}
+    for cam, gt in gt2d.items():
+        g = gt[gt["conf"] > 0]
+        d = detections[detections["camera_id"] == cam]
+        tp = merged = 0
+        d_by_frame = dict(tuple(d.groupby("frame")))
+        for f, gg in g.groupby("frame"):
+            dd = d_by_frame.get(f)
+            if dd is None:
+                continue
+            iou = box_iou(dd[["x1", "y1", "x2", "y2"]].to_numpy(), gg[["x1", "y1", "x2", "y2"]].to_numpy())
+            r, c = linear_sum_assignment(-iou)
+            tp += int((iou[r, c] >= IOU_THRESHOLD).sum())
+            merged += int(((iou > 0.1).sum(1) >= 2).sum())
+        out[cam] = {"det_recall": tp / max(len(g), 1), "det_precision": tp / max(len(d), 1),
+                    "merged_detections": merged, "n_detections": int(len(d)), "n_gt": int(len(g))}
+    return out
+
+
 def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.PathLike], association: pd.DataFrame,
-                     points: pd.DataFrame, gt3d_path: str | os.PathLike | None, cfg: Mapping | None = None) -> dict:
+                     points: pd.DataFrame, gt3d_path: str | os.PathLike | None, cfg: Mapping | None = None,
+                     detections: pd.DataFrame | None = None) -> dict:
     """All metrics that the available ground truth allows, as one JSON-able dict.
 
     ``cfg`` is the config's ``evaluate`` section (``include_coasted``,
-    ``match_distance_3d``). Returns ``{"cameras": {camera: 2D metrics},
+    ``match_distance_3d``). Returns ``{"cameras": {camera: 2D metrics, plus
+    :func:`evaluate_detections`' keys when ``detections`` is given},
     "association": association_purity(...) (when ≥ 2 cameras have GT),
     "tracking_3d": evaluate_3d(...) (when 3D GT is given), "summary": {...}}``.
     """
     cfg = dict(cfg or {})
     gts = {cam: read_mot_gt(p) for cam, p in gt2d_paths.items()}
     out: dict = {"cameras": evaluate_2d(tracklets, gts, cfg.get("include_coasted", "bridged")) if gts else {}}
+    if detections is not None:
+        for cam, m in evaluate_detections(detections, gts).items():
+            out["cameras"].setdefault(cam, {}).update(m)
     if len(gts) >= 2:
         out["association"] = association_purity(tracklets, association, gts)
     if gt3d_path:

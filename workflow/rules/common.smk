@@ -53,6 +53,13 @@ def detection_files(wildcards):
     )
 
 
+def background_model_input(wildcards):
+    """The background backend primes once per camera; chunk jobs load that model."""
+    if config["detect"]["backend"] == "background":
+        return f"results/{wildcards.session}/detect/{wildcards.camera}/background.npz"
+    return []
+
+
 def previous_state(wildcards):
     """Chunk k reads chunk k-1's tracker state; chunk 0 starts fresh."""
     k = int(wildcards.chunk)

@@ -1,6 +1,22 @@
+rule background_model:
+    input:
+        video=lambda wc: camera_entry(wc).video,
+    output:
+        "results/{session}/detect/{camera}/background.npz",
+    params:
+        detect=config["detect"],
+    conda:
+        "../../envs/mctrack.yaml"
+    log:
+        "logs/{session}/detect/{camera}/background_model.log",
+    script:
+        "../scripts/background_model.py"
+
+
 rule detect:
     input:
         video=lambda wc: camera_entry(wc).video,
+        model=background_model_input,
     output:
         "results/{session}/detect/{camera}/{chunk}.parquet",
     params:

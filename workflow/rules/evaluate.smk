@@ -1,5 +1,6 @@
 rule evaluate:
     input:
+        detections=detection_files,
         tracklets=tracklet_files,
         gt=gt_files,
         association="results/{session}/associate/association.parquet",
