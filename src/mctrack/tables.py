@@ -22,7 +22,10 @@ Tables
                 detection, ``det_index`` >= 0) or ``"coasted"`` (box is the
                 tracker's prediction, ``det_index`` = -1, confidence NaN).
 ``ASSOCIATION`` one row per tracklet (camera_id, track_id): its ``global_id``.
-``POINTS3D``    one row per (frame, global_id) with a 3D position.
+``POINTS3D``    one row per (frame, global_id) with a 3D position (m), its mean
+                reprojection error (px), linearised standard deviation along
+                world x, y, z (``std_x, std_y, std_z``, m) and their RMS
+                ``position_std`` (m) (see :mod:`mctrack.triangulate`).
 ``PAIR_EVIDENCE`` one row per pair of tracklets of two cameras that share
                 frames: the association's votes (see :mod:`mctrack.associate`).
 ``RESIDUALS``   one row per (frame, global_id, camera_id) used in a 3D point:
@@ -104,6 +107,7 @@ POINTS3D = TableSpec("Points3D", {
     "x": "float64", "y": "float64", "z": "float64",
     "reprojection_error": "float32", "n_cameras": "int32",
     "position_std": "float32", "confidence": "float32",
+    "std_x": "float32", "std_y": "float32", "std_z": "float32",
 })
 
 PAIR_EVIDENCE = TableSpec("PairEvidence", {
