@@ -21,10 +21,16 @@ Tables
                 output. ``frame_status`` is ``"detected"`` (box is the matched
                 detection, ``det_index`` >= 0) or ``"coasted"`` (box is the
                 tracker's prediction, ``det_index`` = -1, confidence NaN).
-``ASSOCIATION`` one row per tracklet (camera_id, track_id): its ``global_id``.
+``ASSOCIATION`` one row per tracklet (camera_id, track_id): its ``global_id``,
+                ``support`` (weakest link of that global id in [0, 1], NaN for a
+                tracklet alone; see :mod:`mctrack.associate.solve`) and
+                ``parent_track_id`` (the track_2d id it was split from, or its own).
 ``POINTS3D``    one row per (frame, global_id) with a 3D position.
 ``PAIR_EVIDENCE`` one row per pair of tracklets of two cameras that share
-                frames: the association's votes (see :mod:`mctrack.associate`).
+                frames: the association's soft evidence (``score``,
+                ``mean_evidence`` in [-1, 1], ``support`` in [0, 1], ``n_votes``
+                sampled frames agreeing, ``n_negative`` frames contradicted by a
+                third camera; see :mod:`mctrack.associate.evidence`).
 ``RESIDUALS``   one row per (frame, global_id, camera_id) used in a 3D point:
                 the observed and reprojected centroid and their distance in px.
 """
@@ -40,7 +46,7 @@ import pandas as pd
 
 from .errors import InputError, atomic_path
 
-FRAME_STATUS = ("detected", "coasted")
+FRAME_STATUS = ("detected", "coasted", "interpolated", "reprojected")
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ TRACKLET2D = TableSpec("Tracklet2D", {
 ASSOCIATION = TableSpec("Association", {
     "camera_id": "str", "track_id": "int64", "global_id": "int64",
     "n_frames": "int64", "n_linked_cameras": "int32",
+    "support": "float32", "parent_track_id": "int64",
 })
 
 POINTS3D = TableSpec("Points3D", {
@@ -109,6 +116,7 @@ POINTS3D = TableSpec("Points3D", {
 PAIR_EVIDENCE = TableSpec("PairEvidence", {
     "camera_a": "str", "track_a": "int64", "camera_b": "str", "track_b": "int64",
     "n_shared": "int64", "n_votes": "int64", "median_distance": "float64", "linked": "bool",
+    "score": "float64", "mean_evidence": "float64", "support": "float64", "n_negative": "int64",
 })
 
 RESIDUALS = TableSpec("Residuals", {
