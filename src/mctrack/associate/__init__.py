@@ -157,7 +157,7 @@ def _run(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None, cfg: Associ
     parent = idx.keys["track_id"].to_numpy().copy()
     stitch_sup: dict[int, float] = {}
     if calibrated and len(idx.keys) and cfg.refine:
-        if feedback:
+        if feedback and cfg.split:
             pts = group_points(idx, labels, cams, loo=True)
             splits = find_splits(idx, labels, pts["resid"], cfg)
             if splits:

@@ -118,8 +118,10 @@ def _factorize(cam_id: np.ndarray, track: np.ndarray) -> tuple[pd.DataFrame, np.
     if len(cam_id) == 0:
         return pd.DataFrame({"camera_id": pd.Series([], dtype=object), "track_id": np.zeros(0, np.int64)}), \
             np.zeros(0, np.int64)
-    cams, cam_code = np.unique(cam_id, return_inverse=True)
-    pair = np.stack([cam_code.astype(np.int64), track], axis=1)
-    uniq, inv = np.unique(pair, axis=0, return_inverse=True)
-    keys = pd.DataFrame({"camera_id": cams[uniq[:, 0]].astype(object), "track_id": uniq[:, 1]})
+    cam_code, cams = pd.factorize(cam_id, sort=True)
+    t0 = int(track.min())
+    span = int(track.max()) - t0 + 1
+    code = cam_code.astype(np.int64) * span + (track - t0)
+    uniq, inv = np.unique(code, return_inverse=True)
+    keys = pd.DataFrame({"camera_id": np.asarray(cams, dtype=object)[uniq // span], "track_id": uniq % span + t0})
     return keys, inv.ravel().astype(np.int64)

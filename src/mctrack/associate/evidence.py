@@ -35,7 +35,8 @@ even when they agree.
 Candidate pairs come from the tracklets' detected time intervals (a sweep
 over sorted starts), not from a per-frame cross product of all rows. When
 there are many candidates (long tracklets of many targets), a coarse pass of
-8 sampled frames first drops pairs that never come within 2σ.
+8 sampled frames first drops pairs that come within 2σ in fewer than a
+quarter of them.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ EVIDENCE_COLUMNS = ["camera_a", "track_a", "camera_b", "track_b", "n_shared", "n
 #: pseudo-frames of no agreement in the support of a pair (see module docstring)
 SUPPORT_PRIOR_FRAMES = 5
 _COARSE_FRAMES = 8
-_COARSE_MIN_PAIRS = 20000
+_COARSE_MIN_PAIRS = 64
 
 
 def ray_distance(o1: np.ndarray, d1: np.ndarray, o2: np.ndarray, d2: np.ndarray) -> np.ndarray:
@@ -275,11 +276,9 @@ def pair_scores(idx: TrackletIndex, cameras: dict[str, Camera], cfg: Association
     if len(a) > _COARSE_MIN_PAIRS:  # coarse pass: drop pairs that never come within 2σ
         p, f = _sample_frames(lo, hi, _COARSE_FRAMES)
         ev = sample_evidence(geo, a[p], b[p], f, cfg, negative=False)
-        near = np.zeros(len(a), bool)
-        np.logical_or.at(near, p, np.nan_to_num(ev["e"], nan=-1.0) > 0)
-        anyvalid = np.zeros(len(a), bool)
-        np.logical_or.at(anyvalid, p, ev["valid"])
-        keep = near | ~anyvalid
+        n_near = np.bincount(p, weights=np.nan_to_num(ev["e"], nan=-1.0) > 0, minlength=len(a))
+        n_valid = np.bincount(p, weights=ev["valid"], minlength=len(a))
+        keep = (n_near >= 0.25 * n_valid) & (n_near > 0) | (n_valid == 0)
         a, b, lo, hi = a[keep], b[keep], lo[keep], hi[keep]
     p, f = _sample_frames(lo, hi, cfg.max_pair_frames)
     ev = sample_evidence(geo, a[p], b[p], f, cfg)

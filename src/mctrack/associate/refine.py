@@ -1,8 +1,8 @@
 """3D consensus fed back into 2D: split switched tracklets, stitch gaps, reproject misses.
 
 After a first grouping every ``(frame, group)`` seen by ≥ 2 cameras is
-triangulated (batched DLT of :func:`mctrack.triangulate.triangulate_points`,
-no outlier dropping). Then:
+triangulated (:func:`group_points`: batched
+least-squares ray intersection, no outlier dropping). Then:
 
 - **Split** (:func:`find_splits`). Each detected row is compared with its
   group's point triangulated from the *other* cameras only (leave-one-out, ≥ 2
@@ -37,62 +37,68 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from ..calibration import Camera
-from ..triangulate import triangulate_points
+from ..tables import TRACKLET2D
 from .config import AssociationConfig
 from .data import TrackletIndex
 
 
 def group_points(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera], loo: bool = False) -> dict:
-    """Triangulate every ``(frame, group)`` of detected rows seen by ≥ 2 cameras.
+    """Least-squares 3D point of every ``(frame, group)`` of detected rows seen by ≥ 2 cameras.
 
-    Returns ``frame, group (Gp,)``, ``X (Gp, 3)`` (NaN when < 2 cameras) and,
-    with ``loo``, per detected row ``resid (N,)``: px distance of the row's
-    centroid to the projection of the point triangulated without its camera
-    (NaN when < 2 other cameras), plus ``row_point (N,)`` the point index of
-    each detected row (-1 otherwise).
+    The point minimises the summed squared distance to the rows' back-projected
+    rays, ``X = (Σ Pᵢ)⁻¹ Σ Pᵢ oᵢ`` with ``Pᵢ = I − dᵢdᵢᵀ`` (the N-view midpoint
+    method, H&Z §12.1 generalised); the final 3D output comes from
+    :mod:`mctrack.triangulate`. Returns ``frame, group (Gp,)``, ``X (Gp, 3)``
+    (NaN when < 2 cameras) and, with ``loo``, per row ``resid (N,)``: px
+    distance of each detected row's centroid to the projection of the point
+    solved without that row's camera, ``(Σ P − Pᵢ)⁻¹(Σ P o − Pᵢ oᵢ)`` (NaN when
+    < 2 other cameras).
     """
-    C = len(cams)
     det = np.flatnonzero(idx.detected)
     cam = idx.keys["cam"].to_numpy()[idx.tk[det]]
     grp = labels[idx.tk[det]]
     fr = idx.frame[det]
-    key = fr * (int(labels.max()) + 1 if len(labels) else 1) + grp
-    uk, gi = np.unique(key, return_inverse=True)
+    nG = int(labels.max()) + 1 if len(labels) else 1
+    uk, gi = np.unique(fr * nG + grp, return_inverse=True)
     gi = gi.ravel()
     G = len(uk)
-    uv = np.full((G, C, 2), np.nan)
-    mask = np.zeros((G, C), bool)
-    # one camera may hold two rows of a group in a frame only if the grouping broke a cannot-link; keep the first
-    uv[gi, cam, 0], uv[gi, cam, 1] = idx.cx[det], idx.cy[det]
-    mask[gi, cam] = True
+    o = np.asarray([c.center for c in cams]).reshape(-1, 3)[cam]
+    d = np.empty((len(det), 3))
+    for c in np.unique(cam):
+        sel = cam == c
+        d[sel] = cams[c].rays(np.column_stack([idx.cx[det[sel]], idx.cy[det[sel]]]))[1]
+    P = np.eye(3)[None] - d[:, :, None] * d[:, None, :]
+    Po = np.einsum("nij,nj->ni", P, o)
+    S = np.zeros((G, 3, 3))
+    b = np.zeros((G, 3))
+    np.add.at(S, gi, P)
+    np.add.at(b, gi, Po)
+    n_cam = np.bincount(gi, minlength=G)
     X = np.full((G, 3), np.nan)
-    ok = mask.sum(1) >= 2
-    if ok.any():
-        X[ok] = triangulate_points(uv[ok], mask[ok], cams, np.inf)[0]
-    out = {"frame": uk // (int(labels.max()) + 1 if len(labels) else 1), "group": np.zeros(G, np.int64), "X": X}
-    out["group"] = uk - out["frame"] * (int(labels.max()) + 1 if len(labels) else 1)
+    ok = n_cam >= 2
+    X[ok] = _solve3(S[ok], b[ok])
+    out = {"frame": uk // nG, "group": uk % nG, "X": X}
     if loo:
         resid = np.full(len(idx.frame), np.nan)
-        for c in range(C):
-            m = mask.copy()
-            m[:, c] = False
-            sel = mask[:, c] & (m.sum(1) >= 2)
-            if not sel.any():
-                continue
-            Xc = triangulate_points(uv[sel], m[sel], cams, np.inf)[0]
-            proj = cams[c].project(Xc)
-            r = np.linalg.norm(proj - uv[sel, c], axis=1)
-            r = np.where(np.isfinite(r), r, np.inf)
-            rows_c = np.flatnonzero(cam == c)
-            g_sel = np.full(G, -1)
-            g_sel[np.flatnonzero(sel)] = np.arange(sel.sum())
-            j = g_sel[gi[rows_c]]
-            has = j >= 0
-            resid[det[rows_c[has]]] = r[j[has]]
+        has = n_cam[gi] >= 3
+        Xl = _solve3(S[gi[has]] - P[has], b[gi[has]] - Po[has])
+        rows = det[has]
+        for c in np.unique(cam[has]):
+            sel = cam[has] == c
+            proj = cams[c].project(Xl[sel])
+            r = np.hypot(proj[:, 0] - idx.cx[rows[sel]], proj[:, 1] - idx.cy[rows[sel]])
+            resid[rows[sel]] = np.where(np.isfinite(r), r, np.inf)
         out["resid"] = resid
-    row_point = np.full(len(idx.frame), -1)
-    row_point[det] = gi
-    out["row_point"] = row_point
+    return out
+
+
+def _solve3(S: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched ``S x = b`` for ``(G, 3, 3)``; NaN rows where ``S`` is singular (parallel rays)."""
+    out = np.full(b.shape, np.nan)
+    if not len(S):
+        return out
+    good = np.abs(np.linalg.det(S)) > 1e-12
+    out[good] = np.linalg.solve(S[good], b[good][..., None])[..., 0]
     return out
 
 
@@ -364,7 +370,7 @@ def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: li
     own = pd.MultiIndex.from_arrays([tracklets["camera_id"].astype(str).to_numpy(),
                                      tracklets["track_id"].to_numpy(np.int64), tracklets["frame"].to_numpy(np.int64)])
     kept = tracklets[~own.isin(drop)]
-    return pd.concat([kept, new], ignore_index=True)
+    return pd.concat([TRACKLET2D.coerce(kept), TRACKLET2D.coerce(new)], ignore_index=True)
 
 
 def _det_rows(idx: TrackletIndex, t: int) -> np.ndarray:
