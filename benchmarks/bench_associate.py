@@ -10,7 +10,9 @@ length (1k, 10k, 100k frames) the script times
 ``mctrack.triangulate.triangulate`` of the result, and, as the bare-library
 reference in the same run, one batched ``cv2.undistortPoints`` over all rows
 (the per-row floor any calibrated method pays), printed as a ratio. Each
-case runs in a fresh subprocess so its peak RSS is its own.
+case runs in a fresh subprocess so its peak RSS is its own. Times are CPU
+seconds of the process (``time.process_time``) with BLAS/OpenCV limited to one
+thread, i.e. one core, so a busy machine inflates them less than wall time.
 
 Usage::
 
@@ -74,16 +76,16 @@ def run_case(n_cams: int, n_targets: int, n_frames: int) -> dict:
 
     cv2.setNumThreads(1)
     cams, tr = _scene(n_cams, n_targets, n_frames)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     res = associate_session(tr, cams, AssociationConfig())
-    t1 = time.perf_counter()
+    t1 = time.process_time()
     points, _ = triangulate(res.tracklets, res.association, cams, TriangulationConfig())
-    t2 = time.perf_counter()
+    t2 = time.process_time()
     uv = tr[["cx", "cy"]].to_numpy(np.float64)
     cam0 = next(iter(cams.values()))
-    t3 = time.perf_counter()
+    t3 = time.process_time()
     cv2.undistortPoints(uv.reshape(-1, 1, 2), cam0.K, cam0.dist)
-    t4 = time.perf_counter()
+    t4 = time.process_time()
     cam_frames = n_cams * n_frames
     n_targets_found = int(res.association.loc[res.association["n_linked_cameras"] >= 2, "global_id"].nunique())
     return {"cameras": n_cams, "targets": n_targets, "frames": n_frames, "rows": len(tr),

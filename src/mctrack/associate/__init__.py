@@ -180,7 +180,8 @@ def _run(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None, cfg: Associ
         if stitch_sup:
             log.info("3D stitching joined %d track(s) across gaps", len(stitch_sup))
         if feedback and cfg.reproject:
-            pts = group_points(idx, labels, cams)
+            if stitch_sup:  # labels changed: solve the points of the joined groups again
+                pts = group_points(idx, labels, cams)
             tr = reprojected_rows(idx, labels, pts, cams, tr)
     # support per group (before numbering; stitching links count as links)
     G = int(labels.max()) + 1 if len(labels) else 0

@@ -104,6 +104,22 @@ class TrackletIndex:
                    w=box[:, 2] - box[:, 0], h=box[:, 3] - box[:, 1], detected=detected,
                    coasted=status == "coasted", _code=code, _span=span)
 
+    def row_rays(self, cameras: dict) -> tuple[np.ndarray, np.ndarray]:
+        """World ray origin and unit direction ``(N, 3)`` of every row's centroid (cached; NaN for uncalibrated)."""
+        cache = self.__dict__.get("_rays")
+        if cache is None:
+            o = np.full((len(self.tk), 3), np.nan)
+            d = np.full((len(self.tk), 3), np.nan)
+            cam = self.keys["cam"].to_numpy()[self.tk]
+            for c, name in enumerate(self.camera_names):
+                if name not in cameras:
+                    continue
+                sel = np.flatnonzero(cam == c)
+                oc, dc = cameras[name].rays(np.column_stack([self.cx[sel], self.cy[sel]]))
+                o[sel], d[sel] = oc, dc
+            cache = self.__dict__["_rays"] = (o, d)
+        return cache
+
     def lookup(self, tk: np.ndarray, frame: np.ndarray) -> np.ndarray:
         """Row index of ``(tk, frame)`` pairs (``(M,)`` int64), -1 where the tracklet has no row."""
         q = np.asarray(tk, np.int64) * self._span + np.asarray(frame, np.int64)

@@ -147,6 +147,7 @@ class _Geometry:
 
     def __init__(self, idx: TrackletIndex, cameras: dict[str, Camera]):
         self.idx = idx
+        self.cameras = cameras
         self.cams = [cameras[n] for n in idx.camera_names]
         self.focal = np.array([0.5 * (c.K[0, 0] + c.K[1, 1]) for c in self.cams])
         self.centers = np.array([c.center for c in self.cams]).reshape(-1, 3)
@@ -159,15 +160,8 @@ class _Geometry:
 
     def rays(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World ray origins and unit directions ``(M, 3)`` of the centroids of ``rows``."""
-        o = np.empty((len(rows), 3))
-        d = np.empty((len(rows), 3))
-        cam = self.row_cam[rows]
-        for c in np.unique(cam):
-            sel = cam == c
-            r = rows[sel]
-            oc, dc = self.cams[c].rays(np.column_stack([self.idx.cx[r], self.idx.cy[r]]))
-            o[sel], d[sel] = oc, dc
-        return o, d
+        o, d = self.idx.row_rays(self.cameras)
+        return o[rows], d[rows]
 
     def rows_at(self, cam: int, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Start and stop positions (into ``self._order``) of camera ``cam``'s rows in each frame."""

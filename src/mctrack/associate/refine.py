@@ -62,17 +62,13 @@ def group_points(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera], loo
     uk, gi = np.unique(fr * nG + grp, return_inverse=True)
     gi = gi.ravel()
     G = len(uk)
-    o = np.asarray([c.center for c in cams]).reshape(-1, 3)[cam]
-    d = np.empty((len(det), 3))
-    for c in np.unique(cam):
-        sel = cam == c
-        d[sel] = cams[c].rays(np.column_stack([idx.cx[det[sel]], idx.cy[det[sel]]]))[1]
+    o, d = idx.row_rays(dict(zip(idx.camera_names, cams)))
+    o, d = o[det], d[det]
     P = np.eye(3)[None] - d[:, :, None] * d[:, None, :]
     Po = np.einsum("nij,nj->ni", P, o)
-    S = np.zeros((G, 3, 3))
-    b = np.zeros((G, 3))
-    np.add.at(S, gi, P)
-    np.add.at(b, gi, Po)
+    S = np.stack([np.bincount(gi, weights=P[:, i, j], minlength=G) for i in range(3) for j in range(3)],
+                 axis=1).reshape(G, 3, 3)
+    b = np.stack([np.bincount(gi, weights=Po[:, i], minlength=G) for i in range(3)], axis=1)
     n_cam = np.bincount(gi, minlength=G)
     X = np.full((G, 3), np.nan)
     ok = n_cam >= 2
