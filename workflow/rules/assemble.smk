@@ -1,6 +1,6 @@
 rule assemble:
     input:
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
     output:

@@ -103,3 +103,13 @@ def all_outputs():
         if p.has_gt:
             out.append(f"results/{s}/eval/metrics.json")
     return out
+
+
+# --- assoc ---
+def associated_tracklets(wildcards):
+    """The session's TRACKLET2D table after association (split tracklets, reprojected rows).
+
+    Every stage that joins tracklets with the association table reads this one:
+    the association's (camera_id, track_id) keys refer to it.
+    """
+    return [f"results/{wildcards.session}/associate/tracklets.parquet"]
