@@ -45,91 +45,42 @@ INCLUDE_COASTED = ("none", "bridged", "all")
 #: ignore-region matching; 0.5 is the MOTChallenge / TrackEval default.
 IOU_THRESHOLD = 0.5
 
-_GT_NAMES = ("frame", "id", "x", "y", "w", "h", "conf", "class", "visibility")
+def read_mot_gt(path: str | os.PathLike, frame_offset: int = 0) -> pd.DataFrame:
+    """Read a MOTChallenge ground-truth file (``gt.txt``) via :func:`mctrack.io.mot.read_mot`.
 
+    Each line is ``frame, id, bb_left, bb_top, bb_width, bb_height[, conf[, class[, visibility[, ...]]]]``
+    (frames 1-based, frame 1 = first decoded frame of the camera's video; 1-based
+    pixels). MOT15 files have 3D world coordinates in columns 8-10, which are
+    read as class/visibility (TrackEval's MOT15 mode ignores them too).
 
-def read_mot_gt(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a MOTChallenge ground-truth file (``gt.txt``).
-
-    Each line is ``frame, id, x, y, w, h[, conf[, class[, visibility[, ...]]]]``
-    (comma separated, frames 1-based, box top-left corner + width/height in px;
-    MOT15 files have 3D world coordinates in columns 8-10, which are read as
-    class/visibility like TrackEval's MOT15 mode ignores them). Missing optional
-    columns default to ``conf = 1``, ``class_id = -1``, ``visibility = -1``;
-    columns after the 9th are ignored. Blank lines are skipped.
+    Parameters
+    ----------
+    path : path
+        The ``gt.txt``.
+    frame_offset : int
+        The camera sheet's ``frame_offset``: session frame = file frame - 1 -
+        ``frame_offset`` (rows before session frame 0 get negative frames;
+        :func:`evaluate_session` drops frames outside the processed range).
 
     Returns
     -------
     DataFrame
-        Columns ``frame`` (int64, 0-based session frame = file frame - 1),
-        ``id`` (int64), ``x1, y1, x2, y2`` (float32 px, xyxy), ``conf``
+        Columns ``frame`` (int64, 0-based session frame), ``id`` (int64),
+        ``x1, y1, x2, y2`` (float32, 0-based pixel-corner xyxy px), ``conf``
         (float32; 0 marks an ignored / "don't care" box), ``class_id`` (int32),
-        ``visibility`` (float32), sorted by ``(frame, id)``.
+        ``visibility`` (float32), sorted by ``(frame, id)``. Missing optional
+        columns default to ``conf = 1``, ``class_id = -1``, ``visibility = -1``.
 
     Raises
     ------
     InputError
-        Naming the file and ``line N, column <name>`` for a missing file, fewer
-        than 6 fields, a non-numeric value, a non-integer or < 1 frame, a
-        non-integer id, a negative or non-finite width/height, or an id repeated
-        within one frame.
+        Naming the file and ``line N, field k (name)`` for a missing file, a
+        header, fewer than 6 fields, a non-numeric value, a non-integer or < 1
+        frame, a non-integer id, a bad box, or an id repeated within one frame.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, None, "ground-truth file not found", "check the path to gt.txt")
-    rows: list[list[float]] = []
-    lines: list[int] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = [p.strip() for p in line.split(",")]
-            if len(parts) < 6:
-                raise InputError(path, f"line {lineno}", f"{len(parts)} fields, need at least 6 "
-                                 "(frame, id, x, y, w, h)", "write MOTChallenge rows: frame,id,x,y,w,h,conf,class,vis")
-            vals = []
-            for j, p in enumerate(parts[:9]):
-                try:
-                    vals.append(float(p))
-                except ValueError:
-                    raise InputError(path, f"line {lineno}, column {j + 1} ({_GT_NAMES[j]})",
-                                     f"not a number: {p!r}", "write numbers only") from None
-            vals += [1.0, -1.0, -1.0][len(vals) - 6:] if len(vals) < 9 else []
-            for j in (0, 1):
-                v = vals[j]
-                if not np.isfinite(v) or v != int(v) or (j == 0 and v < 1):
-                    need = "an integer >= 1 (MOTChallenge frames are 1-based)" if j == 0 else "an integer"
-                    raise InputError(path, f"line {lineno}, column {j + 1} ({_GT_NAMES[j]})",
-                                     f"{parts[j]!r} is not {need}", "fix the value")
-            for j in (2, 3, 4, 5):
-                if not np.isfinite(vals[j]) or (j >= 4 and vals[j] < 0):
-                    raise InputError(path, f"line {lineno}, column {j + 1} ({_GT_NAMES[j]})",
-                                     f"invalid box value {parts[j]!r}", "use finite px values, w and h >= 0")
-            rows.append(vals)
-            lines.append(lineno)
-    a = np.asarray(rows, dtype=np.float64).reshape(-1, 9)
-    line_no = np.asarray(lines, dtype=np.int64)
-    frame = a[:, 0].astype(np.int64) - 1
-    ids = a[:, 1].astype(np.int64)
-    order = np.lexsort((ids, frame))
-    frame, ids, a, line_no = frame[order], ids[order], a[order], line_no[order]
-    dup = (np.diff(frame) == 0) & (np.diff(ids) == 0)
-    if dup.any():
-        k = int(np.flatnonzero(dup)[0]) + 1
-        raise InputError(path, f"line {line_no[k]}, column 2 (id)",
-                         f"id {ids[k]} appears twice in frame {frame[k] + 1}", "keep one box per id and frame")
-    return pd.DataFrame({
-        "frame": frame,
-        "id": ids,
-        "x1": a[:, 2].astype(np.float32),
-        "y1": a[:, 3].astype(np.float32),
-        "x2": (a[:, 2] + a[:, 4]).astype(np.float32),
-        "y2": (a[:, 3] + a[:, 5]).astype(np.float32),
-        "conf": a[:, 6].astype(np.float32),
-        "class_id": a[:, 7].astype(np.int32),
-        "visibility": a[:, 8].astype(np.float32),
-    })
+    from .io.mot import read_mot
+
+    return read_mot(path, "gt", frame_offset).drop(columns="line")
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

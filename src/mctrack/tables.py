@@ -40,7 +40,7 @@ import pandas as pd
 
 from .errors import InputError, atomic_path
 
-FRAME_STATUS = ("detected", "coasted")
+FRAME_STATUS = ("detected", "coasted", "interpolated", "reprojected")
 
 
 @dataclass(frozen=True)
