@@ -393,10 +393,13 @@ def evaluate_detections(detections: pd.DataFrame, gt2d: Mapping[str, pd.DataFram
     """Per-camera detection recall and precision at IoU >= 0.5 (one-to-one, Hungarian per frame).
 
     ``detections``: DETECTION table; ``gt2d``: camera -> :func:`read_mot_gt`
-    table (``conf == 0`` rows ignored). Also counts ``merged_detections``:
-    detections overlapping two or more GT boxes (IoU > 0.1), the signature of
-    touching targets detected as one blob. Returns
-    ``{camera: {det_recall, det_precision, merged_detections, n_detections, n_gt}}``.
+    table (``conf == 0`` rows ignored). As in :func:`_eval_camera` (CLEAR /
+    Identity), IoUs below 0.5 are set to 0 *before* the assignment, so the
+    Hungarian matching maximises the number of IoU >= 0.5 pairs rather than the
+    total IoU. Also counts ``merged_detections``: detections overlapping two or
+    more GT boxes (IoU > 0.1), the signature of touching targets detected as one
+    blob. Returns ``{camera: {det_recall, det_precision, merged_detections,
+    n_detections, n_gt}}`` (recall / precision 0 when there is nothing to count).
     """
     out = {}
     for cam, gt in gt2d.items():
@@ -409,32 +412,57 @@ def evaluate_detections(detections: pd.DataFrame, gt2d: Mapping[str, pd.DataFram
             if dd is None:
                 continue
             iou = box_iou(dd[["x1", "y1", "x2", "y2"]].to_numpy(), gg[["x1", "y1", "x2", "y2"]].to_numpy())
-            r, c = linear_sum_assignment(-iou)
-            tp += int((iou[r, c] >= IOU_THRESHOLD).sum())
+            score = np.where(iou >= IOU_THRESHOLD - np.finfo(float).eps, iou, 0.0)
+            r, c = linear_sum_assignment(-score)
+            tp += int((score[r, c] > 0).sum())
             merged += int(((iou > 0.1).sum(1) >= 2).sum())
         out[cam] = {"det_recall": tp / max(len(g), 1), "det_precision": tp / max(len(d), 1),
                     "merged_detections": merged, "n_detections": int(len(d)), "n_gt": int(len(g))}
     return out
 
 
+def _in_range(df: pd.DataFrame | None, n_frames: int | None) -> pd.DataFrame | None:
+    """Rows of ``df`` with ``0 <= frame < n_frames`` (all rows with frame >= 0 when ``n_frames`` is None)."""
+    if df is None:
+        return None
+    f = df["frame"].to_numpy(np.int64)
+    keep = f >= 0
+    if n_frames is not None:
+        keep &= f < int(n_frames)
+    return df if keep.all() else df[keep].reset_index(drop=True)
+
+
 def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.PathLike], association: pd.DataFrame,
                      points: pd.DataFrame, gt3d_path: str | os.PathLike | None, cfg: Mapping | None = None,
-                     detections: pd.DataFrame | None = None) -> dict:
+                     detections: pd.DataFrame | None = None, frame_offsets: Mapping[str, int] | None = None,
+                     n_frames: int | None = None) -> dict:
     """All metrics that the available ground truth allows, as one JSON-able dict.
 
     ``cfg`` is the config's ``evaluate`` section (``include_coasted``,
-    ``match_distance_3d``). Returns ``{"cameras": {camera: 2D metrics, plus
+    ``match_distance_3d``, ``gt_ids_shared``). ``frame_offsets``: camera ->
+    the camera sheet's ``frame_offset`` (GT frame 1 is the first decoded frame
+    of that camera's video, so session frame = GT frame - 1 - offset);
+    ``n_frames``: session frames processed. Only session frames
+    ``0 <= f < n_frames`` are evaluated: GT, tracklet and detection rows
+    outside that range are dropped (a GT file longer than the processed range
+    does not count missed targets in frames never tracked).
+
+    Returns ``{"cameras": {camera: 2D metrics, plus
     :func:`evaluate_detections`' keys when ``detections`` is given},
-    "association": association_purity(...) (when ≥ 2 cameras have GT),
-    "tracking_3d": evaluate_3d(...) (when 3D GT is given), "summary": {...}}``.
+    "association": association_purity(...) (only when ≥ 2 cameras have GT and
+    ``cfg["gt_ids_shared"]`` is true: GT ids name the same target in every
+    camera), "tracking_3d": evaluate_3d(...) (when 3D GT is given), "summary": {...}}``.
     """
     cfg = dict(cfg or {})
-    gts = {cam: read_mot_gt(p) for cam, p in gt2d_paths.items()}
+    offs = dict(frame_offsets or {})
+    gts = {cam: _in_range(read_mot_gt(p, int(offs.get(cam, 0))), n_frames) for cam, p in gt2d_paths.items()}
+    tracklets = _in_range(tracklets, n_frames)
+    detections = _in_range(detections, n_frames)
     out: dict = {"cameras": evaluate_2d(tracklets, gts, cfg.get("include_coasted", "bridged")) if gts else {}}
     if detections is not None:
         for cam, m in evaluate_detections(detections, gts).items():
             out["cameras"].setdefault(cam, {}).update(m)
-    if len(gts) >= 2:
+    if len(gts) >= 2 and cfg.get("gt_ids_shared", False):
         out["association"] = association_purity(tracklets, association, gts)
     if gt3d_path:
         out["tracking_3d"] = evaluate_3d(points, read_gt3d(gt3d_path), cfg.get("match_distance_3d", 0.05))
@@ -448,8 +476,27 @@ def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.
     return out
 
 
+def _strict_json(v):
+    """``v`` with NaN / inf floats replaced by None and numpy scalars by Python ones (recursively)."""
+    if isinstance(v, dict):
+        return {str(k): _strict_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict_json(x) for x in v]
+    if isinstance(v, (np.integer, np.bool_)):
+        return v.item()
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return v if np.isfinite(v) else None
+    return v
+
+
 def write_metrics(metrics: dict, json_path: str | os.PathLike, tsv_path: str | os.PathLike) -> None:
-    """Write ``metrics`` as JSON and as a flat ``section, key, value`` TSV (atomically)."""
+    """Write ``metrics`` as strict JSON and as a flat ``section, key, value`` TSV (atomically).
+
+    JSON is strict (RFC 8259): NaN and infinite values are written as ``null``
+    (``json.dumps(allow_nan=False)`` would raise otherwise); the TSV keeps them
+    as empty cells.
+    """
     import json
 
     from .errors import atomic_path
@@ -461,7 +508,7 @@ def write_metrics(metrics: dict, json_path: str | os.PathLike, tsv_path: str | o
         else:
             rows += [(section, k, v) for k, v in val.items()]
     with atomic_path(json_path) as tmp:
-        Path(tmp).write_text(json.dumps(metrics, indent=2, default=float))
+        Path(tmp).write_text(json.dumps(_strict_json(metrics), indent=2, allow_nan=False, default=float))
     with atomic_path(tsv_path) as tmp:
         pd.DataFrame(rows, columns=["section", "metric", "value"]).to_csv(tmp, sep="\t", index=False)
 
