@@ -48,8 +48,6 @@ method (one module per backend in this package), and registering it in
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import os
 
 import pandas as pd

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, atomic_path
-from ..video import read_frames
-from .base import _check_chunk, _float, _int, _merge_defaults, _table
+from ..video import read_frames, video_info
+from .base import _check_chunk, _err, _float, _int, _merge_defaults, _table
 
 # --------------------------------------------------------------------------- background backend
 
