@@ -26,6 +26,7 @@ include: "workflow/rules/assemble.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/smooth.smk"
+include: "workflow/rules/refine_2d.smk"
 
 
 rule all:

@@ -8,8 +8,13 @@ column             required  meaning
 =================  ========  ====================================================
 session            yes       session name; outputs land in ``results/{session}/``
 camera             yes       camera name (letters, digits, ``_ . -``)
-video              yes       video file; relative paths are relative to the
+video              yes*      video file; relative paths are relative to the
                              working directory (where ``snakemake`` runs)
+                             (*optional with ``detect.backend: precomputed``)
+detections         no        MOTChallenge ``det.txt`` of the camera (backend
+                             ``precomputed``; frame 1 = first decoded frame)
+fps                no*       Hz; *required for a camera without video
+n_frames           no*       frames; *required for a camera without video
 calibration        no        calibration file (anipose/Pose2Sim TOML)
 calibration_name   no        the camera's entry in that file (default: found by
                              camera name, see :func:`mctrack.calibration.find_camera`)
@@ -36,7 +41,8 @@ import pandas as pd
 
 from .errors import InputError
 
-SHEET_COLUMNS = ("session", "camera", "video", "calibration", "calibration_name", "gt", "frame_offset")
+SHEET_COLUMNS = ("session", "camera", "video", "calibration", "calibration_name", "gt", "frame_offset",
+                 "detections", "fps", "n_frames")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -50,6 +56,9 @@ class CameraEntry:
     calibration_name: str | None = None
     gt: str | None = None
     frame_offset: int = 0
+    detections: str | None = None
+    fps: float | None = None
+    n_frames: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,9 +111,11 @@ def read_camera_sheet(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(path, None, "camera sheet not found", "set `cameras:` in the config to an existing TSV")
     sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False, skip_blank_lines=True)
     sheet.columns = [c.strip() for c in sheet.columns]
-    for col in ("session", "camera", "video"):
+    for col in ("session", "camera"):
         if col not in sheet.columns:
             raise InputError(path, f"column '{col}'", "missing", "the sheet needs tab-separated columns session, camera, video")
+    if "video" not in sheet.columns and "detections" not in sheet.columns:
+        raise InputError(path, "column 'video'", "missing", "give each camera a video (or a detections det.txt)")
     extra = [c for c in sheet.columns if c not in SHEET_COLUMNS]
     if extra:
         raise InputError(path, f"column '{extra[0]}'", "unknown", f"use only {list(SHEET_COLUMNS)} (tab-separated)")
@@ -147,12 +158,13 @@ def plan_sessions(config: dict) -> dict[str, SessionPlan]:
             except ValueError:
                 raise InputError(path, f"{where} column 'frame_offset'", f"'{r['frame_offset']}' is not an integer",
                                  "give a whole number of frames (may be negative)") from None
-            for col in ("video", "calibration", "gt"):
+            for col in ("video", "calibration", "gt", "detections"):
                 if r[col] and not synthetic and not Path(r[col]).exists():
                     raise InputError(path, f"{where} column '{col}'", f"file '{r[col]}' not found",
                                      "fix the path (relative paths are relative to the directory snakemake runs in)")
             cams[r["camera"]] = CameraEntry(r["camera"], r["video"], r["calibration"] or None,
-                                            r["calibration_name"] or None, r["gt"] or None, offset)
+                                            r["calibration_name"] or None, r["gt"] or None, offset,
+                                            **_detections_columns(path, where, r, config, synthetic))
         cal_files = {c.calibration for c in cams.values() if c.calibration}
         if len(cal_files) > 1:
             raise InputError(path, f"session '{session}' column 'calibration'", "cameras name different files",
@@ -166,7 +178,7 @@ def plan_sessions(config: dict) -> dict[str, SessionPlan]:
         if synthetic:
             n, fps = int(sim["n_frames"]), float(sim["fps"])
         else:
-            infos = {c.camera: video_info(c.video) for c in cams.values()}
+            infos = {c.camera: video_info(c.video) if c.video else c for c in cams.values()}
             n = min(info.n_frames - cams[k].frame_offset for k, info in infos.items())
             fps = next(iter(infos.values())).fps
         if config.get("max_frames"):
@@ -178,6 +190,44 @@ def plan_sessions(config: dict) -> dict[str, SessionPlan]:
         chunks = [(s, min(s + L, n)) for s in range(0, n, L)]
         plans[session] = SessionPlan(session, cams, n, fps, chunks, synthetic)
     return plans
+
+
+def _detections_columns(path: Path, where: str, r: pd.Series, config: dict, synthetic: bool) -> dict:
+    """Check a row's ``detections`` / ``fps`` / ``n_frames`` cells (and video presence); return CameraEntry fields.
+
+    A ``detections`` file is validated line by line
+    (:func:`mctrack.detect.validate_det_file`) when the precomputed backend is
+    chosen. A camera without ``video`` needs the precomputed backend, a
+    ``detections`` file and positive ``fps`` and ``n_frames``.
+    """
+    from .detect import validate_det_file
+
+    backend = (config.get("detect") or {}).get("backend", "background")
+    out: dict = {"detections": r["detections"] or None}
+    if backend == "precomputed" and not synthetic:
+        if not r["detections"]:
+            raise InputError(path, f"{where} column 'detections'", "empty, but detect.backend is 'precomputed'",
+                             "name the camera's MOTChallenge det.txt")
+        validate_det_file(r["detections"])
+    for col, typ in (("fps", float), ("n_frames", int)):
+        if r[col]:
+            try:
+                v = typ(r[col])
+            except ValueError:
+                v = None
+            if v is None or not v > 0:
+                raise InputError(path, f"{where} column '{col}'", f"'{r[col]}' is not a positive {typ.__name__}",
+                                 f"give the camera's {'frame rate in Hz' if col == 'fps' else 'number of frames'}")
+            out[col] = v
+    if not r["video"] and not synthetic:
+        if backend != "precomputed":
+            raise InputError(path, f"{where} column 'video'", "empty", "give the camera's video file (only "
+                             "detect.backend: precomputed works without videos)")
+        for col in ("fps", "n_frames"):
+            if col not in out:
+                raise InputError(path, f"{where} column '{col}'", "required for a camera without video",
+                                 f"add a '{col}' column to the camera sheet (or give the video)")
+    return out
 
 
 def load_session_cameras(plan: SessionPlan) -> dict:
@@ -211,7 +261,7 @@ def check_stage_configs(config: dict) -> None:
     the config file (e.g. ``detect.ultralytics.model``).
     """
     from .detect import make_detector
-    from .track2d import TrackerConfig
+    from .track2d import RefineConfig, TrackerConfig
 
     detect = config.get("detect") or {}
     backend = detect.get("backend", "background")
@@ -223,3 +273,4 @@ def check_stage_configs(config: dict) -> None:
             field = f"detect.{backend}.{field.removeprefix('detect.')}"
         raise InputError(exc.file, field, exc.problem, exc.fix) from None
     TrackerConfig.from_dict(config.get("track_2d") or {})
+    RefineConfig.from_dict((config.get("track_2d") or {}).get("refine"))

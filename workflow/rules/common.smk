@@ -33,13 +33,12 @@ def session_cameras(session):
 
 
 def tracklet_files(wildcards):
-    """Every camera's every chunk of TRACKLET2D tables of a session."""
+    """Every camera's refined TRACKLET2D table of a session (rule refine_2d, one file per camera)."""
     p = PLANS[wildcards.session]
     return expand(
-        "results/{session}/track_2d/{camera}/{chunk}.parquet",
+        "results/{session}/track_2d/{camera}.parquet",
         session=wildcards.session,
         camera=list(p.cameras),
-        chunk=p.chunk_ids(),
     )
 
 
@@ -113,3 +112,41 @@ def associated_tracklets(wildcards):
     the association's (camera_id, track_id) keys refer to it.
     """
     return [f"results/{wildcards.session}/associate/tracklets.parquet"]
+
+# --- track2d ---
+def detector_input(wildcards):
+    """What the detect rule reads: the camera's det.txt (backend precomputed) or its video."""
+    e = camera_entry(wildcards)
+    return e.detections if config["detect"]["backend"] == "precomputed" else e.video
+
+
+def tracker_settings(wildcards):
+    """The track_2d section without refine (refinement settings must not rerun tracking)."""
+    return {k: v for k, v in config["track_2d"].items() if k != "refine"}
+
+
+def reid_video_input(wildcards):
+    """With ReID on, tracking reads the camera's video frames."""
+    if config["track_2d"].get("reid"):
+        return camera_entry(wildcards).video
+    return []
+
+
+def camera_chunk_tracklets(wildcards):
+    """One camera's per-chunk (unrefined) TRACKLET2D tables, in chunk order."""
+    return expand(
+        "results/{session}/track_2d/{camera}/{chunk}.parquet",
+        session=wildcards.session,
+        camera=wildcards.camera,
+        chunk=PLANS[wildcards.session].chunk_ids(),
+    )
+
+
+def camera_chunk_embeddings(wildcards):
+    """One camera's per-chunk appearance embeddings (empty tables without ReID)."""
+    return expand(
+        "results/{session}/track_2d/{camera}/{chunk}.emb.parquet",
+        session=wildcards.session,
+        camera=wildcards.camera,
+        chunk=PLANS[wildcards.session].chunk_ids(),
+    )
