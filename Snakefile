@@ -27,6 +27,7 @@ include: "workflow/rules/qc.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/smooth.smk"
 include: "workflow/rules/refine_2d.smk"
+include: "workflow/rules/calibrate.smk"
 
 
 rule all:

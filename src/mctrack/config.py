@@ -15,11 +15,16 @@ detections         no        MOTChallenge ``det.txt`` of the camera (backend
                              ``precomputed``; frame 1 = first decoded frame)
 fps                no*       Hz; *required for a camera without video
 n_frames           no*       frames; *required for a camera without video
-calibration        no        calibration file (anipose/Pose2Sim TOML)
+calibration        no        calibration file (anipose/Pose2Sim TOML, OpenCV YAML/XML,
+                             Qualisys .qca.txt, JSON; see mctrack.calibration); with
+                             ``board``: the intrinsics to keep (extrinsics-only calibration)
 calibration_name   no        the camera's entry in that file (default: found by
                              camera name, see :func:`mctrack.calibration.find_camera`)
 gt                 no        ground truth, MOTChallenge ``gt.txt`` (frame 1 = first decoded frame)
 frame_offset       no        int; session frame = video frame − frame_offset (default 0)
+board              no        board footage of this camera (image folder, glob such as
+                             ``dir/*.png``, or video): the ``calibrate`` rule then writes
+                             ``results/{session}/calibration.toml`` (config ``calibrate``)
 =================  ========  ====================================================
 
 Cameras of one session are frame-synchronised. :func:`plan_sessions` checks
@@ -42,7 +47,7 @@ import pandas as pd
 from .errors import InputError
 
 SHEET_COLUMNS = ("session", "camera", "video", "calibration", "calibration_name", "gt", "frame_offset",
-                 "detections", "fps", "n_frames")
+                 "detections", "fps", "n_frames", "board")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -59,6 +64,7 @@ class CameraEntry:
     detections: str | None = None
     fps: float | None = None
     n_frames: int | None = None
+    board: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,15 +86,28 @@ class SessionPlan:
     synthetic: bool = False
 
     @property
-    def calibration(self) -> str | None:
-        """The session's calibration file, or None."""
+    def calibrate(self) -> bool:
+        """True when the sheet names board footage: the ``calibrate`` rule makes the calibration."""
+        return any(c.board for c in self.cameras.values())
+
+    @property
+    def intrinsics(self) -> str | None:
+        """The sheet's calibration file (intrinsics only when :attr:`calibrate`), or None."""
         cals = {c.calibration for c in self.cameras.values() if c.calibration}
         return cals.pop() if cals else None
 
     @property
+    def calibration(self) -> str | None:
+        """The calibration later stages read: ``results/{session}/calibration.toml`` when
+        :attr:`calibrate`, else the sheet's file, or None."""
+        if self.calibrate:
+            return f"results/{self.session}/calibration.toml"
+        return self.intrinsics
+
+    @property
     def calibrated(self) -> bool:
         """True when ≥ 2 cameras have a calibration (association/triangulation possible)."""
-        return sum(1 for c in self.cameras.values() if c.calibration) >= 2
+        return sum(1 for c in self.cameras.values() if c.calibration or c.board) >= 2
 
     @property
     def has_gt(self) -> bool:
@@ -133,7 +152,7 @@ def plan_sessions(config: dict) -> dict[str, SessionPlan]:
     frames) to count frames. Raises :class:`~mctrack.errors.InputError` on the
     first problem found, naming the sheet row and column.
     """
-    from .calibration import find_camera, load_calibration
+    from .calibration.checks import check_session_calibration
     from .video import video_info
 
     path = Path(config["cameras"])
@@ -164,21 +183,18 @@ def plan_sessions(config: dict) -> dict[str, SessionPlan]:
                                      "fix the path (relative paths are relative to the directory snakemake runs in)")
             cams[r["camera"]] = CameraEntry(r["camera"], r["video"], r["calibration"] or None,
                                             r["calibration_name"] or None, r["gt"] or None, offset,
+                                            r["board"] or None,
                                             **_detections_columns(path, where, r, config, synthetic))
         cal_files = {c.calibration for c in cams.values() if c.calibration}
         if len(cal_files) > 1:
             raise InputError(path, f"session '{session}' column 'calibration'", "cameras name different files",
                              "put all cameras of a session in one calibration file")
-        if cal_files and not synthetic:
-            cal = cal_files.pop()
-            cal_cams = load_calibration(cal)
-            for c in cams.values():
-                if c.calibration:
-                    find_camera(cal_cams, c.camera, c.calibration_name, source=cal)
         if synthetic:
             n, fps = int(sim["n_frames"]), float(sim["fps"])
         else:
             infos = {c.camera: video_info(c.video) if c.video else c for c in cams.values()}
+            check_session_calibration(path, session, cams, {k: (i.width, i.height) for k, i in infos.items()
+                                                            if hasattr(i, "width")}, config)
             n = min(info.n_frames - cams[k].frame_offset for k, info in infos.items())
             fps = next(iter(infos.values())).fps
         if config.get("max_frames"):
@@ -230,15 +246,22 @@ def _detections_columns(path: Path, where: str, r: pd.Series, config: dict, synt
     return out
 
 
-def load_session_cameras(plan: SessionPlan) -> dict:
-    """Calibrated :class:`~mctrack.calibration.Camera` per sheet camera of ``plan`` (empty if uncalibrated)."""
-    from .calibration import find_camera, load_calibration
+def load_session_cameras(plan: SessionPlan, config: dict | None = None) -> dict:
+    """Calibrated :class:`~mctrack.calibration.Camera` per sheet camera of ``plan`` (empty if uncalibrated).
+
+    Checked against the videos' decoded sizes (:func:`mctrack.calibration.checks.session_cameras`;
+    ``config['calibrate']`` gives ``rescale`` and ``unit``): raises InputError before any work.
+    """
+    from .calibration.checks import session_cameras
+    from .video import video_info
 
     if not plan.calibration:
         return {}
-    cal = load_calibration(plan.calibration)
-    return {name: find_camera(cal, name, c.calibration_name, source=plan.calibration)
-            for name, c in plan.cameras.items() if c.calibration}
+    cal_cfg = (config or {}).get("calibrate") or {}
+    entries = {k: c for k, c in plan.cameras.items() if c.calibration or c.board}
+    sizes = {k: (i.width, i.height) for k, i in ((k, video_info(c.video)) for k, c in entries.items() if c.video)}
+    return session_cameras(plan.calibration, entries, sizes, rescale=bool(cal_cfg.get("rescale", False)),
+                           by_name=plan.calibrate, unit=None if plan.calibrate else cal_cfg.get("unit"))
 
 
 def detector_settings(detect: dict) -> dict:

@@ -101,6 +101,8 @@ def all_outputs():
         out.append(f"results/{s}/smooth/tracks3d.parquet")  # tri3d: smoothed, gap-filled 3D tracks
         if p.has_gt:
             out.append(f"results/{s}/eval/metrics.json")
+        if p.calibrate:
+            out.append(f"results/{s}/calibrate/calibration_qc.png")
     return out
 
 
@@ -150,3 +152,21 @@ def camera_chunk_embeddings(wildcards):
         camera=wildcards.camera,
         chunk=PLANS[wildcards.session].chunk_ids(),
     )
+
+
+# --- calib ---
+def calibrate_board_inputs(wildcards):
+    """Every camera's board footage (image files or video) of a session with a `board` column."""
+    from mctrack.calibration.board import board_files
+
+    out = []
+    for c in PLANS[wildcards.session].cameras.values():
+        files = board_files(c.board)
+        out += files if files is not None else [c.board]
+    return out
+
+
+def calibrate_intrinsics_input(wildcards):
+    """The sheet's calibration file of a board session (intrinsics kept), or nothing (full calibration)."""
+    cal = PLANS[wildcards.session].intrinsics
+    return [cal] if cal else []
