@@ -183,7 +183,7 @@ def plan_sessions(config: dict) -> dict[str, SessionPlan]:
                                      "fix the path (relative paths are relative to the directory snakemake runs in)")
             cams[r["camera"]] = CameraEntry(r["camera"], r["video"], r["calibration"] or None,
                                             r["calibration_name"] or None, r["gt"] or None, offset,
-                                            r["board"] or None,
+                                            board=r["board"] or None,
                                             **_detections_columns(path, where, r, config, synthetic))
         cal_files = {c.calibration for c in cams.values() if c.calibration}
         if len(cal_files) > 1:
