@@ -190,7 +190,7 @@ def project_config(sheet: Path, detector: str = "background", model: str | None 
             ul["classes"] = [int(c) for c in classes]
         detect["ultralytics"] = ul
     cfg = {"cameras": str(Path(sheet).resolve()), "chunk_frames": int(chunk_frames), "max_frames": max_frames,
-           "simulate": None, "detect": detect}
+           "detect": detect}
     for sec in ("track_2d", "associate", "triangulate", "evaluate"):
         cfg[sec] = _schema_defaults(sec)
     return cfg

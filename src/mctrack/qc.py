@@ -196,7 +196,7 @@ def proxy_metrics(qc: QCData) -> dict:
       (ids alive per frame) and ``triangulated_ids_per_frame_median``;
     - ``cameras_per_target_mean`` (cameras a global id is linked across),
       ``cameras_per_point_mean`` (cameras per 3D point);
-    - ``coverage_median``: per global id, triangulated frames / frames alive (median);
+    - ``coverage_median``: per multi-camera global id, triangulated frames / frames alive (median);
     - ``coasted_fraction``; ``residual_px_p50/p90/p99`` (all cameras) and
       ``residual_px_p50[camera]`` per camera (from per-camera residuals, else
       the 3D points' mean reprojection error).
@@ -211,8 +211,11 @@ def proxy_metrics(qc: QCData) -> dict:
     tri_per_frame = np.bincount(pf[(pf >= 0) & (pf < qc.n_frames)], minlength=qc.n_frames)
     gid_alive = qc.active.sum(0)
     tri_by_gid = np.bincount(qc.points["global_id"].to_numpy(np.int64), minlength=qc.n_global_ids)
-    cover = tri_by_gid[gid_alive > 0] / gid_alive[gid_alive > 0] if qc.n_global_ids else np.zeros(0)
     per_gid = a.groupby("global_id")["camera_id"].nunique() if n_tr else pd.Series(dtype=float)
+    multi = np.zeros(qc.n_global_ids, bool)
+    multi[per_gid.index[per_gid >= 2].to_numpy(np.int64)] = True
+    sel = multi & (gid_alive > 0)
+    cover = tri_by_gid[sel] / gid_alive[sel]
     out = {
         "cameras": C,
         "frames": qc.n_frames,
