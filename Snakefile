@@ -28,6 +28,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/smooth.smk"
 include: "workflow/rules/refine_2d.smk"
 include: "workflow/rules/calibrate.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:

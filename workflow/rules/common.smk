@@ -90,6 +90,7 @@ QC_PLOTS = [
     "reprojection_error",
     "top_view",
     "identity_timeline",
+    "ids_over_time",
 ]
 
 
@@ -170,3 +171,29 @@ def calibrate_intrinsics_input(wildcards):
     """The sheet's calibration file of a board session (intrinsics kept), or nothing (full calibration)."""
     cal = PLANS[wildcards.session].intrinsics
     return [cal] if cal else []
+
+
+# --- sessionio ---
+def session_videos(wildcards):
+    """Every camera's video (the session file records their size and frame count)."""
+    return [c.video for c in PLANS[wildcards.session].cameras.values() if c.video]
+
+
+def detector_model_input(wildcards):
+    """The detector's model file or folder (its SHA-256 goes into the session file), if any."""
+    detect = config.get("detect") or {}
+    model = (detect.get(detect.get("backend", "")) or {}).get("model")
+    return [model] if model and os.path.exists(model) else []
+
+
+def export_outputs():
+    """Every session's exports (target rule `export`)."""
+    out = []
+    for s in PLANS:
+        out += [
+            f"results/{s}/export/mot",
+            f"results/{s}/export/{s}_3d.csv",
+            f"results/{s}/export/{s}_3d.parquet",
+            f"results/{s}/export/{s}_movement.nc",
+        ]
+    return out

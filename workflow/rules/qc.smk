@@ -15,6 +15,12 @@ rule qc:
             )
             for plot in QC_PLOTS
         },
+        summary=report(
+            "results/{session}/qc/summary.tsv",
+            caption="../report/qc_summary.rst",
+            category="QC",
+            subcategory="{session}",
+        ),
     params:
         plan=plan,
     conda:

@@ -1,1 +1,2 @@
-"""File formats in and out of mctrack (session file, exports, MOTChallenge text files: :mod:`mctrack.io.mot`)."""
+"""File formats: the session HDF5 (:mod:`mctrack.io.session`), exports (:mod:`mctrack.io.export`)
+and MOTChallenge text files (:mod:`mctrack.io.mot`)."""
