@@ -147,6 +147,6 @@ def render_outputs():
             raise InputError(config["cameras"], f"session '{s}' camera 'mosaic'", "name reserved for the mosaic video",
                              "rename the camera")
         out += expand("results/{session}/render/{camera}.mp4", session=s, camera=list(p.cameras))
-        out.append(f"results/{s}/render/mosaic.mp4")
+        out += [f"results/{s}/render/mosaic.mp4", f"results/{s}/render/mosaic.html"]
         out += expand("results/{session}/render/highlight/{gid}.mp4", session=s, gid=config["render"]["highlight"])
     return out

@@ -70,8 +70,23 @@ rule render_join_mosaic:
     input:
         render_mosaic_chunks,
     output:
+        "results/{session}/render/mosaic.mp4",
+    params:
+        render=config["render"],
+    conda:
+        "../../envs/mctrack.yaml"
+    log:
+        "logs/{session}/render/mosaic.join.log",
+    script:
+        "../scripts/render_join.py"
+
+
+rule render_report_page:
+    input:
+        "results/{session}/render/mosaic.mp4",
+    output:
         report(
-            "results/{session}/render/mosaic.mp4",
+            "results/{session}/render/mosaic.html",
             caption="../report/render_mosaic.rst",
             category="Render",
             subcategory="{session}",
@@ -81,9 +96,9 @@ rule render_join_mosaic:
     conda:
         "../../envs/mctrack.yaml"
     log:
-        "logs/{session}/render/mosaic.join.log",
+        "logs/{session}/render/mosaic.page.log",
     script:
-        "../scripts/render_join.py"
+        "../scripts/render_page.py"
 
 
 rule render_highlight:

@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..video import read_frames, video_info
 from .encode import H264Writer, decode_bgr
 from .layout import Mosaic, TopView
-from .overlay import CameraOverlay, draw_overlay
+from .overlay import CameraOverlay, draw_overlay, prepare_overlay
 from .presets import RenderConfig
 
 __all__ = ["camera_frames", "render_camera_clip", "render_mosaic_clip", "visible_segments", "render_highlight_clip",
