@@ -236,9 +236,20 @@ def test_highlight_marker_stays_on_target(synthetic_render):
 
 
 @pytest.mark.slow
-def test_report_embeds_playable_mosaic(synthetic_render):
+def test_report_embeds_playable_mosaic(synthetic_render, tmp_path):
+    """The report's Render entry is an HTML page whose <video> carries the preview mosaic itself."""
+    import base64
+    import re
+
     html = (synthetic_render / "report.html").read_text(errors="ignore")
-    assert "mosaic.mp4" in html and "video/mp4" in html
+    pages = re.findall(r'"data_uri": "data:text/html;charset=utf8;filename=mosaic.html;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(pages) == 1
+    page = base64.b64decode(pages[0]).decode()
+    video = re.search(r'<video controls[^>]* src="data:video/mp4;base64,([A-Za-z0-9+/=]+)"', page)
+    assert video, page[:300]
+    (tmp_path / "embedded.mp4").write_bytes(base64.b64decode(video.group(1)))
+    assert (tmp_path / "embedded.mp4").read_bytes() == (synthetic_render / "results/synthetic/render/mosaic.mp4").read_bytes()
+    assert_browser_video(tmp_path / "embedded.mp4", RenderConfig.from_dict({}).preset.n_output_frames(SYN_FRAMES))
 
 
 @pytest.mark.slow

@@ -21,14 +21,14 @@ rule render_overlay:
         calibration=calibration_input,
     output:
         "results/{session}/render/chunks/{camera}/{chunk}.mp4",
+    log:
+        "logs/{session}/render/{camera}/{chunk}.log",
+    conda:
+        "../../envs/mctrack.yaml"
     params:
         plan=plan,
         frames=chunk_range,
         render=config["render"],
-    conda:
-        "../../envs/mctrack.yaml"
-    log:
-        "logs/{session}/render/{camera}/{chunk}.log",
     script:
         "../scripts/render_overlay.py"
 
@@ -39,14 +39,14 @@ rule render_mosaic_chunk:
         points="results/{session}/triangulate/points3d.parquet",
     output:
         "results/{session}/render/mosaic_chunks/{chunk}.mp4",
+    log:
+        "logs/{session}/render/mosaic/{chunk}.log",
+    conda:
+        "../../envs/mctrack.yaml"
     params:
         plan=plan,
         frames=chunk_range,
         render=config["render"],
-    conda:
-        "../../envs/mctrack.yaml"
-    log:
-        "logs/{session}/render/mosaic/{chunk}.log",
     script:
         "../scripts/render_mosaic.py"
 
@@ -56,12 +56,12 @@ rule render_join_camera:
         render_camera_chunks,
     output:
         "results/{session}/render/{camera}.mp4",
-    params:
-        render=config["render"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/render/{camera}.join.log",
+    conda:
+        "../../envs/mctrack.yaml"
+    params:
+        render=config["render"],
     script:
         "../scripts/render_join.py"
 
@@ -71,12 +71,12 @@ rule render_join_mosaic:
         render_mosaic_chunks,
     output:
         "results/{session}/render/mosaic.mp4",
-    params:
-        render=config["render"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/render/mosaic.join.log",
+    conda:
+        "../../envs/mctrack.yaml"
+    params:
+        render=config["render"],
     script:
         "../scripts/render_join.py"
 
@@ -91,12 +91,12 @@ rule render_report_page:
             category="Render",
             subcategory="{session}",
         ),
-    params:
-        render=config["render"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/render/mosaic.page.log",
+    conda:
+        "../../envs/mctrack.yaml"
+    params:
+        render=config["render"],
     script:
         "../scripts/render_page.py"
 
@@ -111,14 +111,14 @@ rule render_highlight:
         calibration=calibration_input,
     output:
         "results/{session}/render/highlight/{gid}.mp4",
+    log:
+        "logs/{session}/render/highlight/{gid}.log",
     wildcard_constraints:
         gid=r"\d+",
+    conda:
+        "../../envs/mctrack.yaml"
     params:
         plan=plan,
         render=config["render"],
-    conda:
-        "../../envs/mctrack.yaml"
-    log:
-        "logs/{session}/render/highlight/{gid}.log",
     script:
         "../scripts/render_highlight.py"
