@@ -121,6 +121,9 @@ def test_concat_remuxes_same_settings_and_reencodes_otherwise(tmp_path):
     for i, part in enumerate(np.split(want, [7, 17])):
         clips.append(tmp_path / f"c{i}.mp4")
         _grey_clip(clips[-1], list(part))
+    with H264Writer(tmp_path / "empty.mp4", 10.0, 64, 48):  # a chunk without kept frames
+        pass
+    clips.insert(1, tmp_path / "empty.mp4")
     out = tmp_path / "all.mp4"
     assert concat_videos(clips, out) == "remux"
     assert_browser_video(out, 21)
@@ -166,36 +169,51 @@ def snakemake(workdir: Path, *args: str) -> None:
         raise AssertionError(f"snakemake failed ({' '.join(args)}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
 
 
-SYN_FRAMES, SYN_CHUNK, HIGHLIGHT = 40, 20, 0
+SYN_FRAMES, SYN_CHUNK, PADDING = 40, 20, 3
+
+
+def tracked_with_gid(wd: Path) -> pd.DataFrame:
+    tr = read_tables(sorted((wd / "results/synthetic/track_2d").glob("*/*.parquet")), TRACKLET2D)
+    assoc = read_table(wd / "results/synthetic/associate/association.parquet", ASSOCIATION)
+    return tr.merge(assoc[["camera_id", "track_id", "global_id"]], on=["camera_id", "track_id"])
 
 
 @pytest.fixture(scope="module")
 def synthetic_render(tmp_path_factory):
-    """Synthetic default shortened to 40 frames (2 chunks of 20, 320x240 px), rendered with preview
-    and highlight on global id 0; plus the report."""
+    """Synthetic default shortened to 40 frames (2 chunks of 20, 320x240 px), rendered with the
+    preview preset and one highlighted global id, plus the report. The id is picked after
+    association: among ids with a box in >= 20 (camera, preview frame) cells, the one seen over the
+    shortest frame span, so the test also covers frames and cameras where it is absent."""
     wd = tmp_path_factory.mktemp("render_synthetic")
     rows = ["session\tcamera\tvideo\tcalibration"] + [
         f"synthetic\t{c}\tresults/synthetic/simulate/{c}.mp4\tresults/synthetic/simulate/calibration.toml"
         for c in ("cam1", "cam2", "cam3", "cam4")]
     (wd / "cameras.tsv").write_text("\n".join(rows) + "\n")
     cfg = {"cameras": str(wd / "cameras.tsv"), "chunk_frames": SYN_CHUNK,
-           "simulate": {"session": "synthetic", "n_frames": SYN_FRAMES, "width": 320, "height": 240},
-           "render": {"highlight": [HIGHLIGHT], "clip_padding": 3}}
+           "simulate": {"session": "synthetic", "n_frames": SYN_FRAMES, "width": 320, "height": 240}}
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(wd, "results/synthetic/associate/association.parquet", "--configfile", str(wd / "config.yaml"))
+    t = tracked_with_gid(wd)
+    t = t[t["frame"] % 2 == 0]
+    stats = t.groupby("global_id").agg(cells=("frame", "size"), span=("frame", lambda f: f.max() - f.min()))
+    gid = int(stats[stats["cells"] >= 20].sort_values(["span", "cells"], ascending=[True, False]).index[0])
+    cfg["render"] = {"highlight": [gid], "clip_padding": PADDING}
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(wd, "render", "--configfile", str(wd / "config.yaml"))
     snakemake(wd, "render", "--configfile", str(wd / "config.yaml"), "--report", "report.html")
-    return wd
+    return wd, gid
 
 
 @pytest.mark.slow
 def test_synthetic_overlays_and_mosaic_are_browser_h264(synthetic_render):
-    out = synthetic_render / "results/synthetic/render"
+    wd, _ = synthetic_render
+    out = wd / "results/synthetic/render"
     n = RenderConfig.from_dict({}).preset.n_output_frames(SYN_FRAMES)  # preview: every 2nd frame
     assert n == 20
     for cam in ("cam1", "cam2", "cam3", "cam4"):
         assert_browser_video(out / f"{cam}.mp4", n)
         assert (probe(out / f"{cam}.mp4").width, probe(out / f"{cam}.mp4").height) == (320, 240)
-        assert "(remux)" in (synthetic_render / f"logs/synthetic/render/{cam}.join.log").read_text()
+        assert "(remux)" in (wd / f"logs/synthetic/render/{cam}.join.log").read_text()
     assert_browser_video(out / "mosaic.mp4", n)
     m = probe(out / "mosaic.mp4")
     assert m.width > 2 * 200 and abs(m.fps - 15.0) < 1e-6  # 2x3 tiles of 4 cameras and the top view; 30 fps / 2
@@ -203,16 +221,14 @@ def test_synthetic_overlays_and_mosaic_are_browser_h264(synthetic_render):
 
 @pytest.mark.slow
 def test_highlight_marker_stays_on_target(synthetic_render):
-    """Read the magenta marker back from cam videos; it must lie on global id 0's box (≥ 95 % of
-    the frames where that id has a box) and be absent where it has none."""
-    wd = synthetic_render
-    tr = read_tables(sorted((wd / "results/synthetic/track_2d").glob("*/*.parquet")), TRACKLET2D)
-    assoc = read_table(wd / "results/synthetic/associate/association.parquet", ASSOCIATION)
-    t = tr.merge(assoc[["camera_id", "track_id", "global_id"]], on=["camera_id", "track_id"])
+    """Read the magenta marker back from the camera videos: it must lie on the highlighted id's box
+    in >= 95 % of the frames where that id has a box, and be absent where it has none."""
+    wd, gid = synthetic_render
+    t = tracked_with_gid(wd)
     step = RenderConfig.from_dict({}).preset.frame_step
     hits = visible = false_marks = 0
     for cam in ("cam1", "cam2", "cam3", "cam4"):
-        mine = t[(t["camera_id"] == cam) & (t["global_id"] == HIGHLIGHT)]
+        mine = t[(t["camera_id"] == cam) & (t["global_id"] == gid)]
         for k, img in enumerate(decode_bgr(wd / f"results/synthetic/render/{cam}.mp4")):
             f = k * step
             marks = find_marker(img)
@@ -225,12 +241,13 @@ def test_highlight_marker_stays_on_target(synthetic_render):
             inside = ((marks[None, :, 0] >= b[..., 0] - 1) & (marks[None, :, 0] <= b[..., 2] + 1)
                       & (marks[None, :, 1] >= b[..., 1] - 1) & (marks[None, :, 1] <= b[..., 3] + 1))
             hits += bool(inside.any())
-    print(f"highlight: marker on box in {hits}/{visible} visible frames; {false_marks} marks elsewhere")
+    print(f"highlight G{gid}: marker on box in {hits}/{visible} visible frames; marks in {false_marks} of "
+          f"{4 * 20 - visible} frames without its box")
     assert visible >= 20  # the id is seen in enough frames for the ratio to mean something
     assert hits >= 0.95 * visible and false_marks == 0
-    clip = wd / f"results/synthetic/render/highlight/{HIGHLIGHT}.mp4"
-    vis = np.unique(t.loc[t["global_id"] == HIGHLIGHT, "frame"])
-    segs = visible_segments(vis, 3, SYN_FRAMES)
+    clip = wd / f"results/synthetic/render/highlight/{gid}.mp4"
+    vis = np.unique(t.loc[t["global_id"] == gid, "frame"])
+    segs = visible_segments(vis, PADDING, SYN_FRAMES)
     want = sum(len(RenderConfig.from_dict({}).preset.frames(a, b)) for a, b in segs)
     assert_browser_video(clip, want)
 
@@ -241,14 +258,15 @@ def test_report_embeds_playable_mosaic(synthetic_render, tmp_path):
     import base64
     import re
 
-    html = (synthetic_render / "report.html").read_text(errors="ignore")
+    wd, _ = synthetic_render
+    html = (wd / "report.html").read_text(errors="ignore")
     pages = re.findall(r'"data_uri": "data:text/html;charset=utf8;filename=mosaic.html;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(pages) == 1
     page = base64.b64decode(pages[0]).decode()
     video = re.search(r'<video controls[^>]* src="data:video/mp4;base64,([A-Za-z0-9+/=]+)"', page)
     assert video, page[:300]
     (tmp_path / "embedded.mp4").write_bytes(base64.b64decode(video.group(1)))
-    assert (tmp_path / "embedded.mp4").read_bytes() == (synthetic_render / "results/synthetic/render/mosaic.mp4").read_bytes()
+    assert (tmp_path / "embedded.mp4").read_bytes() == (wd / "results/synthetic/render/mosaic.mp4").read_bytes()
     assert_browser_video(tmp_path / "embedded.mp4", RenderConfig.from_dict({}).preset.n_output_frames(SYN_FRAMES))
 
 
@@ -261,7 +279,7 @@ def test_pose2sim_overlays_and_mosaic_are_browser_h264(tmp_path):
         sheet[col] = [str(shared_path(*Path(v).parts[2:])) for v in sheet[col]]
     sheet.to_csv(tmp_path / "cameras.tsv", sep="\t", index=False)
     cfg = yaml.safe_load((REPO / "config/pose2sim.yaml").read_text())
-    cfg.update(cameras=str(tmp_path / "cameras.tsv"), max_frames=20, chunk_frames=10)
+    cfg.update(cameras=str(tmp_path / "cameras.tsv"), max_frames=20, chunk_frames=20)  # one YOLO job per camera
     cfg["detect"]["ultralytics"]["model"] = str(model)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(tmp_path, "render", "--configfile", str(tmp_path / "config.yaml"))

@@ -74,6 +74,8 @@ class H264Writer:
     x264_preset : x264 speed preset (``ultrafast`` … ``veryslow``).
 
     Every frame written must be ``(height, width, 3) uint8`` BGR; other sizes raise ``ValueError``.
+    A writer that receives no frame leaves an empty (0-byte) file (a chunk
+    holding no frame the preset keeps); :func:`concat_videos` skips such files.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int, crf: int = 23,
@@ -89,7 +91,7 @@ class H264Writer:
         import av
 
         self._atomic = atomic_path(self.path)
-        tmp = self._atomic.__enter__()
+        tmp = self._tmp = self._atomic.__enter__()
         self._container = av.open(str(tmp), mode="w")
         self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
         self._stream.width, self._stream.height = self.width, self.height
@@ -109,10 +111,12 @@ class H264Writer:
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            if exc_type is None:
+            if exc_type is None and self.n_written:
                 self._container.mux(self._stream.encode(None))
         finally:
             self._container.close()
+            if exc_type is None and not self.n_written:  # MP4 cannot hold a video stream without frames
+                open(self._tmp, "wb").close()
             self._atomic.__exit__(exc_type, exc, tb)
         return False
 
@@ -141,7 +145,8 @@ def concat_videos(inputs: list[str | os.PathLike], output: str | os.PathLike, cr
     and codec extradata (SPS/PPS), packets are copied with timestamps shifted
     by the duration of the clips before them (no quality loss, no decoding).
     Otherwise the frames are decoded and re-encoded with ``crf``/``x264_preset``
-    at the first clip's size (other sizes are resized). Audio is dropped.
+    at the first clip's size (other sizes are resized). Clips without frames
+    are skipped. Audio is dropped.
     Raises :class:`~mctrack.errors.InputError` when ``inputs`` is empty or a clip is missing.
     """
     import av
@@ -151,13 +156,20 @@ def concat_videos(inputs: list[str | os.PathLike], output: str | os.PathLike, cr
     for p in inputs:
         if not Path(p).exists():
             raise InputError(p, None, "clip not found", "run the chunk job that writes it")
-    keys, spans = [], []
+    keys, spans, clips = [], [], []
     for p in inputs:  # pass 1: stream parameters and the pts span of every clip (demux only, no decoding)
+        if Path(p).stat().st_size == 0:  # written by H264Writer without frames
+            continue
         with av.open(str(p)) as c:
             s = c.streams.video[0]
-            keys.append(_stream_key(s))
             pts = [(pk.pts, pk.duration or 0) for pk in c.demux(s) if pk.pts is not None]
-            spans.append((min(t for t, _ in pts), max(t + d for t, d in pts)) if pts else (0, 0))
+            if pts:
+                keys.append(_stream_key(s))
+                spans.append((min(t for t, _ in pts), max(t + d for t, d in pts)))
+                clips.append(p)
+    if not clips:
+        raise InputError(inputs[0], None, "no clip holds a frame", "check the session's frame range and preset")
+    inputs = clips
     if all(k == keys[0] for k in keys):
         with atomic_path(output) as tmp, av.open(str(tmp), mode="w") as out:
             with av.open(str(inputs[0])) as c0:

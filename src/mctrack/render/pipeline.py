@@ -108,6 +108,9 @@ def render_mosaic_clip(clips: list[str | os.PathLike], frames: np.ndarray, point
     """
     from .encode import probe
 
+    if len(frames) == 0:  # a chunk without kept frames: an empty file, skipped when joining
+        with H264Writer(output, fps, 2, 2):
+            return 0
     facts = [probe(c, count_frames=False) for c in clips]
     mosaic, top = _mosaic_for([(s.width, s.height) for s in facts], points, cfg)
     readers = [decode_bgr(c) for c in clips]
