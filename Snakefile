@@ -29,6 +29,7 @@ include: "workflow/rules/smooth.smk"
 include: "workflow/rules/refine_2d.smk"
 include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/render.smk"
 
 
 rule all:

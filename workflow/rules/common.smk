@@ -197,3 +197,51 @@ def export_outputs():
             f"results/{s}/export/{s}_movement.nc",
         ]
     return out
+
+
+# --- render ---
+def render_chunk_clips(wildcards):
+    """Every camera's overlay clip of one {chunk} (mosaic input), in camera-sheet order."""
+    return expand(
+        "results/{session}/render/chunks/{camera}/{chunk}.mp4",
+        session=wildcards.session,
+        camera=session_cameras(wildcards.session),
+        chunk=wildcards.chunk,
+    )
+
+
+def render_camera_chunks(wildcards):
+    """One camera's overlay clips, chunk order (joined into render/{camera}.mp4)."""
+    return expand(
+        "results/{session}/render/chunks/{camera}/{chunk}.mp4",
+        session=wildcards.session,
+        camera=wildcards.camera,
+        chunk=PLANS[wildcards.session].chunk_ids(),
+    )
+
+
+def render_mosaic_chunks(wildcards):
+    return expand(
+        "results/{session}/render/mosaic_chunks/{chunk}.mp4",
+        session=wildcards.session,
+        chunk=PLANS[wildcards.session].chunk_ids(),
+    )
+
+
+def session_videos(wildcards):
+    return [c.video for c in PLANS[wildcards.session].cameras.values()]
+
+
+def render_outputs():
+    """Target `render`: per-camera overlays, the mosaic and highlight clips of every session."""
+    from mctrack.errors import InputError
+
+    out = []
+    for s, p in PLANS.items():
+        if "mosaic" in p.cameras:
+            raise InputError(config["cameras"], f"session '{s}' camera 'mosaic'", "name reserved for the mosaic video",
+                             "rename the camera")
+        out += expand("results/{session}/render/{camera}.mp4", session=s, camera=list(p.cameras))
+        out += [f"results/{s}/render/mosaic.mp4", f"results/{s}/render/mosaic.html"]
+        out += expand("results/{session}/render/highlight/{gid}.mp4", session=s, gid=config["render"]["highlight"])
+    return out
