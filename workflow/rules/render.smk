@@ -14,7 +14,7 @@ rule render:
 rule render_overlay:
     input:
         video=lambda wc: camera_entry(wc).video,
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
         residuals="results/{session}/triangulate/residuals.parquet",
@@ -104,7 +104,7 @@ rule render_report_page:
 rule render_highlight:
     input:
         videos=session_videos,
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
         residuals="results/{session}/triangulate/residuals.parquet",
