@@ -1,10 +1,9 @@
 # Planning and input functions. All checks run here, before any job starts.
 import pandas as pd
 
-from mctrack.config import check_stage_configs, plan_sessions, read_camera_sheet
+from mctrack.config import check_stage_configs, plan_sessions
 
-validate(read_camera_sheet(config["cameras"]), "../schemas/cameras.schema.yaml")
-PLANS = plan_sessions(config)
+PLANS = plan_sessions(config, cache_dir=".snakemake/mctrack-probe")
 check_stage_configs(config)
 SIM = config.get("simulate") or {}
 
