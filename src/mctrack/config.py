@@ -404,14 +404,18 @@ def load_session_cameras(plan: SessionPlan) -> dict:
 
 
 def detector_settings(detect: dict) -> dict:
-    """Flatten the config's ``detect`` section to the chosen backend's settings.
+    """Flatten the config's ``detect`` section to the chosen backend's settings (what changes detections).
 
-    ``{"backend": "ultralytics", "ultralytics": {...}, "background": {...}}`` →
-    ``{"backend": "ultralytics", **detect["ultralytics"]}``: settings of other
-    backends are dropped, so a config merged over the default never inherits them.
+    ``{"backend": "ultralytics", "threads": 2, "ultralytics": {...}, "background": {...}}`` →
+    ``{"backend": "ultralytics", **detect["ultralytics"]}``: ``threads`` and the
+    settings of other backends are dropped, so they never rerun detection
+    (this is what the detect rules pass as ``params``). Idempotent: a section
+    already flattened is returned unchanged.
     """
     backend = detect.get("backend", "background")
-    return {"backend": backend, **(detect.get(backend) or {})}
+    if isinstance(detect.get(backend), dict):
+        return {"backend": backend, **detect[backend]}
+    return {k: v for k, v in detect.items() if k != "threads" and not isinstance(v, dict)} | {"backend": backend}
 
 
 def check_stage_configs(config: dict) -> None:

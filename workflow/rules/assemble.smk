@@ -8,9 +8,6 @@ rule assemble:
     params:
         plan=plan,
         hdf5=config["hdf5"],
-        config=config,
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/assemble.log",
     script:

@@ -1,7 +1,7 @@
 # Planning and input functions. All checks run here, before any job starts.
 import pandas as pd
 
-from mctrack.config import check_stage_configs, plan_sessions
+from mctrack.config import check_stage_configs, detector_settings, plan_sessions
 
 PLANS = plan_sessions(config, cache_dir=".snakemake/mctrack-probe")
 check_stage_configs(config)
@@ -101,3 +101,13 @@ def all_outputs():
         if p.has_gt:
             out.append(f"results/{s}/eval/metrics.json")
     return out
+
+
+# --- prod ---
+def detect_gpus(config):
+    """1 when detection runs on a CUDA GPU (ultralytics backend, device 0 / cuda / cuda:N), else 0."""
+    d = config["detect"]
+    if d.get("backend") != "ultralytics":
+        return 0
+    device = str((d.get("ultralytics") or {}).get("device", "cpu")).lower()
+    return int(device.startswith("cuda") or device.split(",")[0].isdigit())

@@ -17,8 +17,6 @@ rule qc:
         },
     params:
         plan=plan,
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/qc.log",
     script:

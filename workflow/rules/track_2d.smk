@@ -8,8 +8,6 @@ rule track_2d:
     params:
         track_2d=config["track_2d"],
         frames=chunk_range,
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/track_2d/{camera}/{chunk}.log",
     script:

@@ -8,6 +8,6 @@ plan = snakemake.params.plan
 association = read_table(snakemake.input.association, ASSOCIATION)
 write_session(snakemake.output[0], plan.n_frames, list(plan.cameras), read_tables(snakemake.input.tracklets, TRACKLET2D),
               association, read_table(snakemake.input.points, POINTS3D), session=plan.session, fps=plan.fps,
-              config=snakemake.params.config, chunk_frames=snakemake.params.hdf5["chunk_frames"])
+              config=snakemake.config, chunk_frames=snakemake.params.hdf5["chunk_frames"])
 log.info("wrote %s: %d frames x %d global ids, cameras %s", snakemake.output[0], plan.n_frames,
          association["global_id"].nunique(), list(plan.cameras))
