@@ -12,8 +12,6 @@ rule assemble:
     params:
         plan=plan,
         chunk_frames=config["hdf5"]["chunk_frames"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/assemble.log",
     script:

@@ -9,8 +9,6 @@ rule associate:
     params:
         plan=plan,
         associate=config["associate"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/associate.log",
     script:

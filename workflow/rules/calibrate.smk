@@ -15,8 +15,6 @@ rule calibrate:
     params:
         plan=plan,
         calibrate=config["calibrate"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/calibrate.log",
     script:

@@ -1,10 +1,9 @@
 # Planning and input functions. All checks run here, before any job starts.
 import pandas as pd
 
-from mctrack.config import check_stage_configs, plan_sessions, read_camera_sheet
+from mctrack.config import check_stage_configs, detector_settings, plan_sessions
 
-validate(read_camera_sheet(config["cameras"]), "../schemas/cameras.schema.yaml")
-PLANS = plan_sessions(config)
+PLANS = plan_sessions(config, cache_dir=".snakemake/mctrack-probe")
 check_stage_configs(config)
 SIM = config.get("simulate") or {}
 
@@ -245,3 +244,13 @@ def render_outputs():
         out += [f"results/{s}/render/mosaic.mp4", f"results/{s}/render/mosaic.html"]
         out += expand("results/{session}/render/highlight/{gid}.mp4", session=s, gid=config["render"]["highlight"])
     return out
+
+
+# --- prod ---
+def detect_gpus(config):
+    """1 when detection runs on a CUDA GPU (ultralytics backend, device 0 / cuda / cuda:N), else 0."""
+    d = config["detect"]
+    if d.get("backend") != "ultralytics":
+        return 0
+    device = str((d.get("ultralytics") or {}).get("device", "cpu")).lower()
+    return int(device.startswith("cuda") or device.split(",")[0].isdigit())

@@ -18,8 +18,6 @@ rule evaluate:
     params:
         plan=plan,
         evaluate=config["evaluate"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/evaluate.log",
     script:

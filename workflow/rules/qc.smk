@@ -23,8 +23,6 @@ rule qc:
         ),
     params:
         plan=plan,
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/qc.log",
     script:

@@ -7,8 +7,6 @@ rule refine_2d:
     params:
         refine=config["track_2d"].get("refine") or {},
         fps=lambda wc: PLANS[wc.session].fps,
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/track_2d/{camera}/refine.log",
     script:

@@ -23,8 +23,6 @@ rule render_overlay:
         "results/{session}/render/chunks/{camera}/{chunk}.mp4",
     log:
         "logs/{session}/render/{camera}/{chunk}.log",
-    conda:
-        "../../envs/mctrack.yaml"
     params:
         plan=plan,
         frames=chunk_range,
@@ -41,8 +39,6 @@ rule render_mosaic_chunk:
         "results/{session}/render/mosaic_chunks/{chunk}.mp4",
     log:
         "logs/{session}/render/mosaic/{chunk}.log",
-    conda:
-        "../../envs/mctrack.yaml"
     params:
         plan=plan,
         frames=chunk_range,
@@ -58,8 +54,6 @@ rule render_join_camera:
         "results/{session}/render/{camera}.mp4",
     log:
         "logs/{session}/render/{camera}.join.log",
-    conda:
-        "../../envs/mctrack.yaml"
     params:
         render=config["render"],
     script:
@@ -73,8 +67,6 @@ rule render_join_mosaic:
         "results/{session}/render/mosaic.mp4",
     log:
         "logs/{session}/render/mosaic.join.log",
-    conda:
-        "../../envs/mctrack.yaml"
     params:
         render=config["render"],
     script:
@@ -93,8 +85,6 @@ rule render_report_page:
         ),
     log:
         "logs/{session}/render/mosaic.page.log",
-    conda:
-        "../../envs/mctrack.yaml"
     params:
         render=config["render"],
     script:
@@ -115,8 +105,6 @@ rule render_highlight:
         "logs/{session}/render/highlight/{gid}.log",
     wildcard_constraints:
         gid=r"\d+",
-    conda:
-        "../../envs/mctrack.yaml"
     params:
         plan=plan,
         render=config["render"],

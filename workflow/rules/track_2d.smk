@@ -12,8 +12,6 @@ rule track_2d:
         fps=lambda wc: PLANS[wc.session].fps,
         frames=chunk_range,
         frame_offset=lambda wc: camera_entry(wc).frame_offset,
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/track_2d/{camera}/{chunk}.log",
     script:

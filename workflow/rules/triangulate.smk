@@ -9,8 +9,6 @@ rule triangulate:
     params:
         plan=plan,
         triangulate=config["triangulate"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/triangulate.log",
     script:

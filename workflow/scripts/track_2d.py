@@ -2,6 +2,9 @@
 from mctrack.log import setup_logging
 from mctrack.tables import DETECTION, read_table
 from mctrack.track2d import TrackerConfig, track_chunk
+from mctrack.runtime import set_threads
+
+set_threads(snakemake.threads)  # library thread pools follow the rule's threads
 
 log = setup_logging(snakemake.log[0], "mctrack.track_2d")
 start, stop = snakemake.params.frames

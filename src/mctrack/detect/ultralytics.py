@@ -149,6 +149,10 @@ class UltralyticsDetector:
             _prepare_ultralytics_env()
             from ultralytics import YOLO
 
+            from ..runtime import limit_openvino_threads
+
+            limit_openvino_threads()  # the job's `threads` (mctrack.runtime.set_threads), if set
+
             try:
                 self._yolo = YOLO(self.params["model"], task="detect")
             except Exception as exc:  # corrupt / unsupported file

@@ -122,7 +122,8 @@ class TrackerConfig:
         here rather than at the first chunk.
         """
         self._check_fields()
-        build_tracker(self)
+        if self.params:  # with no extra params the checked fields cannot fail; keep boxmot/torch out of planning
+            build_tracker(self)
 
     def _check_fields(self) -> None:
         """Field checks of :meth:`validate` without building the tracker."""
@@ -144,7 +145,7 @@ class TrackerConfig:
         if not isinstance(self.params, dict):
             raise InputError(None, "track_2d.params", f"expected a mapping, got {type(self.params).__name__}",
                              "write track_2d.params as a mapping of boxmot constructor arguments")
-        allowed = allowed_params(self.kind)
+        allowed = allowed_params(self.kind) if self.params else None
         for key in self.params:
             if key in _RESERVED_PARAMS:
                 raise InputError(None, f"track_2d.params.{key}", "is set by mctrack and cannot be overridden",
