@@ -82,7 +82,7 @@ def test_round_trip_everything(tmp_path, tables, from_files):
                                   _sorted(det, ["camera_id", "frame", "det_index"]))
     pd.testing.assert_frame_equal(_sorted(s.tracklets, ["camera_id", "frame", "track_id"]),
                                   _sorted(tr, ["camera_id", "frame", "track_id"]))
-    pd.testing.assert_frame_equal(s.association, ASSOCIATION.coerce(assoc).assign(support=assoc["support"]))
+    pd.testing.assert_frame_equal(s.association, ASSOCIATION.coerce(assoc))
     pd.testing.assert_frame_equal(s.points3d, _sorted(POINTS3D.coerce(pts), ["frame"]))
     pd.testing.assert_frame_equal(s.handoffs, handoffs)
     for name, cam in cams.items():

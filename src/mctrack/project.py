@@ -98,13 +98,15 @@ def find_videos(folder: Path, pattern: str | None = None) -> dict[str, dict[str,
 
 def _find_calibration(videos: dict[str, Path], top: Path):
     """First calibration file (session folder, then parents up to ``top``) that names every camera."""
-    from .calibration import READERS, find_camera, load_calibration
+    from .calibration import find_camera, load_calibration
+    from .calibration.formats import SUFFIXES
 
     d = next(iter(videos.values())).parent.resolve()
     top = top.resolve()
     tried = []
     while True:
-        for cand in sorted(p for p in d.iterdir() if p.suffix.lower() in READERS and p.is_file()):
+        for cand in sorted(p for p in d.iterdir() if p.is_file() and (p.suffix.lower() in SUFFIXES
+                                                                      or p.name.lower().endswith(".qca.txt"))):
             tried.append(cand)
             try:
                 cal = load_calibration(cand)
@@ -219,8 +221,9 @@ def write_project(sessions: list[ScannedSession], out_dir: str | os.PathLike, **
         cal = s.calibration.name if s.calibration else "none (association and triangulation are skipped)"
         lines.append(f"#   {s.name}: {len(s.videos)} cameras, {s.n_frames} frames at {s.fps:g} fps, calibration {cal}")
     lines += ["# Run: mctrack run --configfile config.yaml   (or snakemake --cores all --configfile config.yaml)",
-              "# associate/triangulate values are generic defaults (world units of the calibration, px):",
-              "# tune max_ray_distance to about the target's size. Every key: workflow/schemas/config.schema.yaml", ""]
+              "# associate/triangulate values are generic defaults: the association kernel is derived from",
+              "# the calibration and box sizes (associate.distance_scale: null).",
+              "# Every key: workflow/schemas/config.schema.yaml", ""]
     with atomic_path(sheet) as tmp:
         Path(tmp).write_text("\n".join(rows) + "\n")
     with atomic_path(cfg_path) as tmp:
