@@ -47,91 +47,42 @@ INCLUDE_COASTED = ("none", "bridged", "all")
 #: ignore-region matching; 0.5 is the MOTChallenge / TrackEval default.
 IOU_THRESHOLD = 0.5
 
-_GT_NAMES = ("frame", "id", "x", "y", "w", "h", "conf", "class", "visibility")
+def read_mot_gt(path: str | os.PathLike, frame_offset: int = 0) -> pd.DataFrame:
+    """Read a MOTChallenge ground-truth file (``gt.txt``) via :func:`mctrack.io.mot.read_mot`.
 
+    Each line is ``frame, id, bb_left, bb_top, bb_width, bb_height[, conf[, class[, visibility[, ...]]]]``
+    (frames 1-based, frame 1 = first decoded frame of the camera's video; 1-based
+    pixels). MOT15 files have 3D world coordinates in columns 8-10, which are
+    read as class/visibility (TrackEval's MOT15 mode ignores them too).
 
-def read_mot_gt(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a MOTChallenge ground-truth file (``gt.txt``).
-
-    Each line is ``frame, id, x, y, w, h[, conf[, class[, visibility[, ...]]]]``
-    (comma separated, frames 1-based, box top-left corner + width/height in px;
-    MOT15 files have 3D world coordinates in columns 8-10, which are read as
-    class/visibility like TrackEval's MOT15 mode ignores them). Missing optional
-    columns default to ``conf = 1``, ``class_id = -1``, ``visibility = -1``;
-    columns after the 9th are ignored. Blank lines are skipped.
+    Parameters
+    ----------
+    path : path
+        The ``gt.txt``.
+    frame_offset : int
+        The camera sheet's ``frame_offset``: session frame = file frame - 1 -
+        ``frame_offset`` (rows before session frame 0 get negative frames;
+        :func:`evaluate_session` drops frames outside the processed range).
 
     Returns
     -------
     DataFrame
-        Columns ``frame`` (int64, 0-based session frame = file frame - 1),
-        ``id`` (int64), ``x1, y1, x2, y2`` (float32 px, xyxy), ``conf``
+        Columns ``frame`` (int64, 0-based session frame), ``id`` (int64),
+        ``x1, y1, x2, y2`` (float32, 0-based pixel-corner xyxy px), ``conf``
         (float32; 0 marks an ignored / "don't care" box), ``class_id`` (int32),
-        ``visibility`` (float32), sorted by ``(frame, id)``.
+        ``visibility`` (float32), sorted by ``(frame, id)``. Missing optional
+        columns default to ``conf = 1``, ``class_id = -1``, ``visibility = -1``.
 
     Raises
     ------
     InputError
-        Naming the file and ``line N, column <name>`` for a missing file, fewer
-        than 6 fields, a non-numeric value, a non-integer or < 1 frame, a
-        non-integer id, a negative or non-finite width/height, or an id repeated
-        within one frame.
+        Naming the file and ``line N, field k (name)`` for a missing file, a
+        header, fewer than 6 fields, a non-numeric value, a non-integer or < 1
+        frame, a non-integer id, a bad box, or an id repeated within one frame.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, None, "ground-truth file not found", "check the path to gt.txt")
-    rows: list[list[float]] = []
-    lines: list[int] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = [p.strip() for p in line.split(",")]
-            if len(parts) < 6:
-                raise InputError(path, f"line {lineno}", f"{len(parts)} fields, need at least 6 "
-                                 "(frame, id, x, y, w, h)", "write MOTChallenge rows: frame,id,x,y,w,h,conf,class,vis")
-            vals = []
-            for j, p in enumerate(parts[:9]):
-                try:
-                    vals.append(float(p))
-                except ValueError:
-                    raise InputError(path, f"line {lineno}, column {j + 1} ({_GT_NAMES[j]})",
-                                     f"not a number: {p!r}", "write numbers only") from None
-            vals += [1.0, -1.0, -1.0][len(vals) - 6:] if len(vals) < 9 else []
-            for j in (0, 1):
-                v = vals[j]
-                if not np.isfinite(v) or v != int(v) or (j == 0 and v < 1):
-                    need = "an integer >= 1 (MOTChallenge frames are 1-based)" if j == 0 else "an integer"
-                    raise InputError(path, f"line {lineno}, column {j + 1} ({_GT_NAMES[j]})",
-                                     f"{parts[j]!r} is not {need}", "fix the value")
-            for j in (2, 3, 4, 5):
-                if not np.isfinite(vals[j]) or (j >= 4 and vals[j] < 0):
-                    raise InputError(path, f"line {lineno}, column {j + 1} ({_GT_NAMES[j]})",
-                                     f"invalid box value {parts[j]!r}", "use finite px values, w and h >= 0")
-            rows.append(vals)
-            lines.append(lineno)
-    a = np.asarray(rows, dtype=np.float64).reshape(-1, 9)
-    line_no = np.asarray(lines, dtype=np.int64)
-    frame = a[:, 0].astype(np.int64) - 1
-    ids = a[:, 1].astype(np.int64)
-    order = np.lexsort((ids, frame))
-    frame, ids, a, line_no = frame[order], ids[order], a[order], line_no[order]
-    dup = (np.diff(frame) == 0) & (np.diff(ids) == 0)
-    if dup.any():
-        k = int(np.flatnonzero(dup)[0]) + 1
-        raise InputError(path, f"line {line_no[k]}, column 2 (id)",
-                         f"id {ids[k]} appears twice in frame {frame[k] + 1}", "keep one box per id and frame")
-    return pd.DataFrame({
-        "frame": frame,
-        "id": ids,
-        "x1": a[:, 2].astype(np.float32),
-        "y1": a[:, 3].astype(np.float32),
-        "x2": (a[:, 2] + a[:, 4]).astype(np.float32),
-        "y2": (a[:, 3] + a[:, 5]).astype(np.float32),
-        "conf": a[:, 6].astype(np.float32),
-        "class_id": a[:, 7].astype(np.int32),
-        "visibility": a[:, 8].astype(np.float32),
-    })
+    from .io.mot import read_mot
+
+    return read_mot(path, "gt", frame_offset).drop(columns="line")
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -576,10 +527,13 @@ def evaluate_detections(detections: pd.DataFrame, gt2d: Mapping[str, pd.DataFram
     """Per-camera detection recall and precision at IoU >= 0.5 (one-to-one, Hungarian per frame).
 
     ``detections``: DETECTION table; ``gt2d``: camera -> :func:`read_mot_gt`
-    table (``conf == 0`` rows ignored). Also counts ``merged_detections``:
-    detections overlapping two or more GT boxes (IoU > 0.1), the signature of
-    touching targets detected as one blob. Returns
-    ``{camera: {det_recall, det_precision, merged_detections, n_detections, n_gt}}``.
+    table (``conf == 0`` rows ignored). As in :func:`_eval_camera` (CLEAR /
+    Identity), IoUs below 0.5 are set to 0 *before* the assignment, so the
+    Hungarian matching maximises the number of IoU >= 0.5 pairs rather than the
+    total IoU. Also counts ``merged_detections``: detections overlapping two or
+    more GT boxes (IoU > 0.1), the signature of touching targets detected as one
+    blob. Returns ``{camera: {det_recall, det_precision, merged_detections,
+    n_detections, n_gt}}`` (recall / precision 0 when there is nothing to count).
     """
     out = {}
     for cam, gt in gt2d.items():
@@ -592,36 +546,61 @@ def evaluate_detections(detections: pd.DataFrame, gt2d: Mapping[str, pd.DataFram
             if dd is None:
                 continue
             iou = box_iou(dd[["x1", "y1", "x2", "y2"]].to_numpy(), gg[["x1", "y1", "x2", "y2"]].to_numpy())
-            r, c = linear_sum_assignment(-iou)
-            tp += int((iou[r, c] >= IOU_THRESHOLD).sum())
+            score = np.where(iou >= IOU_THRESHOLD - np.finfo(float).eps, iou, 0.0)
+            r, c = linear_sum_assignment(-score)
+            tp += int((score[r, c] > 0).sum())
             merged += int(((iou > 0.1).sum(1) >= 2).sum())
         out[cam] = {"det_recall": tp / max(len(g), 1), "det_precision": tp / max(len(d), 1),
                     "merged_detections": merged, "n_detections": int(len(d)), "n_gt": int(len(g))}
     return out
 
 
+def _in_range(df: pd.DataFrame | None, n_frames: int | None) -> pd.DataFrame | None:
+    """Rows of ``df`` with ``0 <= frame < n_frames`` (all rows with frame >= 0 when ``n_frames`` is None)."""
+    if df is None:
+        return None
+    f = df["frame"].to_numpy(np.int64)
+    keep = f >= 0
+    if n_frames is not None:
+        keep &= f < int(n_frames)
+    return df if keep.all() else df[keep].reset_index(drop=True)
+
+
 def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.PathLike], association: pd.DataFrame,
                      points: pd.DataFrame, gt3d_path: str | os.PathLike | None, cfg: Mapping | None = None,
-                     detections: pd.DataFrame | None = None, tracks3d: pd.DataFrame | None = None) -> dict:
+                     detections: pd.DataFrame | None = None, tracks3d: pd.DataFrame | None = None,
+                     frame_offsets: Mapping[str, int] | None = None, n_frames: int | None = None) -> dict:
     """All metrics that the available ground truth allows, as one JSON-able dict.
 
     ``cfg`` is the config's ``evaluate`` section (``include_coasted``,
-    ``match_distance_3d`` in m, default :data:`MATCH_DISTANCE_3D`). Returns
-    ``{"cameras": {camera: 2D metrics, plus :func:`evaluate_detections`' keys
-    when ``detections`` is given}, "association": association_purity(...)
-    (when ≥ 2 cameras have GT), "association_coverage":
+    ``match_distance_3d`` in m, default :data:`MATCH_DISTANCE_3D`,
+    ``gt_ids_shared``). ``frame_offsets``: camera -> the camera sheet's
+    ``frame_offset`` (GT frame 1 is the first decoded frame of that camera's
+    video, so session frame = GT frame - 1 - offset); ``n_frames``: session
+    frames processed. Only session frames ``0 <= f < n_frames`` are evaluated:
+    GT, tracklet and detection rows outside that range are dropped (a GT file
+    longer than the processed range does not count missed targets in frames
+    never tracked).
+
+    Returns ``{"cameras": {camera: 2D metrics, plus :func:`evaluate_detections`'
+    keys when ``detections`` is given}, "association": association_purity(...)
+    (only when ≥ 2 cameras have GT and ``cfg["gt_ids_shared"]`` is true: GT ids
+    name the same target in every camera), "association_coverage":
     unassociated_fraction(...), "tracking_3d": evaluate_3d_tracking(...) merged
     with evaluate_3d(...) of the triangulated ``points`` (when 3D GT is given),
     "tracking_3d_smoothed": the same for ``tracks3d`` (TRACK3D, smoothed and
     gap-filled, when given), "summary": {...}}``.
     """
     cfg = dict(cfg or {})
-    gts = {cam: read_mot_gt(p) for cam, p in gt2d_paths.items()}
+    offs = dict(frame_offsets or {})
+    gts = {cam: _in_range(read_mot_gt(p, int(offs.get(cam, 0))), n_frames) for cam, p in gt2d_paths.items()}
+    tracklets = _in_range(tracklets, n_frames)
+    detections = _in_range(detections, n_frames)
     out: dict = {"cameras": evaluate_2d(tracklets, gts, cfg.get("include_coasted", "bridged")) if gts else {}}
     if detections is not None:
         for cam, m in evaluate_detections(detections, gts).items():
             out["cameras"].setdefault(cam, {}).update(m)
-    if len(gts) >= 2:
+    if len(gts) >= 2 and cfg.get("gt_ids_shared", False):
         out["association"] = association_purity(tracklets, association, gts)
     if len(association):
         out["association_coverage"] = unassociated_fraction(tracklets, association)

@@ -858,7 +858,7 @@ def camera_rng(cfg: SimulationConfig, index: int) -> np.random.Generator:
 
 def _format_gt2d(gt: np.ndarray) -> str:
     conf = (gt["visibility"] >= _VIS_CONF).astype(int)
-    return "".join(f"{f + 1},{i},{x},{y},{w},{h},{c},1,{v:.4f}\n" for f, i, x, y, w, h, c, v in
+    return "".join(f"{f + 1},{i},{x + 1},{y + 1},{w},{h},{c},1,{v:.4f}\n" for f, i, x, y, w, h, c, v in
                    zip(gt["frame"], gt["target_id"], gt["x"], gt["y"], gt["w"], gt["h"], conf, gt["visibility"]))
 
 
@@ -892,7 +892,8 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
         MOTChallenge ``gt.txt`` without header:
         ``frame,id,x,y,w,h,conf,class,visibility`` with 1-based frame (frame 1
         = first decoded video frame), ``id`` = target_id, the tight silhouette
-        box clipped to the image (px, top-left x, y, width, height),
+        box clipped to the image (MOTChallenge 1-based px: ``bb_left = x + 1``,
+        ``bb_top = y + 1`` for the 0-based top-left pixel x, y; width, height),
         ``conf`` = 1 if ``visibility >= 0.25`` else 0 (0 = ignore in
         MOTChallenge evaluation), ``class`` = 1, ``visibility`` = fraction of
         the silhouette inside the image and not occluded by nearer targets.

@@ -21,13 +21,19 @@ Tables
                 output. ``frame_status`` is ``"detected"`` (box is the matched
                 detection, ``det_index`` >= 0) or ``"coasted"`` (box is the
                 tracker's prediction, ``det_index`` = -1, confidence NaN).
-``ASSOCIATION`` one row per tracklet (camera_id, track_id): its ``global_id``.
+``ASSOCIATION`` one row per tracklet (camera_id, track_id): its ``global_id``,
+                ``support`` (weakest link of that global id in [0, 1], NaN for a
+                tracklet alone; see :mod:`mctrack.associate.solve`) and
+                ``parent_track_id`` (the track_2d id it was split from, or its own).
 ``POINTS3D``    one row per (frame, global_id) with a 3D position (m), its mean
                 reprojection error (px), linearised standard deviation along
                 world x, y, z (``std_x, std_y, std_z``, m) and their RMS
                 ``position_std`` (m) (see :mod:`mctrack.triangulate`).
 ``PAIR_EVIDENCE`` one row per pair of tracklets of two cameras that share
-                frames: the association's votes (see :mod:`mctrack.associate`).
+                frames: the association's soft evidence (``score``,
+                ``mean_evidence`` in [-1, 1], ``support`` in [0, 1], ``n_votes``
+                sampled frames agreeing, ``n_negative`` frames contradicted by a
+                third camera; see :mod:`mctrack.associate.evidence`).
 ``RESIDUALS``   one row per (frame, global_id, camera_id) used in a 3D point:
                 the observed and reprojected centroid and their distance in px.
 ``TRACK3D``     one row per (frame, global_id) of a smoothed, gap-filled 3D track,
@@ -37,7 +43,7 @@ Tables
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +51,7 @@ import pandas as pd
 
 from .errors import InputError, atomic_path
 
-FRAME_STATUS = ("detected", "coasted")
+FRAME_STATUS = ("detected", "coasted", "interpolated", "reprojected")
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class TableSpec:
 
     name: str
     columns: dict[str, str]
+    #: columns added later that older writers may lack: name -> function(df) giving the fill value
+    defaults: dict = field(default_factory=dict)
 
     def empty(self) -> pd.DataFrame:
         """Return a 0-row DataFrame with this spec's columns and dtypes."""
@@ -70,6 +78,8 @@ class TableSpec:
         Raises :class:`~mctrack.errors.InputError` naming ``source`` and the
         first missing column.
         """
+        if any(c not in df.columns for c in self.defaults):
+            df = df.assign(**{c: f(df) for c, f in self.defaults.items() if c not in df.columns})
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             raise InputError(source, f"{self.name} column '{missing[0]}'", "missing",
@@ -102,7 +112,8 @@ TRACKLET2D = TableSpec("Tracklet2D", {
 ASSOCIATION = TableSpec("Association", {
     "camera_id": "str", "track_id": "int64", "global_id": "int64",
     "n_frames": "int64", "n_linked_cameras": "int32",
-})
+    "support": "float32", "parent_track_id": "int64",
+}, defaults={"support": lambda df: np.nan, "parent_track_id": lambda df: df["track_id"]})
 
 POINTS3D = TableSpec("Points3D", {
     "frame": "int64", "global_id": "int64",
@@ -110,12 +121,14 @@ POINTS3D = TableSpec("Points3D", {
     "reprojection_error": "float32", "n_cameras": "int32",
     "position_std": "float32", "confidence": "float32",
     "std_x": "float32", "std_y": "float32", "std_z": "float32",
-})
+}, defaults={c: (lambda df: np.nan) for c in ("std_x", "std_y", "std_z")})  # tables written before per-axis std
 
 PAIR_EVIDENCE = TableSpec("PairEvidence", {
     "camera_a": "str", "track_a": "int64", "camera_b": "str", "track_b": "int64",
     "n_shared": "int64", "n_votes": "int64", "median_distance": "float64", "linked": "bool",
-})
+    "score": "float64", "mean_evidence": "float64", "support": "float64", "n_negative": "int64",
+}, defaults={"score": lambda df: np.nan, "mean_evidence": lambda df: np.nan, "support": lambda df: np.nan,
+             "n_negative": lambda df: 0})
 
 RESIDUALS = TableSpec("Residuals", {
     "frame": "int64", "global_id": "int64", "camera_id": "str",

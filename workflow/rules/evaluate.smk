@@ -1,7 +1,7 @@
 rule evaluate:
     input:
         detections=detection_files,
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         gt=gt_files,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
@@ -18,8 +18,6 @@ rule evaluate:
     params:
         plan=plan,
         evaluate=config["evaluate"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/evaluate.log",
     script:

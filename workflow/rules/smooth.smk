@@ -6,8 +6,6 @@ rule smooth:
     params:
         plan=plan,
         smooth=config["smooth"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/smooth.log",
     script:

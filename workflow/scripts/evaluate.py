@@ -11,6 +11,8 @@ metrics = evaluate_session(read_tables(snakemake.input.tracklets, TRACKLET2D), g
                            read_table(snakemake.input.points, POINTS3D),
                            snakemake.input.gt3d or None, snakemake.params.evaluate,
                            detections=read_tables(snakemake.input.detections, DETECTION),
-                           tracks3d=read_table(snakemake.input.tracks3d, TRACK3D))
+                           tracks3d=read_table(snakemake.input.tracks3d, TRACK3D),
+                           frame_offsets={name: c.frame_offset for name, c in plan.cameras.items()},
+                           n_frames=plan.n_frames)
 write_metrics(metrics, snakemake.output.metrics, snakemake.output.table)
 log.info("metrics: %s", metrics["summary"])
