@@ -60,7 +60,7 @@ class TriangulationConfig:
     floor of the pooled noise estimate (default 2 px).
     ``use_coasted``: also triangulate coasted (predicted) boxes (default False).
     ``refine_iterations``: Gauss–Newton steps after the DLT (default 3; 0 = DLT only).
-    ``batch_size``: points solved per batched SVD (memory bound).
+    ``batch_size``: points solved per batch (memory bound).
     """
 
     max_reprojection_error: float = 15.0
@@ -320,7 +320,8 @@ def triangulate(tracklets: pd.DataFrame, association: pd.DataFrame, cameras: dic
     residuals : RESIDUALS table (one row per camera used by a kept point).
 
     The number of rejected points is available as ``points.attrs["n_rejected"]``
-    (observed by ≥ 2 cameras but not kept).
+    (observed by ≥ 2 cameras but not kept: behind a camera, above the
+    reprojection threshold, or from near-parallel rays with no finite std).
     """
     cfg = cfg or TriangulationConfig()
     names = sorted(cameras)
@@ -367,6 +368,12 @@ def triangulate(tracklets: pd.DataFrame, association: pd.DataFrame, cameras: dic
         conf_mean = np.nanmean(np.where(used, cf, np.nan), axis=1) if len(X) else np.zeros(0)
     sigma = noise_sigma(err, used, cfg.centroid_sigma)
     std = position_std(X, used, cams, sigma)
+    # degenerate geometry (near-parallel rays): singular JᵀJ, no finite std -> rejected, never written
+    fin = np.isfinite(std).all(1) & np.isfinite(mean_err)
+    if not fin.all():
+        X, used, proj, uv, cf, key = X[fin], used[fin], proj[fin], uv[fin], cf[fin], key[fin]
+        err, mean_err, conf_mean, std = err[fin], mean_err[fin], conf_mean[fin], std[fin]
+        ok[np.flatnonzero(ok)[~fin]] = False
     points = POINTS3D.coerce(pd.DataFrame({
         "frame": key[:, 0], "global_id": key[:, 1], "x": X[:, 0], "y": X[:, 1], "z": X[:, 2],
         "reprojection_error": mean_err, "n_cameras": used.sum(1), "position_std": np.sqrt((std**2).mean(1)),
