@@ -186,22 +186,16 @@ def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
         fc = trk.frame_count
         mtl = trk.max_time_lost
         ids, matched, visible, det_row, pred = [], [], [], [], []
-        # one pass over the tracks (this runs every frame; keep Python work per track minimal)
-        for t in trk.active_tracks:
+        # one pass over the tracks (this runs every frame; keep Python work per track minimal).
+        # Matched = an active track updated in this frame; lost tracks are the coasted ones.
+        n_act = len(trk.active_tracks)
+        for i, t in enumerate((*trk.active_tracks, *trk.lost_stracks)):
             ids.append(t.id)
-            if t.frame_id == fc:
+            if i < n_act and t.frame_id == fc:
                 matched.append(True)
                 visible.append(True)
                 det_row.append(round(float(t.det_ind)))
-            else:  # not matched this frame (cannot happen for boxmot 25 active tracks; kept for safety)
-                matched.append(False)
-                vis = t.state != t.removed_state and fc - t.frame_id <= mtl
-                visible.append(vis)
-                det_row.append(-1)
-                if vis:
-                    pred.append((len(ids) - 1, t.xyxy))
-        for t in trk.lost_stracks:
-            ids.append(t.id)
+                continue
             matched.append(False)
             vis = t.state != t.removed_state and fc - t.frame_id <= mtl
             visible.append(vis)
