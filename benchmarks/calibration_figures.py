@@ -133,20 +133,23 @@ def pose2sim_figures() -> None:
     print("[pose2sim] camera centre distance qca vs toml (cm):", {k: round(100 * v, 1) for k, v in d.items()})
     a = session_figures("pose2sim")
     b = session_figures("pose2sim_qca")
-    sa, sb = read_session("results/pose2sim/pose2sim.h5"), read_session("results/pose2sim_qca/pose2sim_qca.h5")
-    print(f"  global ids: toml {len(sa['global_id'])}, qca {len(sb['global_id'])}; median reprojection "
-          f"difference {abs(a['median_reprojection_px'] - b['median_reprojection_px']):.2f} px")
-    # same identities: the tracklet -> global id partition of both runs (same detections and tracklets)
     pa = pd.read_parquet("results/pose2sim/associate/association.parquet")
     pb = pd.read_parquet("results/pose2sim_qca/associate/association.parquet")
+    print(f"  global ids: toml {pa['global_id'].nunique()}, qca {pb['global_id'].nunique()}; median reprojection "
+          f"difference {abs(a['median_reprojection_px'] - b['median_reprojection_px']):.2f} px")
+    # same identities: the same tracklets (same detections) grouped into the same global ids
     m = pa.merge(pb, on=["camera_id", "track_id"], suffixes=("_toml", "_qca"))
-    same = (m.groupby("global_id_toml")["global_id_qca"].nunique() == 1).mean()
-    back = (m.groupby("global_id_qca")["global_id_toml"].nunique() == 1).mean()
-    pair = lambda df, c: {frozenset(g) for _, g in df.groupby(c)[["camera_id", "track_id"]].apply(  # noqa: E731
-        lambda x: list(map(tuple, x.to_numpy())))}
-    ident = pair(m, "global_id_toml") == pair(m, "global_id_qca")
-    print(f"  identical tracklet partition: {ident}; toml ids mapping to one qca id {100 * same:.0f}%, "
-          f"qca ids mapping to one toml id {100 * back:.0f}%")
+
+    def groups(col):
+        return {frozenset(zip(g["camera_id"], g["track_id"])) for _, g in m.groupby(col)}
+
+    print(f"  identical tracklet -> global id partition: {groups('global_id_toml') == groups('global_id_qca')} "
+          f"({len(m)} tracklets)")
+    pts = {k: pd.read_parquet(f"results/{k}/triangulate/points3d.parquet") for k in ("pose2sim", "pose2sim_qca")}
+    j = pts["pose2sim"].merge(pts["pose2sim_qca"], on=["frame", "global_id"], suffixes=("_t", "_q"))
+    if len(j):
+        d = np.linalg.norm(j[["x_t", "y_t", "z_t"]].to_numpy() - j[["x_q", "y_q", "z_q"]].to_numpy(), axis=1)
+        print(f"  same (frame, global id) points: {len(j)}, 3D distance toml vs qca median {100 * np.median(d):.1f} cm")
 
 
 if __name__ == "__main__":
