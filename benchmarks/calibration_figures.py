@@ -61,11 +61,11 @@ def sleap_keypoints() -> np.ndarray:
 
 
 def mouse_figures() -> None:
+    import yaml
+
     from mctrack.associate import AssociationConfig, associate
     from mctrack.tables import TRACKLET2D
     from mctrack.triangulate import TriangulationConfig, triangulate
-
-    import yaml
 
     calib_report("mouse_arena")
     rig = load_calibration("results/mouse_arena/calibration.toml")

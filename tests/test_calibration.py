@@ -3,8 +3,16 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from mctrack.calibration import (Camera, Rig, find_camera, load_calibration, read_anipose_toml, read_opencv_storage,
-                                 read_qualisys_qca, write_anipose_toml)
+from mctrack.calibration import (
+    Camera,
+    Rig,
+    find_camera,
+    load_calibration,
+    read_anipose_toml,
+    read_opencv_storage,
+    read_qualisys_qca,
+    write_anipose_toml,
+)
 from mctrack.calibration.checks import check_camera_size, session_cameras
 from mctrack.config import CameraEntry
 from mctrack.errors import InputError
@@ -215,3 +223,53 @@ def test_size_mismatch_names_file_and_camera(tmp_path):
 def test_unknown_size_takes_the_video_size():
     cam = _cam(size=(0, 0))
     assert check_camera_size(cam, (800, 600), "f.yml", "a").size == (800, 600)
+
+
+def _tiny_video(path, w=64, h=48, n=3):
+    from mctrack.video import VideoWriter
+
+    with VideoWriter(path, 10.0, w, h) as vw:
+        for _ in range(n):
+            vw.write(np.zeros((h, w, 3), np.uint8))
+    return str(path)
+
+
+def test_plan_and_jobs_refuse_a_calibration_at_another_resolution(tmp_path):
+    """The measured bug: a calibration made at another resolution silently dropped a camera out of association."""
+    from mctrack.config import SessionPlan, load_session_cameras, plan_sessions
+
+    video = _tiny_video(tmp_path / "v.mp4")
+    write_anipose_toml([_cam("c1", size=(64, 48)), _cam("c2", size=(128, 96))], tmp_path / "cal.toml")
+    plan = SessionPlan("s", {c: CameraEntry(c, video, str(tmp_path / "cal.toml")) for c in ("c1", "c2")}, 3, 10.0)
+    with pytest.raises(InputError, match=r"cal\.toml: camera 'c2' field 'size': calibrated at 128x96 px"):
+        load_session_cameras(plan)  # the associate / triangulate jobs (synthetic sessions are planned before simulate)
+    sheet = tmp_path / "cams.tsv"
+    sheet.write_text("session\tcamera\tvideo\tcalibration\n" + "".join(
+        f"s\t{c}\t{video}\t{tmp_path / 'cal.toml'}\n" for c in ("c1", "c2")))
+    with pytest.raises(InputError, match=r"cal\.toml: camera 'c2' field 'size'"):
+        plan_sessions({"cameras": str(sheet), "chunk_frames": 10})  # and planning, before any job
+    assert set(load_session_cameras(plan, {"calibrate": {"rescale": True}})) == {"c1", "c2"}
+
+
+def test_board_session_planning(tmp_path):
+    from mctrack.config import plan_sessions
+
+    video = _tiny_video(tmp_path / "v.mp4")
+    (tmp_path / "b1").mkdir()
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "b1" / "img0.png"), np.zeros((48, 64), np.uint8))
+    sheet = tmp_path / "cams.tsv"
+    cfg = {"cameras": str(sheet), "chunk_frames": 10,
+           "calibrate": {"board": {"type": "checkerboard", "squares": [6, 5], "square_length": 20.0}}}
+    sheet.write_text(f"session\tcamera\tvideo\tboard\ns\tc1\t{video}\t{tmp_path / 'b1'}\ns\tc2\t{video}\t{tmp_path}/none/*.png\n")
+    with pytest.raises(InputError, match="no board images or video found"):
+        plan_sessions(cfg)
+    sheet.write_text(f"session\tcamera\tvideo\tboard\ns\tc1\t{video}\t{tmp_path / 'b1'}\ns\tc2\t{video}\t\n")
+    with pytest.raises(InputError, match=r"camera 'c2' column 'board': empty"):
+        plan_sessions(cfg)
+    sheet.write_text(f"session\tcamera\tvideo\tboard\ns\tc1\t{video}\t{tmp_path / 'b1'}\ns\tc2\t{video}\t{tmp_path}/b1/*.png\n")
+    plan = plan_sessions(cfg)["s"]
+    assert plan.calibrate and plan.calibrated and plan.calibration == "results/s/calibration.toml" and plan.intrinsics is None
+    with pytest.raises(InputError, match="squares"):
+        plan_sessions({**cfg, "calibrate": {"board": {"type": "checkerboard", "squares": [23, 15, 1]}}})

@@ -18,7 +18,13 @@ pytestmark = pytest.mark.slow
 
 
 def _absolute(v: str) -> str:
-    return str(shared_path(*Path(v).parts[2:])) if v.startswith("../shared/") else v
+    """``../shared/...`` (file, folder or glob pattern) as an absolute path in the real-data folder."""
+    if not v.startswith("../shared/"):
+        return v
+    parts = Path(v).parts[2:]
+    if any(ch in parts[-1] for ch in "*?["):
+        return str(shared_path(*parts[:-1]) / parts[-1])
+    return str(shared_path(*parts))
 
 
 def board_config_run(wd: Path, name: str, **overrides) -> Path:

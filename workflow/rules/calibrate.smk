@@ -12,12 +12,12 @@ rule calibrate:
             category="QC",
             subcategory="{session}",
         ),
+    log:
+        "logs/{session}/calibrate.log",
+    conda:
+        "../../envs/mctrack.yaml"
     params:
         plan=plan,
         calibrate=config["calibrate"],
-    conda:
-        "../../envs/mctrack.yaml"
-    log:
-        "logs/{session}/calibrate.log",
     script:
         "../scripts/calibrate.py"
