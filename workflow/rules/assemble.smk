@@ -1,7 +1,7 @@
 rule assemble:
     input:
         detections=detection_files,
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
         calibration=calibration_input,
@@ -12,8 +12,6 @@ rule assemble:
     params:
         plan=plan,
         chunk_frames=config["hdf5"]["chunk_frames"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/assemble.log",
     script:

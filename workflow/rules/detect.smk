@@ -4,9 +4,7 @@ rule background_model:
     output:
         "results/{session}/detect/{camera}/background.npz",
     params:
-        detect=config["detect"],
-    conda:
-        "../../envs/mctrack.yaml"
+        detect=detector_settings(config["detect"]),
     log:
         "logs/{session}/detect/{camera}/background_model.log",
     script:
@@ -15,19 +13,17 @@ rule background_model:
 
 rule detect:
     input:
-        video=lambda wc: camera_entry(wc).video,
+        source=detector_input,
         model=background_model_input,
     output:
         "results/{session}/detect/{camera}/{chunk}.parquet",
     params:
-        detect=config["detect"],
+        detect=detector_settings(config["detect"]),
         frames=chunk_range,
         frame_offset=lambda wc: camera_entry(wc).frame_offset,
     threads: config["detect"]["threads"]
     resources:
-        gpu=1 if config["detect"]["backend"] == "ultralytics" else 0,
-    conda:
-        "../../envs/mctrack.yaml"
+        gpu=detect_gpus(config),
     log:
         "logs/{session}/detect/{camera}/{chunk}.log",
     script:

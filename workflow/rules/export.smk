@@ -8,8 +8,6 @@ rule export_session:
         movement="results/{session}/export/{session}_movement.nc",
     params:
         export=config["export"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/export.log",
     script:

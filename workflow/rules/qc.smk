@@ -1,7 +1,7 @@
 rule qc:
     input:
         detections=detection_files,
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
         residuals="results/{session}/triangulate/residuals.parquet",
@@ -23,8 +23,6 @@ rule qc:
         ),
     params:
         plan=plan,
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/qc.log",
     script:

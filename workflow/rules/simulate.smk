@@ -17,8 +17,6 @@ if SIM and SIM["session"] in PLANS:
         params:
             simulate=SIM,
             cameras=session_cameras(SIM["session"]),
-        conda:
-            "../../envs/mctrack.yaml"
         log:
             f"logs/{SIM['session']}/simulate.log",
         script:

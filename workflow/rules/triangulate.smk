@@ -1,6 +1,6 @@
 rule triangulate:
     input:
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
         calibration=calibration_input,
     output:
@@ -9,8 +9,6 @@ rule triangulate:
     params:
         plan=plan,
         triangulate=config["triangulate"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/triangulate.log",
     script:
