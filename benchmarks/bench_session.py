@@ -80,7 +80,8 @@ def make_stage_files(out: Path, n_cameras: int, n_targets: int, n_frames: int, c
     f, g = f.ravel(), g.ravel()
     pts = pd.DataFrame({"frame": f, "global_id": g, "x": np.sin(f / 100 + g), "y": np.cos(f / 100 + g),
                         "z": 0.1 * g, "reprojection_error": rng.gamma(2, 1, len(f)).astype(np.float32),
-                        "n_cameras": n_cameras, "position_std": 0.002, "confidence": 0.9})
+                        "n_cameras": n_cameras, "position_std": 0.002, "confidence": 0.9,
+                        "std_x": 0.001, "std_y": 0.001, "std_z": 0.001})
     write_table(pts, POINTS3D, out / "points3d.parquet")
     res_path = None
     if residuals:

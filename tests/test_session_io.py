@@ -53,7 +53,13 @@ def _write(path, tables, files_dir=None, chunk=50, **kw):
     assemble_session(path, pos.shape[0], list(cams), src_tr, assoc, src_pts, detections=src_det, session="s",
                      fps=25.0, config={"evaluate": {"include_coasted": "bridged"}, "chunk_frames": chunk},
                      chunk_frames=32, rig=cams, rig_attrs={"unit": "m", "calibration_file": "cal.toml"},
-                     handoffs=handoffs, **kw)
+                     handoffs=handoffs, tracks3d=_smoothed(pts), **kw)
+
+
+def _smoothed(pts):
+    from mctrack.tables import TRACK3D
+
+    return TRACK3D.coerce(pts.assign(x_raw=pts["x"], y_raw=pts["y"], z_raw=pts["z"], filled=False))
 
 
 def _sorted(df, keys):
@@ -82,9 +88,10 @@ def test_round_trip_everything(tmp_path, tables, from_files):
                                   _sorted(det, ["camera_id", "frame", "det_index"]))
     pd.testing.assert_frame_equal(_sorted(s.tracklets, ["camera_id", "frame", "track_id"]),
                                   _sorted(tr, ["camera_id", "frame", "track_id"]))
-    pd.testing.assert_frame_equal(s.association, ASSOCIATION.coerce(assoc).assign(support=assoc["support"]))
+    pd.testing.assert_frame_equal(s.association, ASSOCIATION.coerce(assoc))  # support, parent_track_id included
     pd.testing.assert_frame_equal(s.points3d, _sorted(POINTS3D.coerce(pts), ["frame"]))
     pd.testing.assert_frame_equal(s.handoffs, handoffs)
+    pd.testing.assert_frame_equal(s.tracks3d_smoothed, _sorted(_smoothed(pts), ["frame"]))
     for name, cam in cams.items():
         back = s.rig[name]
         for k in ("K", "dist", "rvec", "tvec"):
@@ -179,25 +186,28 @@ def test_missing_global_id_writes_nothing(tmp_path, tables):
 
 
 def test_mot_export_follows_the_mot_convention(tmp_path, tables):
+    from mctrack.io.mot import read_mot
+
     cams, pos, tr, det, assoc, pts, _ = tables
     path = tmp_path / "s.h5"
     _write(path, tables)
     for ids in ("track", "global"):
         files = export_mot(path, tmp_path / ids, ids=ids, include_coasted="all")
-        a = np.loadtxt(files["c2"], delimiter=",", ndmin=2)
-        ref = tr[tr["camera_id"] == "c2"].sort_values(["frame", "track_id"])
+        raw = np.loadtxt(files["c2"], delimiter=",", ndmin=2)
+        back = read_mot(files["c2"], kind="result")
+        ref = tr[tr["camera_id"] == "c2"]
         if ids == "global":
             gid = assoc.set_index(["camera_id", "track_id"])["global_id"]
             ref = ref.assign(track_id=gid.loc[list(zip(ref["camera_id"], ref["track_id"]))].to_numpy())
-            ref = ref.sort_values(["frame", "track_id"])
-        np.testing.assert_array_equal(a[:, 0], ref["frame"] + 1)  # 1-based frames
-        np.testing.assert_array_equal(a[:, 1], ref["track_id"])
-        np.testing.assert_array_equal((a[:, 2] - 1).astype(np.float32), ref["x1"])  # 1-based pixels
-        np.testing.assert_array_equal((a[:, 3] - 1).astype(np.float32), ref["y1"])
-        np.testing.assert_allclose(a[:, 4], ref["x2"] - ref["x1"], rtol=1e-6)
+        ref = ref.sort_values(["frame", "track_id"])
+        np.testing.assert_array_equal(raw[:, 0], ref["frame"] + 1)  # 1-based frames
+        np.testing.assert_allclose(raw[:, 2], ref["x1"] + 1, atol=6e-4)  # 1-based pixels, 1/1000 px
+        np.testing.assert_array_equal(back["frame"], ref["frame"])
+        np.testing.assert_array_equal(back["id"], ref["track_id"])
+        np.testing.assert_allclose(back[["x1", "y1", "x2", "y2"]], ref[["x1", "y1", "x2", "y2"]], atol=1e-3)
     # the coasted rows of c2 track 11 are bridged (between detections): kept by the default
-    n_all = len(np.loadtxt(tmp_path / "track/c2.txt", delimiter=","))
-    n_det = len(np.loadtxt(export_mot(path, tmp_path / "none", include_coasted="none")["c2"], delimiter=","))
+    n_all = len(read_mot(tmp_path / "track/c2.txt", kind="result"))
+    n_det = len(read_mot(export_mot(path, tmp_path / "none", include_coasted="none")["c2"], kind="result"))
     assert n_all - n_det == 5
 
 
