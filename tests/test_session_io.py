@@ -243,3 +243,23 @@ def test_3d_exports_and_movement_kinematics(tmp_path, tables):
         v = speed.sel({ind: name}).squeeze().values
         assert np.isfinite(v).any() and np.nanmax(v) < 5.0, name  # m/s: simulated fish swim ~0.1-0.3 m/s
     np.testing.assert_allclose(movement_dataset(s)["position"].values, ds["position"].values)
+
+
+def test_session_wide_tracklet_table_streams_in_frame_buckets(tmp_path, tables, monkeypatch):
+    """The association's tracklet table (all cameras, sorted by camera and track) is streamed through frame
+    buckets on disk; the file equals the one written from in-memory tables."""
+    import mctrack.io.session as S
+
+    cams, pos, tr, det, assoc, pts, handoffs = tables
+    big = tmp_path / "tracklets.parquet"
+    write_table(tr.sort_values(["camera_id", "track_id", "frame"]), TRACKLET2D, big)
+    monkeypatch.setattr(S, "_BATCH_ROWS", 97)  # so this small table counts as "large"
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    assemble_session(a, pos.shape[0], list(cams), [big], assoc, pts, chunk_frames=16)
+    assemble_session(b, pos.shape[0], list(cams), tr, assoc, pts, chunk_frames=16)
+    sa, sb = read_session(a), read_session(b)
+    pd.testing.assert_frame_equal(sa.tracklets, sb.tracklets)
+    for k in ("global_id", "is_confirmed"):
+        np.testing.assert_array_equal(sa.tracking[k], sb.tracking[k])
+    for cam in cams:
+        np.testing.assert_array_equal(sa.tracking["bboxes"][cam], sb.tracking["bboxes"][cam])

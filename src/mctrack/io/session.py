@@ -381,36 +381,22 @@ def tracking_block(t0: int, t1: int, K: int, cameras: list[str], tracklets: pd.D
     :meth:`SessionWriter.append`. Raises ValueError if a tracklet has no
     global id in ``association``.
     """
-    n = t1 - t0
-    out: dict[str, np.ndarray] = {"frame_index": np.arange(t0, t1, dtype=np.int64)}
-    for name, (tail, dtype, fill) in TRACKING_FIELDS.items():
-        out[name] = np.full((n, K) + tail, fill, dtype=dtype)
-    p = points[(points["frame"] >= t0) & (points["frame"] < t1)]
-    ti, gi = p["frame"].to_numpy() - t0, p["global_id"].to_numpy()
-    out["centroid_3d"][ti, gi] = p[["x", "y", "z"]].to_numpy(np.float32)
-    out["position_std"][ti, gi] = p["position_std"].to_numpy()
-    out["confidence"][ti, gi] = p["confidence"].to_numpy()
-    out["reprojection_residual"][ti, gi] = p["reprojection_error"].to_numpy()
-    out["n_cameras"][ti, gi] = p["n_cameras"].to_numpy()
-
+    block = _empty_block(t0, t1, K)
+    _scatter_points(block, points[(points["frame"] >= t0) & (points["frame"] < t1)], t0)
     tr = tracklets[(tracklets["frame"] >= t0) & (tracklets["frame"] < t1)]
-    tr = tr.merge(association[["camera_id", "track_id", "global_id"]], on=["camera_id", "track_id"], how="left")
-    if tr["global_id"].isna().any():
-        raise ValueError("tracklets without a global id: the association table does not cover every tracklet")
-    ti, gi = tr["frame"].to_numpy() - t0, tr["global_id"].to_numpy(dtype=np.int64)
-    out["global_id"][ti, gi] = gi
-    det = (tr["frame_status"].astype(str) == "detected").to_numpy()
-    out["is_confirmed"][ti[det], gi[det]] = True
     cam_col = tr["camera_id"].to_numpy()
     for cam in cameras:
-        sel = cam_col == cam
-        ca = np.full((n, K), -1, np.int32)
-        bb = np.full((n, K, 4), np.nan, np.float32)
-        ca[ti[sel], gi[sel]] = tr["det_index"].to_numpy()[sel]
-        bb[ti[sel], gi[sel]] = tr[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)[sel]
-        out[f"camera_assignments/{cam}"] = ca
-        out[f"bboxes/{cam}"] = bb
-    return out
+        a = association[association["camera_id"].to_numpy() == cam]
+        lookup = (pd.Index(a["track_id"].to_numpy()), a["global_id"].to_numpy(np.int64))
+        _scatter_camera(block, cam, tr[cam_col == cam], lookup, t0, t1, K)
+    return block
+
+
+def _empty_block(t0: int, t1: int, K: int) -> dict[str, np.ndarray]:
+    block = {"frame_index": np.arange(t0, t1, dtype=np.int64)}
+    for name, (tail, dtype, fill) in TRACKING_FIELDS.items():
+        block[name] = np.full((t1 - t0, K) + tail, fill, dtype=dtype)
+    return block
 
 
 # --------------------------------------------------------------------------- streaming inputs
@@ -722,9 +708,7 @@ def assemble_session(path: str | os.PathLike, n_frames: int, cameras: list[str],
         pw = w.table("points3d", _table_columns(pts_empty, POINTS3D), table=POINTS3D.name)
         for t0 in range(0, max(n_frames, 0), chunk_frames):
             t1 = min(t0 + chunk_frames, n_frames)
-            block = {"frame_index": np.arange(t0, t1, dtype=np.int64)}
-            for name, (tail, dtype, fill) in TRACKING_FIELDS.items():
-                block[name] = np.full((t1 - t0, K) + tail, fill, dtype=dtype)
+            block = _empty_block(t0, t1, K)
             dets, trs = det_streams.take(t1), tr_streams.take(t1)
             for cam in cameras:
                 dw[cam].append(dets[cam].drop(columns="camera_id"))
