@@ -4,7 +4,7 @@
    10k and 100k frames, written as the workflow writes them (one parquet per
    camera and 1000-frame chunk, one points3d.parquet), assembled by
    ``mctrack.io.session.assemble_session`` (what the assemble rule runs) in a
-   fresh interpreter; peak RSS is compared with a bare interpreter that only
+   fresh interpreter; peak RSS (VmHWM) is compared with a bare interpreter that only
    imports the same libraries (numpy, pandas, pyarrow, h5py) — the floor.
    The 100k / 10k ratio must be <= 1.5 (memory flat in session length).
 2. ``qc``: 12 cameras x 50 targets x 100k frames (60M tracklet rows, 60M
@@ -80,7 +80,8 @@ def make_stage_files(out: Path, n_cameras: int, n_targets: int, n_frames: int, c
     f, g = f.ravel(), g.ravel()
     pts = pd.DataFrame({"frame": f, "global_id": g, "x": np.sin(f / 100 + g), "y": np.cos(f / 100 + g),
                         "z": 0.1 * g, "reprojection_error": rng.gamma(2, 1, len(f)).astype(np.float32),
-                        "n_cameras": n_cameras, "position_std": 0.002, "confidence": 0.9})
+                        "n_cameras": n_cameras, "position_std": 0.002, "confidence": 0.9,
+                        "std_x": 0.001, "std_y": 0.001, "std_z": 0.001})
     write_table(pts, POINTS3D, out / "points3d.parquet")
     res_path = None
     if residuals:
@@ -109,13 +110,16 @@ from mctrack.tables import ASSOCIATION, read_table
 a = pickle.load(open({args!r}, "rb"))
 assemble_session({out!r}, a["n_frames"], a["cameras"], a["tracklets"], read_table(a["association"], ASSOCIATION),
                  a["points"], detections=a["detections"], session="bench", fps=30.0, chunk_frames=1024)
-print(json.dumps({{"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+print(json.dumps({{"peak_rss_mb": {hwm}}}))
 """
+# VmHWM (peak RSS of this process image): ru_maxrss would include the parent's peak at fork (Linux keeps it
+# across exec), which here is the memory used to generate the test files
+HWM = "int(next(ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')).split()[1]) / 1024"
 CHILD_FLOOR = """
-import resource, json
+import json
 import numpy, pandas, pyarrow.parquet, h5py
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+print(json.dumps({"peak_rss_mb": %s}))
+""" % HWM
 
 
 def _child(code: str, cores: str | None = None) -> tuple[dict, float]:
@@ -140,7 +144,7 @@ def bench_assemble(tmp: Path, frames: list[int]) -> dict:
         pickle.dump({k: ([str(p) for p in v] if isinstance(v, list) else str(v) if isinstance(v, Path) else v)
                      for k, v in files.items()}, open(args, "wb"))
         out = d / "bench.h5"
-        r, sec = _child(CHILD_ASSEMBLE.format(src=str(REPO / "src"), args=str(args), out=str(out)))
+        r, sec = _child(CHILD_ASSEMBLE.format(src=str(REPO / "src"), args=str(args), out=str(out), hwm=HWM))
         res["peak_rss_mb"].append(round(r["peak_rss_mb"], 1))
         res["seconds"].append(round(sec, 2))
         res["file_mb"].append(round(out.stat().st_size / 1e6, 1))
