@@ -36,6 +36,11 @@ include: "workflow/rules/triangulate.smk"
 include: "workflow/rules/assemble.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/smooth.smk"
+include: "workflow/rules/refine_2d.smk"
+include: "workflow/rules/calibrate.smk"
+include: "workflow/rules/export.smk"
+include: "workflow/rules/render.smk"
 
 
 rule all:

@@ -8,13 +8,23 @@ column             required  meaning
 =================  ========  ====================================================
 session            yes       session name; outputs land in ``results/{session}/``
 camera             yes       camera name (letters, digits, ``_ . -``)
-video              yes       video file; relative paths are relative to the
+video              yes*      video file; relative paths are relative to the
                              working directory (where ``snakemake`` runs)
-calibration        no        calibration file (anipose/Pose2Sim TOML)
+                             (*optional with ``detect.backend: precomputed``)
+detections         no        MOTChallenge ``det.txt`` of the camera (backend
+                             ``precomputed``; frame 1 = first decoded frame)
+fps                no*       Hz; *required for a camera without video
+n_frames           no*       frames; *required for a camera without video
+calibration        no        calibration file (anipose/Pose2Sim TOML, OpenCV YAML/XML,
+                             Qualisys .qca.txt, JSON; see mctrack.calibration); with
+                             ``board``: the intrinsics to keep (extrinsics-only calibration)
 calibration_name   no        the camera's entry in that file (default: found by
                              camera name, see :func:`mctrack.calibration.find_camera`)
 gt                 no        ground truth, MOTChallenge ``gt.txt`` (frame 1 = first decoded frame)
 frame_offset       no        int; session frame = video frame − frame_offset (default 0)
+board              no        board footage of this camera (image folder, glob such as
+                             ``dir/*.png``, or video): the ``calibrate`` rule then writes
+                             ``results/{session}/calibration.toml`` (config ``calibrate``)
 =================  ========  ====================================================
 
 Cameras of one session are frame-synchronised. :func:`plan_sessions` checks
@@ -36,7 +46,8 @@ import pandas as pd
 
 from .errors import InputError
 
-SHEET_COLUMNS = ("session", "camera", "video", "calibration", "calibration_name", "gt", "frame_offset")
+SHEET_COLUMNS = ("session", "camera", "video", "calibration", "calibration_name", "gt", "frame_offset",
+                 "detections", "fps", "n_frames", "board")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -50,6 +61,10 @@ class CameraEntry:
     calibration_name: str | None = None
     gt: str | None = None
     frame_offset: int = 0
+    detections: str | None = None
+    fps: float | None = None
+    n_frames: int | None = None
+    board: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,15 +86,28 @@ class SessionPlan:
     synthetic: bool = False
 
     @property
-    def calibration(self) -> str | None:
-        """The session's calibration file, or None."""
+    def calibrate(self) -> bool:
+        """True when the sheet names board footage: the ``calibrate`` rule makes the calibration."""
+        return any(c.board for c in self.cameras.values())
+
+    @property
+    def intrinsics(self) -> str | None:
+        """The sheet's calibration file (intrinsics only when :attr:`calibrate`), or None."""
         cals = {c.calibration for c in self.cameras.values() if c.calibration}
         return cals.pop() if cals else None
 
     @property
+    def calibration(self) -> str | None:
+        """The calibration later stages read: ``results/{session}/calibration.toml`` when
+        :attr:`calibrate`, else the sheet's file, or None."""
+        if self.calibrate:
+            return f"results/{self.session}/calibration.toml"
+        return self.intrinsics
+
+    @property
     def calibrated(self) -> bool:
         """True when ≥ 2 cameras have a calibration (association/triangulation possible)."""
-        return sum(1 for c in self.cameras.values() if c.calibration) >= 2
+        return sum(1 for c in self.cameras.values() if c.calibration or c.board) >= 2
 
     @property
     def has_gt(self) -> bool:
@@ -102,9 +130,11 @@ def read_camera_sheet(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(path, None, "camera sheet not found", "set `cameras:` in the config to an existing TSV")
     sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False, skip_blank_lines=True)
     sheet.columns = [c.strip() for c in sheet.columns]
-    for col in ("session", "camera", "video"):
+    for col in ("session", "camera"):
         if col not in sheet.columns:
             raise InputError(path, f"column '{col}'", "missing", "the sheet needs tab-separated columns session, camera, video")
+    if "video" not in sheet.columns and "detections" not in sheet.columns:
+        raise InputError(path, "column 'video'", "missing", "give each camera a video (or a detections det.txt)")
     extra = [c for c in sheet.columns if c not in SHEET_COLUMNS]
     if extra:
         raise InputError(path, f"column '{extra[0]}'", "unknown", f"use only {list(SHEET_COLUMNS)} (tab-separated)")
@@ -134,7 +164,7 @@ def plan_sessions(config: dict, cache_dir: str | os.PathLike | None = None) -> d
     Raises :class:`~mctrack.errors.InputError` on the first problem found,
     naming the sheet row and column, or the video / ground-truth file.
     """
-    from .calibration import find_camera, load_calibration
+    from .calibration.checks import check_session_calibration
     from .video import probe_video
 
     path = Path(config["cameras"])
@@ -153,7 +183,7 @@ def plan_sessions(config: dict, cache_dir: str | os.PathLike | None = None) -> d
         rownum: dict[str, str] = {}
         for i, r in rows.iterrows():
             where = f"row {i + 2}"  # 1-based, after the header line
-            for col in ("session", "camera", "video"):
+            for col in ("session", "camera"):
                 if not r[col]:
                     raise InputError(path, f"{where} column '{col}'", "is empty", f"give the {col} of every row")
             for col in ("session", "camera"):
@@ -168,32 +198,30 @@ def plan_sessions(config: dict, cache_dir: str | os.PathLike | None = None) -> d
             except ValueError:
                 raise InputError(path, f"{where} column 'frame_offset'", f"'{r['frame_offset']}' is not an integer",
                                  "give a whole number of frames (may be negative)") from None
-            for col in ("video", "calibration", "gt"):
+            for col in ("video", "calibration", "gt", "detections"):
                 if r[col] and not synthetic and not Path(r[col]).exists():
                     raise InputError(path, f"{where} column '{col}'", f"file '{r[col]}' not found",
                                      "fix the path (relative paths are relative to the directory snakemake runs in)")
             cams[r["camera"]] = CameraEntry(r["camera"], r["video"], r["calibration"] or None,
-                                            r["calibration_name"] or None, r["gt"] or None, offset)
+                                            r["calibration_name"] or None, r["gt"] or None, offset,
+                                            board=r["board"] or None,
+                                            **_detections_columns(path, where, r, config, synthetic))
             rownum[r["camera"]] = where
         cal_files = {c.calibration for c in cams.values() if c.calibration}
         if len(cal_files) > 1:
             raise InputError(path, f"session '{session}' column 'calibration'", "cameras name different files",
                              "put all cameras of a session in one calibration file")
-        if cal_files and not synthetic:
-            cal = cal_files.pop()
-            cal_cams = load_calibration(cal)
-            for c in cams.values():
-                if c.calibration:
-                    find_camera(cal_cams, c.camera, c.calibration_name, source=cal)
         if synthetic:
             n, fps = int(sim["n_frames"]), float(sim["fps"])
             if max_frames:
                 n = min(n, int(max_frames))
         else:
-            n, fps = _check_session_videos(path, session, cams, rownum, max_frames, cache_dir)
+            n, fps, probes = _check_session_videos(path, session, cams, rownum, max_frames, cache_dir)
+            check_session_calibration(path, session, cams, {k: (p.width, p.height) for k, p in probes.items()
+                                                            if p.width > 0}, config)
             for c in cams.values():
                 if c.gt:
-                    _check_gt(c, probe_video(c.video, cache_dir).decodable, cache_dir)
+                    _check_gt(c, probes[c.camera].decodable, cache_dir)
         if n <= 0:
             raise InputError(path, f"session '{session}'", "no frame is common to all cameras",
                              "check the videos and frame_offset values")
@@ -203,16 +231,61 @@ def plan_sessions(config: dict, cache_dir: str | os.PathLike | None = None) -> d
     return plans
 
 
+def _detections_columns(path: Path, where: str, r: pd.Series, config: dict, synthetic: bool) -> dict:
+    """Check a row's ``detections`` / ``fps`` / ``n_frames`` cells (and video presence); return CameraEntry fields.
+
+    A ``detections`` file is validated line by line
+    (:func:`mctrack.detect.validate_det_file`) when the precomputed backend is
+    chosen. A camera without ``video`` needs the precomputed backend, a
+    ``detections`` file and positive ``fps`` and ``n_frames``.
+    """
+    from .detect import validate_det_file
+
+    backend = (config.get("detect") or {}).get("backend", "background")
+    out: dict = {"detections": r["detections"] or None}
+    if backend == "precomputed" and not synthetic:
+        if not r["detections"]:
+            raise InputError(path, f"{where} column 'detections'", "empty, but detect.backend is 'precomputed'",
+                             "name the camera's MOTChallenge det.txt")
+        validate_det_file(r["detections"])
+    for col, typ in (("fps", float), ("n_frames", int)):
+        if r[col]:
+            try:
+                v = typ(r[col])
+            except ValueError:
+                v = None
+            if v is None or not v > 0:
+                raise InputError(path, f"{where} column '{col}'", f"'{r[col]}' is not a positive {typ.__name__}",
+                                 f"give the camera's {'frame rate in Hz' if col == 'fps' else 'number of frames'}")
+            out[col] = v
+    if not r["video"] and not synthetic:
+        if backend != "precomputed":
+            raise InputError(path, f"{where} column 'video'", "is empty", "give the camera's video file (only "
+                             "detect.backend: precomputed works without videos)")
+        for col in ("fps", "n_frames"):
+            if col not in out:
+                raise InputError(path, f"{where} column '{col}'", "required for a camera without video",
+                                 f"add a '{col}' column to the camera sheet (or give the video)")
+    return out
+
+
 def _check_session_videos(sheet: Path, session: str, cams: dict[str, CameraEntry], rownum: dict[str, str],
-                          max_frames: int | None, cache_dir) -> tuple[int, float]:
+                          max_frames: int | None, cache_dir) -> tuple[int, float, dict]:
     """Probe every video of a session; apply the frame-count / fps policy of :func:`plan_sessions`.
 
-    Returns ``(n_frames, fps)`` of the session.
+    A camera without video (precomputed detections) counts with the sheet's
+    ``n_frames`` and ``fps`` (width and height 0). Returns ``(n_frames, fps,
+    {camera: VideoProbe})`` of the session.
     """
     from .video import probe_video
 
+    from .video import VideoProbe
+
     probes = {}
     for name, c in cams.items():
+        if not c.video:  # precomputed detections: the sheet's fps / n_frames stand in for the header
+            probes[name] = VideoProbe(int(c.n_frames), float(c.fps), 0, 0, int(c.n_frames), "none")
+            continue
         try:
             probes[name] = probe_video(c.video, cache_dir)
         except InputError as exc:
@@ -240,7 +313,7 @@ def _check_session_videos(sheet: Path, session: str, cams: dict[str, CameraEntry
             raise InputError(sheet, f"session '{session}'",
                              f"cameras have different frame rates ({fps0_name}: {fps0.fps:g} fps, {name}: {p.fps:g} fps)",
                              "cameras of a session must be frame-synchronised: resample the videos to one rate")
-    return n, float(fps0.fps)
+    return n, float(fps0.fps), probes
 
 
 def _check_gt(cam: CameraEntry, video_frames: int, cache_dir) -> None:
@@ -392,15 +465,22 @@ def config_sources(configfiles: list, default_file: str | os.PathLike | None) ->
     return out
 
 
-def load_session_cameras(plan: SessionPlan) -> dict:
-    """Calibrated :class:`~mctrack.calibration.Camera` per sheet camera of ``plan`` (empty if uncalibrated)."""
-    from .calibration import find_camera, load_calibration
+def load_session_cameras(plan: SessionPlan, config: dict | None = None) -> dict:
+    """Calibrated :class:`~mctrack.calibration.Camera` per sheet camera of ``plan`` (empty if uncalibrated).
+
+    Checked against the videos' decoded sizes (:func:`mctrack.calibration.checks.session_cameras`;
+    ``config['calibrate']`` gives ``rescale`` and ``unit``): raises InputError before any work.
+    """
+    from .calibration.checks import session_cameras
+    from .video import video_info
 
     if not plan.calibration:
         return {}
-    cal = load_calibration(plan.calibration)
-    return {name: find_camera(cal, name, c.calibration_name, source=plan.calibration)
-            for name, c in plan.cameras.items() if c.calibration}
+    cal_cfg = (config or {}).get("calibrate") or {}
+    entries = {k: c for k, c in plan.cameras.items() if c.calibration or c.board}
+    sizes = {k: (i.width, i.height) for k, i in ((k, video_info(c.video)) for k, c in entries.items() if c.video)}
+    return session_cameras(plan.calibration, entries, sizes, rescale=bool(cal_cfg.get("rescale", False)),
+                           by_name=plan.calibrate, unit=None if plan.calibrate else cal_cfg.get("unit"))
 
 
 def detector_settings(detect: dict) -> dict:
@@ -427,7 +507,7 @@ def check_stage_configs(config: dict) -> None:
     the config file (e.g. ``detect.ultralytics.model``).
     """
     from .detect import make_detector
-    from .track2d import TrackerConfig
+    from .track2d import RefineConfig, TrackerConfig
 
     detect = config.get("detect") or {}
     backend = detect.get("backend", "background")
@@ -441,6 +521,7 @@ def check_stage_configs(config: dict) -> None:
     if backend == "ultralytics":
         check_model_file(det.params["model"], "detect.ultralytics.model")
     TrackerConfig.from_dict(config.get("track_2d") or {})
+    RefineConfig.from_dict((config.get("track_2d") or {}).get("refine"))
 
 
 #: ultralytics model classes whose predictions carry axis-aligned boxes (usable for detection)

@@ -5,6 +5,7 @@ rule associate:
     output:
         association="results/{session}/associate/association.parquet",
         evidence="results/{session}/associate/pair_evidence.parquet",
+        tracklets="results/{session}/associate/tracklets.parquet",
     params:
         plan=plan,
         associate=config["associate"],

@@ -13,7 +13,7 @@ rule background_model:
 
 rule detect:
     input:
-        video=lambda wc: camera_entry(wc).video,
+        source=detector_input,
         model=background_model_input,
     output:
         "results/{session}/detect/{camera}/{chunk}.parquet",

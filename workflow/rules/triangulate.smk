@@ -1,6 +1,6 @@
 rule triangulate:
     input:
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
         calibration=calibration_input,
     output:

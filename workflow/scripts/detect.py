@@ -10,6 +10,6 @@ log = setup_logging(snakemake.log[0], "mctrack.detect")
 start, stop = snakemake.params.frames
 cfg = detector_settings(snakemake.params.detect)  # settings of the chosen backend only
 backend = cfg["backend"]
-dets = run_detect(cfg, snakemake.input.video, start, stop, snakemake.wildcards.camera,
+dets = run_detect(cfg, snakemake.input.source, start, stop, snakemake.wildcards.camera,
                   snakemake.params.frame_offset, snakemake.output[0], model_path=snakemake.input.model or None)
 log.info("%s frames [%d, %d): %d detections (%s)", snakemake.wildcards.camera, start, stop, len(dets), backend)

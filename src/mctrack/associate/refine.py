@@ -1,0 +1,375 @@
+"""3D consensus fed back into 2D: split switched tracklets, stitch gaps, reproject misses.
+
+After a first grouping every ``(frame, group)`` seen by ≥ 2 cameras is
+triangulated (:func:`group_points`: batched
+least-squares ray intersection, no outlier dropping). Then:
+
+- **Split** (:func:`find_splits`). Each detected row is compared with its
+  group's point triangulated from the *other* cameras only (leave-one-out, ≥ 2
+  other cameras): the row disagrees when its centroid lies farther than
+  ``split_tolerance`` box sizes (``sqrt(w·h)`` px) from that point's
+  projection. A tracklet is cut where its rows change from agreeing to
+  disagreeing (or back) for at least ``split_min_frames`` rows (shorter runs
+  are absorbed by their neighbours): an identity switch inside one camera.
+  Pieces that disagree get cannot-links to the group's other-camera tracklets
+  they contradict, and everything is grouped again.
+- **Stitch** (:func:`stitch_groups`). A group whose 3D track ends and another
+  whose 3D track starts at most ``stitch_max_gap`` frames later are joined
+  when the start lies within the gate of the constant-velocity extrapolation
+  of the end (gate = 3σ + v₉₅·gap, σ the median kernel width of the pair
+  evidence in m, v₉₅ the 95th percentile of all 3D speeds in m/frame) and no
+  cannot-link is violated; ends and starts are matched one-to-one at minimum
+  cost (``scipy.optimize.linear_sum_assignment``). This rejoins a target that
+  every camera lost at once.
+- **Reproject** (:func:`reprojected_rows`). Where a target's 3D point exists
+  but a camera that tracked it elsewhere has no detected row in that frame
+  (between the first and last row of the target in that camera), the point's
+  projection becomes a row with ``frame_status = "reprojected"`` (box size
+  from the nearest detected row of the same tracklet; ``det_index = -1``,
+  confidence NaN). Coasted rows there are replaced (the 3D consensus beats
+  the 2D tracker's extrapolation). Never marked ``"detected"``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from ..calibration import Camera
+from ..tables import TRACKLET2D
+from .config import AssociationConfig
+from .data import TrackletIndex
+
+
+def group_points(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera], loo: bool = False) -> dict:
+    """Least-squares 3D point of every ``(frame, group)`` of detected rows seen by ≥ 2 cameras.
+
+    The point minimises the summed squared distance to the rows' back-projected
+    rays, ``X = (Σ Pᵢ)⁻¹ Σ Pᵢ oᵢ`` with ``Pᵢ = I − dᵢdᵢᵀ`` (the N-view midpoint
+    method, H&Z §12.1 generalised); the final 3D output comes from
+    :mod:`mctrack.triangulate`. Returns ``frame, group (Gp,)``, ``X (Gp, 3)``
+    (NaN when < 2 cameras) and, with ``loo``, per row ``resid (N,)``: px
+    distance of each detected row's centroid to the projection of the point
+    solved without that row's camera, ``(Σ P − Pᵢ)⁻¹(Σ P o − Pᵢ oᵢ)`` (NaN when
+    < 2 other cameras).
+    """
+    det = np.flatnonzero(idx.detected)
+    cam = idx.keys["cam"].to_numpy()[idx.tk[det]]
+    grp = labels[idx.tk[det]]
+    fr = idx.frame[det]
+    nG = int(labels.max()) + 1 if len(labels) else 1
+    uk, gi = np.unique(fr * nG + grp, return_inverse=True)
+    gi = gi.ravel()
+    G = len(uk)
+    o, d = idx.row_rays(dict(zip(idx.camera_names, cams)))
+    o, d = o[det], d[det]
+    P = np.eye(3)[None] - d[:, :, None] * d[:, None, :]
+    Po = np.einsum("nij,nj->ni", P, o)
+    S = np.stack([np.bincount(gi, weights=P[:, i, j], minlength=G) for i in range(3) for j in range(3)],
+                 axis=1).reshape(G, 3, 3)
+    b = np.stack([np.bincount(gi, weights=Po[:, i], minlength=G) for i in range(3)], axis=1)
+    n_cam = np.bincount(gi, minlength=G)
+    X = np.full((G, 3), np.nan)
+    ok = n_cam >= 2
+    X[ok] = _solve3(S[ok], b[ok])
+    out = {"frame": uk // nG, "group": uk % nG, "X": X}
+    if loo:
+        resid = np.full(len(idx.frame), np.nan)
+        has = n_cam[gi] >= 3
+        Xl = _solve3(S[gi[has]] - P[has], b[gi[has]] - Po[has])
+        rows = det[has]
+        for c in np.unique(cam[has]):
+            sel = cam[has] == c
+            proj = cams[c].project(Xl[sel])
+            r = np.hypot(proj[:, 0] - idx.cx[rows[sel]], proj[:, 1] - idx.cy[rows[sel]])
+            resid[rows[sel]] = np.where(np.isfinite(r), r, np.inf)
+        out["resid"] = resid
+    return out
+
+
+def _solve3(S: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched ``S x = b`` for ``(G, 3, 3)``; NaN rows where ``S`` is singular (parallel rays)."""
+    out = np.full(b.shape, np.nan)
+    if not len(S):
+        return out
+    good = np.abs(np.linalg.det(S)) > 1e-12
+    out[good] = np.linalg.solve(S[good], b[good][..., None])[..., 0]
+    return out
+
+
+def _runs(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run-length encoding of a 1D array: (values, starts, lengths)."""
+    if not len(v):
+        return v, np.zeros(0, int), np.zeros(0, int)
+    ch = np.flatnonzero(np.diff(v) != 0) + 1
+    starts = np.r_[0, ch]
+    lengths = np.diff(np.r_[starts, len(v)])
+    return v[starts], starts, lengths
+
+
+def _segment(bad: np.ndarray, min_len: int) -> np.ndarray:
+    """Smoothed 0/1 labels of a row sequence: runs shorter than ``min_len`` take their longer neighbour's value."""
+    lab = bad.astype(np.int8).copy()
+    while True:
+        vals, starts, lengths = _runs(lab)
+        if len(vals) <= 1:
+            return lab
+        short = np.flatnonzero(lengths < min_len)
+        if not short.size:
+            return lab
+        k = short[np.argmin(lengths[short])]
+        left = lengths[k - 1] if k > 0 else -1
+        right = lengths[k + 1] if k + 1 < len(vals) else -1
+        lab[starts[k]:starts[k] + lengths[k]] = vals[k - 1] if left >= right else vals[k + 1]
+
+
+def find_splits(idx: TrackletIndex, labels: np.ndarray, resid: np.ndarray, cfg: AssociationConfig
+                ) -> list[tuple[int, int, bool]]:
+    """Where tracklets leave their group's 3D track.
+
+    Returns ``(tracklet, first_frame_of_piece, piece_disagrees)`` for every
+    piece of every tracklet that needs cutting or detaching (a tracklet that
+    disagrees over its whole length yields one piece starting at its first
+    row). Tracklets that agree throughout yield nothing.
+    """
+    size = np.sqrt(np.abs(idx.w * idx.h))
+    known = np.isfinite(resid) & idx.detected
+    bad = np.zeros(len(resid), bool)
+    bad[known] = resid[known] > cfg.split_tolerance * np.maximum(size[known], 4 * cfg.centroid_sigma)
+    cand = np.unique(idx.tk[known & bad])
+    out = []
+    for t in cand:  # only tracklets with disagreeing rows: few
+        rows = _rows_of(idx, t)
+        rows = rows[known[rows]]
+        if (~bad[rows]).sum() == len(rows):
+            continue
+        lab = _segment(bad[rows], cfg.split_min_frames)
+        vals, starts, lengths = _runs(lab)
+        if len(vals) == 1 and vals[0] == 0:
+            continue
+        if len(vals) == 1 and lengths[0] < cfg.split_min_frames:
+            continue
+        for v, s in zip(vals, starts):
+            first = int(idx.keys["first"].iat[t]) if s == 0 else int(idx.frame[rows[s]])
+            out.append((int(t), first, bool(v)))
+    return out
+
+
+def _rows_of(idx: TrackletIndex, t: int) -> np.ndarray:
+    """Row indices of tracklet ``t`` (rows are sorted by tracklet)."""
+    lo = np.searchsorted(idx.tk, t, "left")
+    hi = np.searchsorted(idx.tk, t, "right")
+    return np.arange(lo, hi)
+
+
+def apply_splits(tracklets: pd.DataFrame, idx: TrackletIndex, splits: list[tuple[int, int, bool]]
+                 ) -> tuple[pd.DataFrame, list[tuple[str, int, int, bool]]]:
+    """Give each piece after a cut a new track id (per camera: max id + 1, + 2, ... in a fixed order).
+
+    Returns the new TRACKLET2D rows (a copy) and ``(camera_id, new_track_id,
+    old_track_id, piece_disagrees)`` for every piece.
+    """
+    out = tracklets.copy()
+    cam_ids = out["camera_id"].astype(str).to_numpy()
+    track = out["track_id"].to_numpy(np.int64).copy()
+    frame = out["frame"].to_numpy(np.int64)
+    next_id = pd.Series(track).groupby(cam_ids).max().to_dict()
+    pieces = []
+    by_t: dict[int, list[tuple[int, bool]]] = {}
+    for t, first, dis in splits:
+        by_t.setdefault(t, []).append((first, dis))
+    orig = tracklets["track_id"].to_numpy(np.int64)
+    for t in sorted(by_t):
+        cam, tid = str(idx.keys["camera_id"].iat[t]), int(idx.keys["track_id"].iat[t])
+        sel = (cam_ids == cam) & (orig == tid)
+        ps = sorted(by_t[t])
+        for j, (first, dis) in enumerate(ps):
+            if j == 0:
+                pieces.append((cam, tid, tid, dis))
+                continue
+            next_id[cam] = int(next_id[cam]) + 1
+            track[sel & (frame >= first)] = next_id[cam]
+            pieces.append((cam, int(next_id[cam]), tid, dis))
+    out["track_id"] = track
+    return out, pieces
+
+
+def stitch_groups(idx: TrackletIndex, labels: np.ndarray, pts: dict, sigma_m: float, max_gap: int
+                  ) -> tuple[np.ndarray, dict[int, float]]:
+    """Join groups whose 3D tracks continue each other across a gap (see module docstring).
+
+    Returns new labels (0..G'-1) and ``{new label: support of its weakest
+    stitch}`` (``1 - cost/gate``).
+    """
+    if max_gap <= 0 or not len(pts["frame"]):
+        return labels, {}
+    ok = np.isfinite(pts["X"]).all(1)
+    fr, gr, X = pts["frame"][ok], pts["group"][ok], pts["X"][ok]
+    if not len(fr):
+        return labels, {}
+    order = np.lexsort((fr, gr))
+    fr, gr, X = fr[order], gr[order], X[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(gr)) + 1]
+    ends = np.r_[starts[1:], len(gr)]
+    # 3D speeds within tracks, m/frame
+    same = np.diff(gr) == 0
+    step = np.linalg.norm(np.diff(X, axis=0), axis=1) / np.maximum(np.diff(fr), 1)
+    v95 = float(np.percentile(step[same], 95)) if same.any() else 0.0
+    groups = gr[starts]
+    n_fit = 5
+    t_end = fr[ends - 1]
+    t_start = fr[starts]
+    p_end, v_end, p_start, v_start = [], [], [], []
+    for s, e in zip(starts, ends):  # per 3D track, O(groups)
+        ke = slice(max(s, e - n_fit), e)
+        ks = slice(s, min(e, s + n_fit))
+        p_end.append(X[e - 1])
+        p_start.append(X[s])
+        v_end.append(_velocity(fr[ke], X[ke]))
+        v_start.append(_velocity(fr[ks], X[ks]))
+    p_end, v_end, p_start, v_start = map(np.asarray, (p_end, v_end, p_start, v_start))
+    gap = t_start[None, :] - t_end[:, None]
+    pred_f = p_end[:, None, :] + v_end[:, None, :] * gap[..., None]
+    pred_b = p_start[None, :, :] - v_start[None, :, :] * gap[..., None]
+    cost = 0.5 * (np.linalg.norm(pred_f - p_start[None], axis=2) + np.linalg.norm(pred_b - p_end[:, None], axis=2))
+    gate = 3 * sigma_m + v95 * np.maximum(gap, 1)
+    feas = (gap > 0) & (gap <= max_gap) & (cost < gate)
+    # cannot-links between whole groups: same camera, overlapping alive intervals
+    if feas.any():
+        cam = idx.keys["cam"].to_numpy()
+        st = idx.keys["first"].to_numpy()
+        en = idx.keys["end"].to_numpy()
+        for i, j in zip(*np.nonzero(feas)):
+            ti = np.flatnonzero(labels == groups[i])
+            tj = np.flatnonzero(labels == groups[j])
+            cl = (cam[ti][:, None] == cam[tj][None, :]) & (st[ti][:, None] <= en[tj][None, :]) & \
+                (st[tj][None, :] <= en[ti][:, None])
+            if cl.any():
+                feas[i, j] = False
+    if not feas.any():
+        return labels, {}
+    big = 1e9
+    r, c = linear_sum_assignment(np.where(feas, cost / gate, big))
+    keep = feas[r, c]
+    rep = np.arange(int(labels.max()) + 1)
+    sup = {}
+    for i, j in zip(r[keep], c[keep]):
+        rep[groups[j]] = groups[i]
+        sup[int(groups[j])] = float(1 - cost[i, j] / gate[i, j])
+    # resolve chains a -> b -> c
+    for _ in range(len(rep)):
+        nxt = rep[rep]
+        if (nxt == rep).all():
+            break
+        rep = nxt
+    new = rep[labels]
+    _, new = np.unique(new, return_inverse=True)
+    stitch_sup: dict[int, float] = {}
+    for g, s in sup.items():
+        lab = int(new[np.flatnonzero(labels == g)[0]])
+        stitch_sup[lab] = min(stitch_sup.get(lab, 1.0), s)
+    return new.astype(np.int64), stitch_sup
+
+
+def _velocity(f: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Least-squares velocity (m/frame) of points ``X (n, 3)`` at frames ``f``; zero for one point."""
+    if len(f) < 2:
+        return np.zeros(3)
+    ff = f - f.mean()
+    den = (ff ** 2).sum()
+    return (ff[:, None] * (X - X.mean(0))).sum(0) / den if den > 0 else np.zeros(3)
+
+
+def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: list[Camera],
+                     tracklets: pd.DataFrame) -> pd.DataFrame:
+    """TRACKLET2D table with coasted/missing rows of tracked targets replaced by reprojections (see module docstring)."""
+    keys = idx.keys
+    K = len(keys)
+    ok = np.isfinite(pts["X"]).all(1)
+    if not ok.any():
+        return tracklets
+    pf, pg, PX = pts["frame"][ok], pts["group"][ok], pts["X"][ok]
+    cam_k = keys["cam"].to_numpy()
+    first_k = keys["first"].to_numpy()
+    last_k = keys["last"].to_numpy()
+    new_parts = []
+    replace_rows = []
+    for c, cam in enumerate(cams):
+        tk_c = np.flatnonzero(cam_k == c)
+        if not tk_c.size:
+            continue
+        grp_c = labels[tk_c]
+        # span of each group in this camera: first..last row of its tracklets
+        order = np.argsort(grp_c, kind="stable")
+        g_sorted = grp_c[order]
+        sel = np.isin(pg, g_sorted)
+        if not sel.any():
+            continue
+        f, g, Xs = pf[sel], pg[sel], PX[sel]
+        # tracklet of group g in camera c alive nearest to frame f: candidates are g's tracklets in c
+        cand_lo = np.searchsorted(g_sorted, g, "left")
+        cand_hi = np.searchsorted(g_sorted, g, "right")
+        n = cand_hi - cand_lo
+        q = np.repeat(np.arange(len(f)), n)
+        t = tk_c[order[cand_lo[q] + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)]]
+        dist = np.maximum(first_k[t] - f[q], 0) + np.maximum(f[q] - last_k[t], 0)
+        # within the group's span in this camera (between its first and last row there)
+        gmin = np.full(len(f), np.iinfo(np.int64).max)
+        gmax = np.full(len(f), -1)
+        np.minimum.at(gmin, q, first_k[t])
+        np.maximum.at(gmax, q, last_k[t])
+        within = (f >= gmin) & (f <= gmax)
+        best = np.full(len(f), np.iinfo(np.int64).max)
+        np.minimum.at(best, q, dist * (K + 1) + t)
+        tbest = np.where(within, best % (K + 1), -1)
+        # skip frames where the group already has a detected row in this camera
+        has_det = np.zeros(len(f), bool)
+        rows_det = idx.lookup(t, f[q])
+        isdet = (rows_det >= 0) & idx.detected[np.maximum(rows_det, 0)]
+        np.logical_or.at(has_det, q, isdet)
+        todo = np.flatnonzero(within & ~has_det & (tbest >= 0))
+        if not todo.size:
+            continue
+        uv = cam.project(Xs[todo])
+        W, H = cam.size
+        vis = np.isfinite(uv).all(1) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+        todo, uv = todo[vis], uv[vis]
+        tt = tbest[todo]
+        ff = f[todo]
+        # box size from the nearest detected row of the same tracklet
+        wh = np.zeros((len(tt), 2))
+        for tj in np.unique(tt):  # per tracklet (not per row)
+            rr = _det_rows(idx, tj)
+            m = tt == tj
+            if not len(rr):
+                wh[m] = np.nan
+                continue
+            near = rr[np.clip(np.searchsorted(idx.frame[rr], ff[m]), 0, len(rr) - 1)]
+            wh[m, 0], wh[m, 1] = idx.w[near], idx.h[near]
+        good = np.isfinite(wh).all(1)
+        tt, ff, uv, wh = tt[good], ff[good], uv[good], wh[good]
+        existing = idx.lookup(tt, ff)
+        replace_rows.append(existing[existing >= 0])
+        new_parts.append(pd.DataFrame({
+            "camera_id": keys["camera_id"].to_numpy()[tt], "track_id": keys["track_id"].to_numpy()[tt], "frame": ff,
+            "x1": uv[:, 0] - wh[:, 0] / 2, "y1": uv[:, 1] - wh[:, 1] / 2, "x2": uv[:, 0] + wh[:, 0] / 2,
+            "y2": uv[:, 1] + wh[:, 1] / 2, "cx": uv[:, 0], "cy": uv[:, 1], "frame_status": "reprojected",
+            "det_index": -1, "confidence": np.nan}))
+    if not new_parts:
+        return tracklets
+    new = pd.concat(new_parts, ignore_index=True)
+    rep = np.concatenate(replace_rows) if replace_rows else np.zeros(0, np.int64)
+    # drop the replaced coasted rows from the original table by key
+    drop = pd.MultiIndex.from_arrays([keys["camera_id"].to_numpy()[idx.tk[rep]], keys["track_id"].to_numpy()[idx.tk[rep]],
+                                      idx.frame[rep]])
+    own = pd.MultiIndex.from_arrays([tracklets["camera_id"].astype(str).to_numpy(),
+                                     tracklets["track_id"].to_numpy(np.int64), tracklets["frame"].to_numpy(np.int64)])
+    kept = tracklets[~own.isin(drop)]
+    return pd.concat([TRACKLET2D.coerce(kept), TRACKLET2D.coerce(new)], ignore_index=True)
+
+
+def _det_rows(idx: TrackletIndex, t: int) -> np.ndarray:
+    """Detected row indices of tracklet ``t``, sorted by frame."""
+    rows = _rows_of(idx, t)
+    return rows[idx.detected[rows]]

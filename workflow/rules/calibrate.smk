@@ -1,0 +1,21 @@
+# Calibration from board footage (sessions whose camera sheet has a `board` column).
+rule calibrate:
+    input:
+        boards=calibrate_board_inputs,
+        intrinsics=calibrate_intrinsics_input,
+    output:
+        calibration="results/{session}/calibration.toml",
+        report="results/{session}/calibrate/report.json",
+        plot=report(
+            "results/{session}/calibrate/calibration_qc.png",
+            caption="../report/calibration_qc.rst",
+            category="QC",
+            subcategory="{session}",
+        ),
+    params:
+        plan=plan,
+        calibrate=config["calibrate"],
+    log:
+        "logs/{session}/calibrate.log",
+    script:
+        "../scripts/calibrate.py"
