@@ -228,10 +228,6 @@ def render_mosaic_chunks(wildcards):
     )
 
 
-def session_videos(wildcards):
-    return [c.video for c in PLANS[wildcards.session].cameras.values()]
-
-
 def render_outputs():
     """Target `render`: per-camera overlays, the mosaic and highlight clips of every session."""
     from mctrack.errors import InputError
