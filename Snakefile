@@ -25,6 +25,7 @@ include: "workflow/rules/triangulate.smk"
 include: "workflow/rules/assemble.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/smooth.smk"
 
 
 rule all:

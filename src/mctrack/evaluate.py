@@ -602,7 +602,7 @@ def evaluate_detections(detections: pd.DataFrame, gt2d: Mapping[str, pd.DataFram
 
 def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.PathLike], association: pd.DataFrame,
                      points: pd.DataFrame, gt3d_path: str | os.PathLike | None, cfg: Mapping | None = None,
-                     detections: pd.DataFrame | None = None) -> dict:
+                     detections: pd.DataFrame | None = None, tracks3d: pd.DataFrame | None = None) -> dict:
     """All metrics that the available ground truth allows, as one JSON-able dict.
 
     ``cfg`` is the config's ``evaluate`` section (``include_coasted``,
@@ -611,7 +611,9 @@ def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.
     when ``detections`` is given}, "association": association_purity(...)
     (when ≥ 2 cameras have GT), "association_coverage":
     unassociated_fraction(...), "tracking_3d": evaluate_3d_tracking(...) merged
-    with evaluate_3d(...) (when 3D GT is given), "summary": {...}}``.
+    with evaluate_3d(...) of the triangulated ``points`` (when 3D GT is given),
+    "tracking_3d_smoothed": the same for ``tracks3d`` (TRACK3D, smoothed and
+    gap-filled, when given), "summary": {...}}``.
     """
     cfg = dict(cfg or {})
     gts = {cam: read_mot_gt(p) for cam, p in gt2d_paths.items()}
@@ -627,11 +629,18 @@ def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.
         gt3d = read_gt3d(gt3d_path)
         radius = cfg.get("match_distance_3d", MATCH_DISTANCE_3D)
         out["tracking_3d"] = {**evaluate_3d_tracking(points, gt3d, radius), **evaluate_3d(points, gt3d, radius)}
+        if tracks3d is not None:
+            out["tracking_3d_smoothed"] = {**evaluate_3d_tracking(tracks3d, gt3d, radius),
+                                           **evaluate_3d(tracks3d, gt3d, radius),
+                                           "filled_fraction": float(tracks3d["filled"].mean()) if len(tracks3d)
+                                           else 0.0}
     cams = out["cameras"].values()
     summary = {f"mean_{k}": float(np.mean([c[k] for c in cams])) for k in ("HOTA", "IDF1", "MOTA") if cams}
     if "tracking_3d" in out:
         summary.update({f"3d_{k}": out["tracking_3d"][k] for k in ("HOTA", "IDF1", "MOTA", "IDSW", "n_tracks_3d",
                                                                     "median_error_m", "coverage", "id_consistency")})
+    if "tracking_3d_smoothed" in out:
+        summary.update({f"3d_smoothed_{k}": out["tracking_3d_smoothed"][k] for k in ("IDF1", "HOTA", "median_error_m")})
     if "association_coverage" in out:
         summary["unassociated_tracklets"] = out["association_coverage"]["unassociated_tracklets"]
     if "association" in out:
@@ -640,30 +649,30 @@ def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.
     return out
 
 
+def _strict_json(v):
+    """``v`` with NaN / inf floats replaced by None and numpy scalars by Python ones (recursively)."""
+    if isinstance(v, dict):
+        return {str(k): _strict_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict_json(x) for x in v]
+    if isinstance(v, (np.integer, np.bool_)):
+        return v.item()
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return v if np.isfinite(v) else None
+    return v
+
+
 def write_metrics(metrics: dict, json_path: str | os.PathLike, tsv_path: str | os.PathLike) -> None:
     """Write ``metrics`` as strict JSON and as a flat ``section, key, value`` TSV (atomically).
 
-    Non-finite floats (NaN, ±inf: a metric undefined for this input) are
-    written as JSON ``null`` and an empty TSV cell, so the JSON parses with any
-    strict reader.
+    JSON is strict (RFC 8259): NaN and infinite values are written as ``null``
+    (``json.dumps(allow_nan=False)`` would raise otherwise); the TSV keeps them
+    as empty cells.
     """
     import json
-    import math
 
     from .errors import atomic_path
-
-    def clean(v):
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, (float, np.floating)):
-            return float(v) if math.isfinite(v) else None
-        if isinstance(v, np.integer):
-            return int(v)
-        return v
-
-    metrics = clean(metrics)
 
     rows = []
     for section, val in metrics.items():
@@ -672,7 +681,7 @@ def write_metrics(metrics: dict, json_path: str | os.PathLike, tsv_path: str | o
         else:
             rows += [(section, k, v) for k, v in val.items()]
     with atomic_path(json_path) as tmp:
-        Path(tmp).write_text(json.dumps(metrics, indent=2, allow_nan=False))
+        Path(tmp).write_text(json.dumps(_strict_json(metrics), indent=2, allow_nan=False, default=float))
     with atomic_path(tsv_path) as tmp:
         pd.DataFrame(rows, columns=["section", "metric", "value"]).to_csv(tmp, sep="\t", index=False)
 

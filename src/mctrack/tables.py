@@ -36,6 +36,8 @@ Tables
                 third camera; see :mod:`mctrack.associate.evidence`).
 ``RESIDUALS``   one row per (frame, global_id, camera_id) used in a 3D point:
                 the observed and reprojected centroid and their distance in px.
+``TRACK3D``     one row per (frame, global_id) of a smoothed, gap-filled 3D track,
+                raw triangulated values kept next to the smoothed ones.
 """
 
 from __future__ import annotations
@@ -170,3 +172,16 @@ def read_tables(paths: list[str | os.PathLike], spec: TableSpec) -> pd.DataFrame
 def boxes(df: pd.DataFrame) -> np.ndarray:
     """Return the ``(N, 4) float32`` xyxy px boxes of a DETECTION or TRACKLET2D table."""
     return df[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float32)
+
+#: One row per (frame, global_id) of a smoothed, gap-filled 3D track (:mod:`mctrack.smooth`):
+#: ``x, y, z`` smoothed position (m), ``std_x, std_y, std_z`` its posterior standard deviation
+#: (m), ``x_raw, y_raw, z_raw`` the triangulated point (m, NaN on filled frames), ``filled``
+#: True where no point was triangulated and the position is the smoother's interpolation,
+#: ``n_cameras`` cameras of the raw point (0 where filled).
+TRACK3D = TableSpec("Track3D", {
+    "frame": "int64", "global_id": "int64",
+    "x": "float64", "y": "float64", "z": "float64",
+    "std_x": "float32", "std_y": "float32", "std_z": "float32",
+    "x_raw": "float64", "y_raw": "float64", "z_raw": "float64",
+    "filled": "bool", "n_cameras": "int32",
+})

@@ -99,6 +99,7 @@ def all_outputs():
     for s, p in PLANS.items():
         out.append(f"results/{s}/{s}.h5")
         out += expand("results/{session}/qc/{plot}.png", session=s, plot=QC_PLOTS)
+        out.append(f"results/{s}/smooth/tracks3d.parquet")  # tri3d: smoothed, gap-filled 3D tracks
         if p.has_gt:
             out.append(f"results/{s}/eval/metrics.json")
     return out

@@ -5,6 +5,7 @@ rule evaluate:
         gt=gt_files,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
+        tracks3d="results/{session}/smooth/tracks3d.parquet",
         gt3d=gt3d_input,
     output:
         metrics="results/{session}/eval/metrics.json",
