@@ -62,17 +62,24 @@ def group_points(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera]) -> 
     G = len(uk)
     o, d = idx.row_rays(dict(zip(idx.camera_names, cams)))
     o, d = o[det], d[det]
-    P = np.eye(3)[None] - d[:, :, None] * d[:, None, :]
-    Po = np.einsum("nij,nj->ni", P, o)
-    S = np.stack([np.bincount(gi, weights=P[:, i, j], minlength=G) for i in range(3) for j in range(3)],
-                 axis=1).reshape(G, 3, 3)
-    b = np.stack([np.bincount(gi, weights=Po[:, i], minlength=G) for i in range(3)], axis=1)
-    n_cam = np.bincount(gi, minlength=G)
+    S, b, n_cam = _ray_sums(gi, o, d, G)
     X = np.full((G, 3), np.nan)
     ok = n_cam >= 2
     X[ok] = _solve3(S[ok], b[ok])
     out = {"frame": uk // nG, "group": uk % nG, "X": X}
     return out
+
+
+def _ray_sums(gi: np.ndarray, o: np.ndarray, d: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group ``Σ (I − d dᵀ)`` (G, 3, 3), ``Σ (I − d dᵀ) o`` (G, 3) and the ray count, without (N, 3, 3) temporaries."""
+    n = np.bincount(gi, minlength=G).astype(np.float64)
+    S = np.empty((G, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            S[:, i, j] = S[:, j, i] = (n if i == j else 0.0) - np.bincount(gi, weights=d[:, i] * d[:, j], minlength=G)
+    do = np.einsum("ni,ni->n", d, o)
+    b = np.stack([np.bincount(gi, weights=o[:, i] - d[:, i] * do, minlength=G) for i in range(3)], axis=1)
+    return S, b, n.astype(np.int64)
 
 
 def _solve3(S: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -138,14 +145,9 @@ def row_labels(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera], cfg: 
     pf, pg = uk // nG, uk % nG
     o, d = idx.row_rays(dict(zip(idx.camera_names, cams)))
     o, d = o[det], d[det]
-    P = np.eye(3)[None] - d[:, :, None] * d[:, None, :]
-    Po = np.einsum("nij,nj->ni", P, o)
 
     def sums(sel):
-        S = np.stack([np.bincount(gi[sel], weights=P[sel, i, j], minlength=G) for i in range(3) for j in range(3)],
-                     axis=1).reshape(G, 3, 3)
-        b = np.stack([np.bincount(gi[sel], weights=Po[sel, i], minlength=G) for i in range(3)], axis=1)
-        return S, b, np.bincount(gi[sel], minlength=G)
+        return _ray_sums(gi[sel], o[sel], d[sel], G)
 
     size = np.sqrt(np.abs(idx.w[det] * idx.h[det]))
     tol = cfg.split_tolerance * np.maximum(size, 4 * cfg.centroid_sigma)
@@ -415,12 +417,10 @@ def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: li
         return tracklets
     new = pd.concat(new_parts, ignore_index=True)
     rep = np.concatenate(replace_rows) if replace_rows else np.zeros(0, np.int64)
-    # drop the replaced coasted rows from the original table by key
-    drop = pd.MultiIndex.from_arrays([keys["camera_id"].to_numpy()[idx.tk[rep]], keys["track_id"].to_numpy()[idx.tk[rep]],
-                                      idx.frame[rep]])
-    own = pd.MultiIndex.from_arrays([tracklets["camera_id"].astype(str).to_numpy(),
-                                     tracklets["track_id"].to_numpy(np.int64), tracklets["frame"].to_numpy(np.int64)])
-    kept = tracklets[~own.isin(drop)]
+    # drop the replaced coasted rows of the original table (idx was built from it)
+    keep = np.ones(len(tracklets), bool)
+    keep[idx.source_row[rep]] = False
+    kept = tracklets[keep]
     return pd.concat([TRACKLET2D.coerce(kept), TRACKLET2D.coerce(new)], ignore_index=True)
 
 
