@@ -342,7 +342,6 @@ def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: li
                      tracklets: pd.DataFrame) -> pd.DataFrame:
     """TRACKLET2D table with coasted/missing rows of tracked targets replaced by reprojections (see module docstring)."""
     keys = idx.keys
-    K = len(keys)
     ok = np.isfinite(pts["X"]).all(1)
     if not ok.any():
         return tracklets
@@ -357,34 +356,33 @@ def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: li
         if not tk_c.size:
             continue
         grp_c = labels[tk_c]
-        # span of each group in this camera: first..last row of its tracklets
-        order = np.argsort(grp_c, kind="stable")
-        g_sorted = grp_c[order]
-        sel = np.isin(pg, g_sorted)
+        # this camera's tracklets sorted by (group, first frame): O(log n) lookups, no cross product
+        o2 = np.lexsort((first_k[tk_c], grp_c))
+        tks, gs = tk_c[o2], grp_c[o2]
+        span = int(max(pf.max(), last_k.max())) + 2
+        key = gs * span + first_k[tks]
+        sel = np.isin(pg, gs)
         if not sel.any():
             continue
         f, g, Xs = pf[sel], pg[sel], PX[sel]
-        # tracklet of group g in camera c alive nearest to frame f: candidates are g's tracklets in c
-        cand_lo = np.searchsorted(g_sorted, g, "left")
-        cand_hi = np.searchsorted(g_sorted, g, "right")
-        n = cand_hi - cand_lo
-        q = np.repeat(np.arange(len(f)), n)
-        t = tk_c[order[cand_lo[q] + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)]]
-        dist = np.maximum(first_k[t] - f[q], 0) + np.maximum(f[q] - last_k[t], 0)
-        # within the group's span in this camera (between its first and last row there)
-        gmin = np.full(len(f), np.iinfo(np.int64).max)
-        gmax = np.full(len(f), -1)
-        np.minimum.at(gmin, q, first_k[t])
-        np.maximum.at(gmax, q, last_k[t])
-        within = (f >= gmin) & (f <= gmax)
-        best = np.full(len(f), np.iinfo(np.int64).max)
-        np.minimum.at(best, q, dist * (K + 1) + t)
-        tbest = np.where(within, best % (K + 1), -1)
-        # skip frames where the group already has a detected row in this camera
-        has_det = np.zeros(len(f), bool)
-        rows_det = idx.lookup(t, f[q])
-        isdet = (rows_det >= 0) & idx.detected[np.maximum(rows_det, 0)]
-        np.logical_or.at(has_det, q, isdet)
+        nG = int(labels.max()) + 1
+        gmin = np.full(nG, np.iinfo(np.int64).max)
+        gmax = np.full(nG, -1)
+        np.minimum.at(gmin, gs, first_k[tks])
+        np.maximum.at(gmax, gs, last_k[tks])
+        within = (f >= gmin[g]) & (f <= gmax[g])
+        pos = np.searchsorted(key, g * span + f, "right") - 1  # last tracklet of g starting at or before f
+        okA = (pos >= 0) & (gs[np.maximum(pos, 0)] == g)
+        tA = np.where(okA, tks[np.maximum(pos, 0)], -1)
+        posB = np.minimum(pos + 1, len(tks) - 1)
+        okB = (pos + 1 < len(tks)) & (gs[posB] == g)
+        tB = np.where(okB, tks[posB], -1)
+        dA = np.where(okA, np.maximum(f - last_k[np.maximum(tA, 0)], 0), np.iinfo(np.int64).max)
+        dB = np.where(okB, first_k[np.maximum(tB, 0)] - f, np.iinfo(np.int64).max)
+        tbest = np.where(within, np.where(dA <= dB, tA, tB), -1)
+        # skip frames where the group already has a detected row in this camera (only tA can hold one)
+        rA = idx.lookup(np.maximum(tA, 0), f)
+        has_det = okA & (rA >= 0) & idx.detected[np.maximum(rA, 0)]
         todo = np.flatnonzero(within & ~has_det & (tbest >= 0))
         if not todo.size:
             continue
@@ -395,15 +393,7 @@ def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: li
         tt = tbest[todo]
         ff = f[todo]
         # box size from the nearest detected row of the same tracklet
-        wh = np.zeros((len(tt), 2))
-        for tj in np.unique(tt):  # per tracklet (not per row)
-            rr = _det_rows(idx, tj)
-            m = tt == tj
-            if not len(rr):
-                wh[m] = np.nan
-                continue
-            near = rr[np.clip(np.searchsorted(idx.frame[rr], ff[m]), 0, len(rr) - 1)]
-            wh[m, 0], wh[m, 1] = idx.w[near], idx.h[near]
+        wh = _nearest_detected_wh(idx, tt, ff)
         good = np.isfinite(wh).all(1)
         tt, ff, uv, wh = tt[good], ff[good], uv[good], wh[good]
         existing = idx.lookup(tt, ff)
@@ -424,7 +414,20 @@ def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: li
     return pd.concat([TRACKLET2D.coerce(kept), TRACKLET2D.coerce(new)], ignore_index=True)
 
 
-def _det_rows(idx: TrackletIndex, t: int) -> np.ndarray:
-    """Detected row indices of tracklet ``t``, sorted by frame."""
-    rows = _rows_of(idx, t)
-    return rows[idx.detected[rows]]
+def _nearest_detected_wh(idx: TrackletIndex, tk: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """``(M, 2)`` box width/height (px) of the detected row of tracklet ``tk`` nearest in time to ``frame`` (NaN if none)."""
+    det = np.flatnonzero(idx.detected)
+    code = idx._code[det]  # sorted: rows are sorted by (tracklet, frame)
+    q = tk * idx._span + frame
+    p = np.searchsorted(code, q)
+    out = np.full((len(tk), 2), np.nan)
+    best = np.full(len(tk), np.inf)
+    for cand in (p - 1, p):
+        okc = (cand >= 0) & (cand < len(det))
+        r = det[np.clip(cand, 0, max(len(det) - 1, 0))] if len(det) else np.zeros(len(tk), np.int64)
+        okc &= idx.tk[r] == tk if len(det) else okc
+        dist = np.where(okc, np.abs(idx.frame[r] - frame), np.inf)
+        better = dist < best
+        best[better] = dist[better]
+        out[better, 0], out[better, 1] = idx.w[r[better]], idx.h[r[better]]
+    return out
