@@ -265,7 +265,6 @@ def test_run_gt2d_format_and_agreement_with_calibration(sim_run):
         assert g.frame.min() == 1 and g.frame.max() == cfg.n_frames  # 1-based
         assert (g.cls == 1).all() and g.id.between(1, cfg.n_targets).all()
         assert ((g.vis >= 0.25).astype(int) == g.conf).all() and g.vis.between(0, 1).all()
-        g["x"], g["y"] = g.x - 1, g.y - 1  # MOTChallenge bb_left/bb_top are 1-based px
         assert (g.x >= 0).all() and (g.y >= 0).all() and (g.w > 0).all()
         assert (g.x + g.w <= cfg.width).all() and (g.y + g.h <= cfg.height).all()
         assert (g.conf == 1).mean() > 0.85  # targets are visible in most frames
