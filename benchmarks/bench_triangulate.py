@@ -3,8 +3,8 @@
 Scene: the synthetic 4-camera rig (mctrack.simulate.make_rig), N random points in
 the tank seen by all cameras with 1 px noise. Measured in the same run:
 
-1. ours: ``triangulate_points`` — batched linear solve over all points, 3
-   Gauss–Newton refinement steps, reprojection (with distortion), outlier and
+1. ours: ``triangulate_points`` — batched linear solve over all points, one
+   Gauss–Newton refinement step, reprojection (with distortion), outlier and
    behind-camera gating, i.e. the whole stage's numeric work;
 2. per-point loop: undistort once (vectorised), then one ``np.linalg.svd`` DLT
    per point — the pattern of Pose2Sim's ``weighted_triangulation`` and
