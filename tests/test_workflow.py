@@ -94,7 +94,8 @@ def test_chunked_equals_unchunked(synthetic_run, tmp_path):
     targets = [f"results/synthetic/track_2d/{c}/0000.parquet" for c in ("cam1", "cam2", "cam3", "cam4")]
     snakemake(tmp_path, *targets, "--configfile", str(cfg))
     for cam in ("cam1", "cam2", "cam3", "cam4"):
-        chunked = read_tables(sorted((synthetic_run / f"results/synthetic/track_2d/{cam}").glob("*.parquet")), TRACKLET2D)
+        chunk_files = (synthetic_run / f"results/synthetic/track_2d/{cam}").glob("[0-9][0-9][0-9][0-9].parquet")
+        chunked = read_tables(sorted(chunk_files), TRACKLET2D)
         whole = read_tables([tmp_path / f"results/synthetic/track_2d/{cam}/0000.parquet"], TRACKLET2D)
         key = ["frame", "track_id"]
         pd.testing.assert_frame_equal(chunked.sort_values(key).reset_index(drop=True),
