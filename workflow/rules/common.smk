@@ -105,7 +105,7 @@ def all_outputs():
 
 # --- track2d ---
 def detector_input(wildcards):
-    """What the detect rule reads: the camera's det.txt (backend precomputed) or its video."""
+    """Input of the detect rule, the camera's det.txt (backend precomputed) or its video."""
     e = camera_entry(wildcards)
     return e.detections if config["detect"]["backend"] == "precomputed" else e.video
 
