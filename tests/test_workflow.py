@@ -135,6 +135,8 @@ def shipped_config_run(wd: Path, name: str) -> Path:
     cfg = yaml.safe_load((REPO / f"config/{name}.yaml").read_text())
     cfg["cameras"] = str(wd / "cameras.tsv")
     cfg["detect"]["ultralytics"]["model"] = str(shared_path("models", "yolov8n_int8_openvino_model"))
+    if (cfg.get("track_2d") or {}).get("reid"):  # the ReID model lives in ../shared/models too
+        cfg["track_2d"]["reid"] = str(shared_path("models", Path(cfg["track_2d"]["reid"]).name))
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(wd, "--configfile", str(wd / "config.yaml"))
     return wd
