@@ -158,9 +158,11 @@ def test_single_camera_session_skips_association(tmp_path):
     assert s["is_confirmed"].sum() > 300  # person boxes over 71 frames
     m = json.loads((wd / "results/tud_campus/eval/metrics.json").read_text())["cameras"]["cam"]
     print({k: m[k] for k in ("HOTA", "IDF1", "MOTA", "IDSW")})
-    # YOLOv8n INT8 + OC-SORT on TUD-Campus (crowded, occluded; gt.txt omits some people YOLO finds,
-    # which count as FP): measured 2026-11 HOTA 0.485, IDF1 0.647, MOTA 0.379, 4 ID switches
-    assert m["IDF1"] >= 0.55 and m["MOTA"] >= 0.30 and m["HOTA"] >= 0.40, m
+    # YOLOv8n INT8 (conf 0.1) + BoT-SORT + ReID + tracklet refinement on TUD-Campus (crowded, occluded;
+    # gt.txt omits some people YOLO finds, which count as FP): measured 2026-11 HOTA 0.596, IDF1 0.811,
+    # MOTA 0.682, 0 ID switches (issue 5 target: HOTA >= 0.57, IDF1 >= 0.79; the best bare boxmot
+    # tracker on the same detections: HOTA 0.525 / IDF1 0.770, benchmarks/bench_tracking_accuracy.py)
+    assert m["IDF1"] >= 0.79 and m["MOTA"] >= 0.60 and m["HOTA"] >= 0.57, m
     assert (wd / "results/tud_campus/qc/tracklet_lengths.png").exists()
 
 
