@@ -2,15 +2,26 @@
 # Run `snakemake --cores all` for the embedded synthetic default, or pass --configfile.
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from mctrack.config import check_config, config_sources, load_schema
 
 min_version("9.0")
 
+# The default run (no --configfile) is the synthetic scene of config/config.yaml. A --configfile
+# starts from the schema's documented defaults only: nothing of the synthetic scene leaks in.
+DEFAULT_CONFIG = os.path.join(workflow.basedir, "config", "config.yaml")
+if not workflow.overwrite_configfiles:
 
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+    configfile: DEFAULT_CONFIG
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+check_config(
+    config,
+    load_schema(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")),
+    config_sources(workflow.overwrite_configfiles, DEFAULT_CONFIG)
+    + [("--config", dict(workflow.config_settings.config))],
+)
 
 
 report: "workflow/report/workflow.rst"
@@ -25,10 +36,14 @@ include: "workflow/rules/triangulate.smk"
 include: "workflow/rules/assemble.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/smooth.smk"
+include: "workflow/rules/refine_2d.smk"
 include: "workflow/rules/calibrate.smk"
+include: "workflow/rules/export.smk"
+include: "workflow/rules/render.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

@@ -3,9 +3,7 @@ import shutil
 import pytest
 import yaml
 from conftest import REPO, shared_path
-from snakemake.utils import validate
-
-from mctrack.config import plan_sessions
+from mctrack.config import check_config, load_schema, plan_sessions
 from mctrack.errors import InputError
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -26,14 +24,14 @@ def pose2sim(tmp_path):
 
 def _cfg(sheet, **kw):
     cfg = {"cameras": sheet, "chunk_frames": 30, **kw}
-    validate(cfg, SCHEMA)
+    check_config(cfg, load_schema(SCHEMA))
     return cfg
 
 
 def test_default_config_is_valid_and_plans_synthetic():
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["cameras"] = str(REPO / cfg["cameras"])
-    validate(cfg, SCHEMA)
+    check_config(cfg, load_schema(SCHEMA))
     assert cfg["track_2d"]["n_init"] == 3 and cfg["hdf5"]["chunk_frames"] == 1024  # defaults filled
     plans = plan_sessions(cfg)
     p = plans["synthetic"]
@@ -42,10 +40,10 @@ def test_default_config_is_valid_and_plans_synthetic():
 
 
 def test_unknown_config_key_is_rejected():
-    with pytest.raises(Exception, match="detector"):
-        validate({"cameras": "x.tsv", "detector": {}}, SCHEMA)
-    with pytest.raises(Exception, match="n_init"):
-        validate({"cameras": "x.tsv", "track_2d": {"n_init": 0}}, SCHEMA)
+    with pytest.raises(InputError, match="detector: unknown key. Fix: did you mean 'detect'"):
+        check_config({"cameras": "x.tsv", "detector": {}}, load_schema(SCHEMA))
+    with pytest.raises(InputError, match="track_2d.n_init"):
+        check_config({"cameras": "x.tsv", "track_2d": {"n_init": 0}}, load_schema(SCHEMA))
 
 
 def test_pose2sim_plan(tmp_path, pose2sim):
@@ -54,8 +52,10 @@ def test_pose2sim_plan(tmp_path, pose2sim):
     p = plan_sessions(_cfg(_sheet(tmp_path, rows)))["p"]
     assert p.n_frames == 100 and p.fps == pytest.approx(60, abs=0.1) and p.calibrated
     assert p.chunks == [(0, 30), (30, 60), (60, 90), (90, 100)]
-    rows[1][5] = "10"  # cam02 starts 10 frames later: 90 common frames
-    assert plan_sessions(_cfg(_sheet(tmp_path, rows)))["p"].n_frames == 90
+    rows[1][5] = "10"  # cam02 starts 10 frames later: 90 common frames, an error unless max_frames says so
+    with pytest.raises(InputError, match=r"cameras cover different numbers of frames \(cam01: 100, cam02: 90.*max_frames: 90"):
+        plan_sessions(_cfg(_sheet(tmp_path, rows)))
+    assert plan_sessions(_cfg(_sheet(tmp_path, rows), max_frames=90))["p"].n_frames == 90
     assert plan_sessions(_cfg(_sheet(tmp_path, rows), max_frames=20))["p"].n_frames == 20
 
 

@@ -180,7 +180,7 @@ def test_lower_median_u8_matches_partition():
     for k in (1, 2, 7, 50):
         s = rng.integers(0, 256, (k, 70_001), dtype=np.uint8)
         exp = np.partition(s, (k - 1) // 2, axis=0)[(k - 1) // 2]
-        np.testing.assert_array_equal(detect._lower_median_u8(s, strip=1 << 14), exp)
+        np.testing.assert_array_equal(detect.background._lower_median_u8(s, strip=1 << 14), exp)
 
 
 # ----------------------------------------------------------------------------- config validation

@@ -9,6 +9,7 @@ leaves a half-written file that Snakemake would mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -45,11 +46,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     The temporary file lives in the same folder (so ``os.replace`` is atomic on
     POSIX) and keeps the destination's suffix (so libraries that dispatch on the
     extension, such as PyAV or pandas, still work). On an exception the
-    temporary file is removed and ``path`` is left untouched.
+    temporary file is removed and ``path`` is left untouched. Temporary files
+    of the same ``path`` left by a killed writer (SIGKILL runs no cleanup) are
+    removed when the path is written again, e.g. by the resumed job.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
+    for stale in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp{glob.escape(suffix)}"):
+        # left by a writer of this same path that was killed (SIGKILL skips `finally`); one writer per path
+        with contextlib.suppress(OSError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,7 +14,8 @@ def setup_logging(log_file: str | os.PathLike | None, name: str = "mctrack") -> 
     """Send ``mctrack`` log records (INFO and up) to ``log_file`` and stderr; return the stage logger.
 
     Also routes uncaught exceptions into the log file, so a failed job's log
-    says why it failed.
+    says why it failed, and turns SIGTERM into ``SystemExit`` so that
+    ``finally`` blocks (atomic writes) clean up when Snakemake stops the job.
     """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
@@ -31,4 +34,10 @@ def setup_logging(log_file: str | os.PathLike | None, name: str = "mctrack") -> 
         logger.error("failed", exc_info=(exc_type, exc, tb))
 
     sys.excepthook = hook
+
+    def terminate(signum, frame):  # Snakemake stops jobs with SIGTERM: unwind so temporary files are removed
+        raise SystemExit(128 + signum)
+
+    with contextlib.suppress(ValueError):  # only possible in the main thread
+        signal.signal(signal.SIGTERM, terminate)
     return logger

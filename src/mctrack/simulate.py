@@ -56,6 +56,7 @@ __all__ = [
     "headings_from_trajectories",
     "render_camera",
     "camera_rng",
+    "visibility_plan",
     "run_simulation",
     "GT2D_DTYPE",
 ]
@@ -101,6 +102,29 @@ class SimulationConfig:
     noise_sigma : float
         Standard deviation of the Gaussian sensor noise in grey levels (>= 0).
 
+    Scenario knobs (defaults = the easy default scene; ``config/synthetic_hard.yaml``
+    turns them all on):
+
+    view_fraction : float
+        Fraction of the image spanned by the tank's bounding box in each view
+        (default 0.7: the whole tank is always in view). Above ~1 the cameras
+        are zoomed in: the tank's edges fall outside the image, so targets
+        leave and re-enter views.
+    repulsion : float
+        Scale (> 0) of the range at which targets avoid each other (default
+        1: start turning away at 2 body lengths, pushed apart sideways within
+        1 body length). Smaller values give closer crossings.
+    gap_camera : int
+        0-based index (in the camera list) of a camera that records black
+        frames during ``gap_frames``; -1 (default) = none.
+    gap_frames : (int, int)
+        Half-open frame range ``[start, stop)`` of that camera's outage (black
+        frames, no 2D ground truth), default ``(0, 0)``.
+    two_camera_targets : int
+        Number of targets (the last ones, highest ``target_id``) visible only
+        in the first two cameras, as if a screen hid them from the others
+        (default 0). They stay in the 3D ground truth.
+
     Raises :class:`~mctrack.errors.InputError` on invalid values.
     """
 
@@ -115,12 +139,17 @@ class SimulationConfig:
     target_width: float = 0.03
     mean_speed: float = 0.15
     noise_sigma: float = 4.0
+    view_fraction: float = 0.7
+    repulsion: float = 1.0
+    gap_camera: int = -1
+    gap_frames: tuple[int, int] = (0, 0)
+    two_camera_targets: int = 0
 
     def __post_init__(self):
         def bad(key, problem, fix):
             raise InputError(None, f"simulate.{key}", problem, fix)
 
-        for key in ("seed", "n_targets", "n_frames", "width", "height"):
+        for key in ("seed", "n_targets", "n_frames", "width", "height", "gap_camera", "two_camera_targets"):
             val = getattr(self, key)
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)):
                 if isinstance(val, float) and val.is_integer():
@@ -128,7 +157,7 @@ class SimulationConfig:
                 else:
                     bad(key, f"must be an integer, got {val!r}", "write a whole number")
             setattr(self, key, int(val))
-        for key in ("fps", "target_length", "target_width", "mean_speed", "noise_sigma"):
+        for key in ("fps", "target_length", "target_width", "mean_speed", "noise_sigma", "view_fraction", "repulsion"):
             val = getattr(self, key)
             if isinstance(val, bool) or not isinstance(val, (int, float, np.integer, np.floating)):
                 bad(key, f"must be a number, got {val!r}", "write a number")
@@ -141,6 +170,18 @@ class SimulationConfig:
             bad("tank_size", f"must be three positive numbers [x, y, z] in m, got {self.tank_size!r}",
                 "e.g. tank_size: [1.0, 1.0, 0.5]")
         self.tank_size = ts
+        try:
+            gf = tuple(int(v) for v in self.gap_frames if float(v).is_integer())
+        except (TypeError, ValueError):
+            gf = ()
+        if len(gf) != 2 or gf[0] < 0 or gf[1] < gf[0]:
+            bad("gap_frames", f"must be two frame indices [start, stop] with 0 <= start <= stop, got "
+                f"{self.gap_frames!r}", "e.g. gap_frames: [200, 320]")
+        self.gap_frames = gf
+        if self.gap_camera < -1:
+            bad("gap_camera", "must be a 0-based camera index or -1 (no outage)", "e.g. gap_camera: 1")
+        if not 0 <= self.two_camera_targets <= self.n_targets:
+            bad("two_camera_targets", f"must be in 0..n_targets ({self.n_targets})", "e.g. two_camera_targets: 1")
         if self.seed < 0:
             bad("seed", "must be >= 0", "use a non-negative seed")
         if self.n_targets < 1:
@@ -153,7 +194,7 @@ class SimulationConfig:
             val = getattr(self, key)
             if val < 32 or val % 2:
                 bad(key, f"must be an even number >= 32 px, got {val}", "H.264 (4:2:0) needs even image sizes")
-        for key in ("target_length", "target_width", "mean_speed"):
+        for key in ("target_length", "target_width", "mean_speed", "view_fraction", "repulsion"):
             if not (np.isfinite(getattr(self, key)) and getattr(self, key) > 0):
                 bad(key, "must be > 0", "use a positive value")
         if not (np.isfinite(self.noise_sigma) and self.noise_sigma >= 0):
@@ -215,7 +256,8 @@ def make_rig(camera_names: list[str], cfg: SimulationConfig) -> list[Camera]:
     ``(0, 0, Z/2)`` in 1.5–2.2 m (scaled by the larger horizontal tank side
     for tanks bigger than 1 m); each camera looks at the tank centre (±2 cm,
     roll ±~2°). The focal length is chosen so that the tank's bounding box
-    spans ~70 % of the image (the whole water volume is always in view);
+    spans ``cfg.view_fraction`` (default 70 %) of the image (for
+    ``view_fraction <= 0.95`` the whole water volume is always in view);
     ``fx ≈ fy``, principal point within ~2 % of the image centre, mild barrel
     distortion ``k1 ∈ [-0.2, -0.1]`` with ``k2 = 0.6·k1² + [0, 0.01]`` (which
     keeps the radial mapping monotonic, so nothing folds back into the
@@ -267,12 +309,13 @@ def make_rig(camera_names: list[str], cfg: SimulationConfig) -> list[Camera]:
         t = -R @ C
         xc = corners @ R.T + t
         xy = xc[:, :2] / xc[:, 2:3]
-        f = 0.7 * min(W / (2 * np.abs(xy[:, 0]).max()), H / (2 * np.abs(xy[:, 1]).max()))
+        f = cfg.view_fraction * min(W / (2 * np.abs(xy[:, 0]).max()), H / (2 * np.abs(xy[:, 1]).max()))
         K = np.array([[f, 0.0, W / 2 + pp[i, 0]], [0.0, f * aspect[i], H / 2 + pp[i, 1]], [0.0, 0.0, 1.0]])
         dist_c = np.array([k1[i], k2[i], p12[i, 0], p12[i, 1], 0.0])
         cam = Camera(name=name, K=K, dist=dist_c, rvec=cv2.Rodrigues(R)[0].ravel(), tvec=t, size=(W, H))
         uv = cam.project(corners)
-        if not (np.all(np.isfinite(uv)) and np.all(uv >= 0) and np.all(uv <= [W, H])):  # pragma: no cover
+        whole = np.all(np.isfinite(uv)) and np.all(uv >= 0) and np.all(uv <= [W, H])
+        if cfg.view_fraction <= 0.95 and not whole:  # pragma: no cover
             raise RuntimeError(f"simulated camera {name} does not see the whole tank (internal error)")
         cams.append(cam)
     return cams
@@ -298,7 +341,8 @@ def simulate_trajectories(cfg: SimulationConfig) -> np.ndarray:
     repulsion steers the yaw rate (second order, so heading and velocity stay
     smooth) and the pitch toward the escape direction and slows a target that
     heads into a wall; bodies closer than one body length are also pushed
-    apart sideways. This keeps every body centre >= half a body length + 1 cm
+    apart sideways (both ranges scaled by ``cfg.repulsion``). This keeps every
+    body centre >= half a body length + 1 cm
     from each face of the tank (the whole body in the water); a final clip to
     that inner box is only a safety net and does not engage in practice.
     Accelerations stay below ~3 m/s² for the defaults.
@@ -322,8 +366,8 @@ def simulate_trajectories(cfg: SimulationConfig) -> np.ndarray:
     tau_w, sig_w = 0.7, 0.9
     tau_th, sig_th, tau_pitch = 1.5, 0.2, 0.4
     k_yaw, k_pitch, lookahead, w_max = 15.0, 1.5, 0.8, 5.0
-    d_rep, w_rep = 2.0 * cfg.target_length, 1.5
-    d_sep, v_sep = cfg.target_length, 2.0 * mu
+    d_rep, w_rep = 2.0 * cfg.target_length * cfg.repulsion, 1.5
+    d_sep, v_sep = cfg.target_length * cfg.repulsion, 2.0 * mu
 
     p = rng.uniform(lo + band, hi - band, (N, 3)) if np.all(hi - lo > 2 * band) else rng.uniform(lo, hi, (N, 3))
     psi = rng.uniform(-np.pi, np.pi, N)
@@ -587,7 +631,8 @@ def _sphere_samples(n: int) -> np.ndarray:
 
 
 def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, cfg: SimulationConfig,
-                  rng: np.random.Generator) -> tuple[Iterator[np.ndarray], np.ndarray]:
+                  rng: np.random.Generator, shown: np.ndarray | None = None,
+                  blank: np.ndarray | None = None) -> tuple[Iterator[np.ndarray], np.ndarray]:
     """Render one camera's view of the targets and compute its 2D ground truth.
 
     Parameters
@@ -605,6 +650,12 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
     rng : numpy Generator
         Source of the background texture, per-target colours and sensor
         noise. The ground truth does not depend on it.
+    shown : (T, N) bool, optional
+        Whether this camera can see each target in each frame (default all);
+        a hidden target is neither drawn nor occludes others and has no GT row.
+    blank : (T,) bool, optional
+        Frames in which the camera is out (black image plus sensor noise, no
+        GT rows); default none.
 
     Returns
     -------
@@ -660,6 +711,10 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
             uv[ok] = cv2.projectPoints(pc[ok], np.zeros(3), np.zeros(3), camera.K, camera.dist)[0].reshape(-1, 2)
     uv = uv.reshape(T, N, _N_SAMPLES, 2)
     target_ok = ok.reshape(T, N, _N_SAMPLES).all(axis=2)
+    blank = np.zeros(T, bool) if blank is None else np.asarray(blank, bool)
+    if shown is not None:
+        target_ok &= np.asarray(shown, bool)
+    target_ok &= ~blank[:, None]
     uv = np.where(target_ok[..., None, None], uv, 0.0)
     umin = np.floor(uv.min(axis=2)).astype(np.int64) - 3
     umax = np.floor(uv.max(axis=2)).astype(np.int64) + 4
@@ -753,7 +808,7 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
 
     def frames() -> Iterator[np.ndarray]:
         for t in range(T):
-            img = background.copy()
+            img = np.zeros_like(background) if blank[t] else background.copy()
             for y0, x0, al, col in draws[t]:
                 h, w = al.shape[:2]
                 reg = img[y0:y0 + h, x0:x0 + w].astype(np.float32)
@@ -771,6 +826,31 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
 # --------------------------------------------------------------------------- driver
 
 
+def visibility_plan(cfg: SimulationConfig, n_cameras: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which camera may see which target when, from the scenario knobs of ``cfg``.
+
+    Returns ``shown (C, T, N) bool`` (False: the last ``cfg.two_camera_targets``
+    targets in every camera but the first two) and ``blank (C, T) bool``
+    (camera ``cfg.gap_camera`` during ``cfg.gap_frames``). Raises
+    :class:`~mctrack.errors.InputError` when ``gap_camera`` is not a camera
+    index or ``two_camera_targets`` is set with fewer than 3 cameras.
+    """
+    C, T, N = n_cameras, cfg.n_frames, cfg.n_targets
+    shown = np.ones((C, T, N), bool)
+    blank = np.zeros((C, T), bool)
+    if cfg.gap_camera >= C:
+        raise InputError(None, "simulate.gap_camera", f"camera index {cfg.gap_camera} but only {C} cameras",
+                         f"use 0..{C - 1} or -1")
+    if cfg.gap_camera >= 0:
+        blank[cfg.gap_camera, cfg.gap_frames[0]:cfg.gap_frames[1]] = True
+    if cfg.two_camera_targets:
+        if C < 3:
+            raise InputError(None, "simulate.two_camera_targets", f"needs >= 3 cameras, got {C}",
+                             "use 0 with two cameras")
+        shown[2:, :, N - cfg.two_camera_targets:] = False
+    return shown, blank
+
+
 def camera_rng(cfg: SimulationConfig, index: int) -> np.random.Generator:
     """The random generator :func:`run_simulation` passes to :func:`render_camera` for camera ``index`` (0-based)."""
     return np.random.default_rng([cfg.seed, 0x51D, 3, int(index)])
@@ -778,7 +858,7 @@ def camera_rng(cfg: SimulationConfig, index: int) -> np.random.Generator:
 
 def _format_gt2d(gt: np.ndarray) -> str:
     conf = (gt["visibility"] >= _VIS_CONF).astype(int)
-    return "".join(f"{f + 1},{i},{x},{y},{w},{h},{c},1,{v:.4f}\n" for f, i, x, y, w, h, c, v in
+    return "".join(f"{f + 1},{i},{x + 1},{y + 1},{w},{h},{c},1,{v:.4f}\n" for f, i, x, y, w, h, c, v in
                    zip(gt["frame"], gt["target_id"], gt["x"], gt["y"], gt["w"], gt["h"], conf, gt["visibility"]))
 
 
@@ -812,7 +892,8 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
         MOTChallenge ``gt.txt`` without header:
         ``frame,id,x,y,w,h,conf,class,visibility`` with 1-based frame (frame 1
         = first decoded video frame), ``id`` = target_id, the tight silhouette
-        box clipped to the image (px, top-left x, y, width, height),
+        box clipped to the image (MOTChallenge 1-based px: ``bb_left = x + 1``,
+        ``bb_top = y + 1`` for the 0-based top-left pixel x, y; width, height),
         ``conf`` = 1 if ``visibility >= 0.25`` else 0 (0 = ignore in
         MOTChallenge evaluation), ``class`` = 1, ``visibility`` = fraction of
         the silhouette inside the image and not occluded by nearer targets.
@@ -832,8 +913,9 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
     cams = make_rig(names, cfg)
     positions = simulate_trajectories(cfg)
     headings = headings_from_trajectories(positions, cfg.fps)
+    shown, blank = visibility_plan(cfg, len(cams))
     for i, cam in enumerate(cams):
-        frames, gt = render_camera(cam, positions, headings, cfg, camera_rng(cfg, i))
+        frames, gt = render_camera(cam, positions, headings, cfg, camera_rng(cfg, i), shown[i], blank[i])
         with VideoWriter(videos[cam.name], cfg.fps, cfg.width, cfg.height) as writer:
             for img in frames:
                 writer.write(img)

@@ -21,18 +21,29 @@ Tables
                 output. ``frame_status`` is ``"detected"`` (box is the matched
                 detection, ``det_index`` >= 0) or ``"coasted"`` (box is the
                 tracker's prediction, ``det_index`` = -1, confidence NaN).
-``ASSOCIATION`` one row per tracklet (camera_id, track_id): its ``global_id``.
-``POINTS3D``    one row per (frame, global_id) with a 3D position.
+``ASSOCIATION`` one row per tracklet (camera_id, track_id): its ``global_id``,
+                ``support`` (weakest link of that global id in [0, 1], NaN for a
+                tracklet alone; see :mod:`mctrack.associate.solve`) and
+                ``parent_track_id`` (the track_2d id it was split from, or its own).
+``POINTS3D``    one row per (frame, global_id) with a 3D position (m), its mean
+                reprojection error (px), linearised standard deviation along
+                world x, y, z (``std_x, std_y, std_z``, m) and their RMS
+                ``position_std`` (m) (see :mod:`mctrack.triangulate`).
 ``PAIR_EVIDENCE`` one row per pair of tracklets of two cameras that share
-                frames: the association's votes (see :mod:`mctrack.associate`).
+                frames: the association's soft evidence (``score``,
+                ``mean_evidence`` in [-1, 1], ``support`` in [0, 1], ``n_votes``
+                sampled frames agreeing, ``n_negative`` frames contradicted by a
+                third camera; see :mod:`mctrack.associate.evidence`).
 ``RESIDUALS``   one row per (frame, global_id, camera_id) used in a 3D point:
                 the observed and reprojected centroid and their distance in px.
+``TRACK3D``     one row per (frame, global_id) of a smoothed, gap-filled 3D track,
+                raw triangulated values kept next to the smoothed ones.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +51,7 @@ import pandas as pd
 
 from .errors import InputError, atomic_path
 
-FRAME_STATUS = ("detected", "coasted")
+FRAME_STATUS = ("detected", "coasted", "interpolated", "reprojected")
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,8 @@ class TableSpec:
 
     name: str
     columns: dict[str, str]
+    #: columns added later that older writers may lack: name -> function(df) giving the fill value
+    defaults: dict = field(default_factory=dict)
 
     def empty(self) -> pd.DataFrame:
         """Return a 0-row DataFrame with this spec's columns and dtypes."""
@@ -65,6 +78,8 @@ class TableSpec:
         Raises :class:`~mctrack.errors.InputError` naming ``source`` and the
         first missing column.
         """
+        if any(c not in df.columns for c in self.defaults):
+            df = df.assign(**{c: f(df) for c, f in self.defaults.items() if c not in df.columns})
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             raise InputError(source, f"{self.name} column '{missing[0]}'", "missing",
@@ -97,19 +112,23 @@ TRACKLET2D = TableSpec("Tracklet2D", {
 ASSOCIATION = TableSpec("Association", {
     "camera_id": "str", "track_id": "int64", "global_id": "int64",
     "n_frames": "int64", "n_linked_cameras": "int32",
-})
+    "support": "float32", "parent_track_id": "int64",
+}, defaults={"support": lambda df: np.nan, "parent_track_id": lambda df: df["track_id"]})
 
 POINTS3D = TableSpec("Points3D", {
     "frame": "int64", "global_id": "int64",
     "x": "float64", "y": "float64", "z": "float64",
     "reprojection_error": "float32", "n_cameras": "int32",
     "position_std": "float32", "confidence": "float32",
-})
+    "std_x": "float32", "std_y": "float32", "std_z": "float32",
+}, defaults={c: (lambda df: np.nan) for c in ("std_x", "std_y", "std_z")})  # tables written before per-axis std
 
 PAIR_EVIDENCE = TableSpec("PairEvidence", {
     "camera_a": "str", "track_a": "int64", "camera_b": "str", "track_b": "int64",
     "n_shared": "int64", "n_votes": "int64", "median_distance": "float64", "linked": "bool",
-})
+    "score": "float64", "mean_evidence": "float64", "support": "float64", "n_negative": "int64",
+}, defaults={"score": lambda df: np.nan, "mean_evidence": lambda df: np.nan, "support": lambda df: np.nan,
+             "n_negative": lambda df: 0})
 
 RESIDUALS = TableSpec("Residuals", {
     "frame": "int64", "global_id": "int64", "camera_id": "str",
@@ -118,16 +137,22 @@ RESIDUALS = TableSpec("Residuals", {
 })
 
 
+#: rows per parquet row group: readers can stream a long table (pyarrow reads a whole row group at a time)
+ROW_GROUP_ROWS = 65536
+
+
 def write_table(df: pd.DataFrame, spec: TableSpec, path: str | os.PathLike, **attrs: str) -> None:
     """Write ``df`` (coerced to ``spec``) to parquet at ``path`` atomically.
 
     ``attrs`` are stored as string key/value metadata in the parquet file
-    (for example the tracker kind that made a tracklet table).
+    (for example the tracker kind that made a tracklet table). Row groups hold
+    at most :data:`ROW_GROUP_ROWS` rows, so a session-long table (3D points)
+    can be read block by block in bounded memory.
     """
     table = spec.coerce(df)
     table.attrs = {"mctrack_table": spec.name, **{k: str(v) for k, v in attrs.items()}}
     with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
+        table.to_parquet(tmp, index=False, row_group_size=ROW_GROUP_ROWS)
 
 
 def read_table(path: str | os.PathLike, spec: TableSpec) -> pd.DataFrame:
@@ -153,3 +178,16 @@ def read_tables(paths: list[str | os.PathLike], spec: TableSpec) -> pd.DataFrame
 def boxes(df: pd.DataFrame) -> np.ndarray:
     """Return the ``(N, 4) float32`` xyxy px boxes of a DETECTION or TRACKLET2D table."""
     return df[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float32)
+
+#: One row per (frame, global_id) of a smoothed, gap-filled 3D track (:mod:`mctrack.smooth`):
+#: ``x, y, z`` smoothed position (m), ``std_x, std_y, std_z`` its posterior standard deviation
+#: (m), ``x_raw, y_raw, z_raw`` the triangulated point (m, NaN on filled frames), ``filled``
+#: True where no point was triangulated and the position is the smoother's interpolation,
+#: ``n_cameras`` cameras of the raw point (0 where filled).
+TRACK3D = TableSpec("Track3D", {
+    "frame": "int64", "global_id": "int64",
+    "x": "float64", "y": "float64", "z": "float64",
+    "std_x": "float32", "std_y": "float32", "std_z": "float32",
+    "x_raw": "float64", "y_raw": "float64", "z_raw": "float64",
+    "filled": "bool", "n_cameras": "int32",
+})

@@ -5,12 +5,11 @@ rule associate:
     output:
         association="results/{session}/associate/association.parquet",
         evidence="results/{session}/associate/pair_evidence.parquet",
+        tracklets="results/{session}/associate/tracklets.parquet",
+    log:
+        "logs/{session}/associate.log",
     params:
         plan=plan,
         associate=config["associate"],
-    conda:
-        "../../envs/mctrack.yaml"
-    log:
-        "logs/{session}/associate.log",
     script:
         "../scripts/associate.py"

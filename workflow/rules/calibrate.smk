@@ -14,8 +14,6 @@ rule calibrate:
         ),
     log:
         "logs/{session}/calibrate.log",
-    conda:
-        "../../envs/mctrack.yaml"
     params:
         plan=plan,
         calibrate=config["calibrate"],

@@ -1,10 +1,9 @@
 # Planning and input functions. All checks run here, before any job starts.
 import pandas as pd
 
-from mctrack.config import check_stage_configs, plan_sessions, read_camera_sheet
+from mctrack.config import check_stage_configs, detector_settings, plan_sessions
 
-validate(read_camera_sheet(config["cameras"]), "../schemas/cameras.schema.yaml")
-PLANS = plan_sessions(config)
+PLANS = plan_sessions(config, cache_dir=".snakemake/mctrack-probe")
 check_stage_configs(config)
 SIM = config.get("simulate") or {}
 
@@ -33,13 +32,12 @@ def session_cameras(session):
 
 
 def tracklet_files(wildcards):
-    """Every camera's every chunk of TRACKLET2D tables of a session."""
+    """Every camera's refined TRACKLET2D table of a session (rule refine_2d, one file per camera)."""
     p = PLANS[wildcards.session]
     return expand(
-        "results/{session}/track_2d/{camera}/{chunk}.parquet",
+        "results/{session}/track_2d/{camera}.parquet",
         session=wildcards.session,
         camera=list(p.cameras),
-        chunk=p.chunk_ids(),
     )
 
 
@@ -91,6 +89,7 @@ QC_PLOTS = [
     "reprojection_error",
     "top_view",
     "identity_timeline",
+    "ids_over_time",
 ]
 
 
@@ -99,11 +98,61 @@ def all_outputs():
     for s, p in PLANS.items():
         out.append(f"results/{s}/{s}.h5")
         out += expand("results/{session}/qc/{plot}.png", session=s, plot=QC_PLOTS)
+        out.append(f"results/{s}/smooth/tracks3d.parquet")  # tri3d: smoothed, gap-filled 3D tracks
         if p.has_gt:
             out.append(f"results/{s}/eval/metrics.json")
         if p.calibrate:
             out.append(f"results/{s}/calibrate/calibration_qc.png")
     return out
+
+
+# --- assoc ---
+def associated_tracklets(wildcards):
+    """The session's TRACKLET2D table after association (split tracklets, reprojected rows).
+
+    Every stage that joins tracklets with the association table reads this one:
+    the association's (camera_id, track_id) keys refer to it.
+    """
+    return [f"results/{wildcards.session}/associate/tracklets.parquet"]
+
+
+# --- track2d ---
+def detector_input(wildcards):
+    """Detection input: the camera's det.txt (backend precomputed) or its video."""
+    e = camera_entry(wildcards)
+    return e.detections if config["detect"]["backend"] == "precomputed" else e.video
+
+
+def tracker_settings(wildcards):
+    """The track_2d section without refine (refinement settings must not rerun tracking)."""
+    return {k: v for k, v in config["track_2d"].items() if k != "refine"}
+
+
+def reid_video_input(wildcards):
+    """With ReID on, tracking reads the camera's video frames."""
+    if config["track_2d"].get("reid"):
+        return camera_entry(wildcards).video
+    return []
+
+
+def camera_chunk_tracklets(wildcards):
+    """One camera's per-chunk (unrefined) TRACKLET2D tables, in chunk order."""
+    return expand(
+        "results/{session}/track_2d/{camera}/{chunk}.parquet",
+        session=wildcards.session,
+        camera=wildcards.camera,
+        chunk=PLANS[wildcards.session].chunk_ids(),
+    )
+
+
+def camera_chunk_embeddings(wildcards):
+    """One camera's per-chunk appearance embeddings (empty tables without ReID)."""
+    return expand(
+        "results/{session}/track_2d/{camera}/{chunk}.emb.parquet",
+        session=wildcards.session,
+        camera=wildcards.camera,
+        chunk=PLANS[wildcards.session].chunk_ids(),
+    )
 
 
 # --- calib ---
@@ -122,3 +171,87 @@ def calibrate_intrinsics_input(wildcards):
     """The sheet's calibration file of a board session (intrinsics kept), or nothing (full calibration)."""
     cal = PLANS[wildcards.session].intrinsics
     return [cal] if cal else []
+
+
+# --- sessionio ---
+def session_videos(wildcards):
+    """Every camera's video (the session file records their size and frame count)."""
+    return [c.video for c in PLANS[wildcards.session].cameras.values() if c.video]
+
+
+def detector_model_input(wildcards):
+    """The detector's model file or folder (its SHA-256 goes into the session file), if any."""
+    detect = config.get("detect") or {}
+    model = (detect.get(detect.get("backend", "")) or {}).get("model")
+    return [model] if model and os.path.exists(model) else []
+
+
+def export_outputs():
+    """Every session's exports (target rule `export`)."""
+    out = []
+    for s in PLANS:
+        out += [
+            f"results/{s}/export/mot",
+            f"results/{s}/export/{s}_3d.csv",
+            f"results/{s}/export/{s}_3d.parquet",
+            f"results/{s}/export/{s}_movement.nc",
+        ]
+    return out
+
+
+# --- render ---
+def render_chunk_clips(wildcards):
+    """Every camera's overlay clip of one {chunk} (mosaic input), in camera-sheet order."""
+    return expand(
+        "results/{session}/render/chunks/{camera}/{chunk}.mp4",
+        session=wildcards.session,
+        camera=session_cameras(wildcards.session),
+        chunk=wildcards.chunk,
+    )
+
+
+def render_camera_chunks(wildcards):
+    """One camera's overlay clips, chunk order (joined into render/{camera}.mp4)."""
+    return expand(
+        "results/{session}/render/chunks/{camera}/{chunk}.mp4",
+        session=wildcards.session,
+        camera=wildcards.camera,
+        chunk=PLANS[wildcards.session].chunk_ids(),
+    )
+
+
+def render_mosaic_chunks(wildcards):
+    return expand(
+        "results/{session}/render/mosaic_chunks/{chunk}.mp4",
+        session=wildcards.session,
+        chunk=PLANS[wildcards.session].chunk_ids(),
+    )
+
+
+def render_outputs():
+    """Target `render`: per-camera overlays, the mosaic and highlight clips of every session."""
+    from mctrack.errors import InputError
+
+    out = []
+    for s, p in PLANS.items():
+        if "mosaic" in p.cameras:
+            raise InputError(
+                config["cameras"],
+                f"session '{s}' camera 'mosaic'",
+                "name reserved for the mosaic video",
+                "rename the camera",
+            )
+        out += expand("results/{session}/render/{camera}.mp4", session=s, camera=list(p.cameras))
+        out += [f"results/{s}/render/mosaic.mp4", f"results/{s}/render/mosaic.html"]
+        out += expand("results/{session}/render/highlight/{gid}.mp4", session=s, gid=config["render"]["highlight"])
+    return out
+
+
+# --- prod ---
+def detect_gpus(config):
+    """1 when detection runs on a CUDA GPU (ultralytics backend, device 0 / cuda / cuda:N), else 0."""
+    d = config["detect"]
+    if d.get("backend") != "ultralytics":
+        return 0
+    device = str((d.get("ultralytics") or {}).get("device", "cpu")).lower()
+    return int(device.startswith("cuda") or device.split(",")[0].isdigit())

@@ -3,32 +3,28 @@ rule background_model:
         video=lambda wc: camera_entry(wc).video,
     output:
         "results/{session}/detect/{camera}/background.npz",
-    params:
-        detect=config["detect"],
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/detect/{camera}/background_model.log",
+    params:
+        detect=detector_settings(config["detect"]),
     script:
         "../scripts/background_model.py"
 
 
 rule detect:
     input:
-        video=lambda wc: camera_entry(wc).video,
+        source=detector_input,
         model=background_model_input,
     output:
         "results/{session}/detect/{camera}/{chunk}.parquet",
-    params:
-        detect=config["detect"],
-        frames=chunk_range,
-        frame_offset=lambda wc: camera_entry(wc).frame_offset,
-    threads: config["detect"]["threads"]
-    resources:
-        gpu=1 if config["detect"]["backend"] == "ultralytics" else 0,
-    conda:
-        "../../envs/mctrack.yaml"
     log:
         "logs/{session}/detect/{camera}/{chunk}.log",
+    threads: config["detect"]["threads"]
+    resources:
+        gpu=detect_gpus(config),
+    params:
+        detect=detector_settings(config["detect"]),
+        frames=chunk_range,
+        frame_offset=lambda wc: camera_entry(wc).frame_offset,
     script:
         "../scripts/detect.py"

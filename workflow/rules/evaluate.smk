@@ -1,10 +1,11 @@
 rule evaluate:
     input:
         detections=detection_files,
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         gt=gt_files,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
+        tracks3d="results/{session}/smooth/tracks3d.parquet",
         gt3d=gt3d_input,
     output:
         metrics="results/{session}/eval/metrics.json",
@@ -14,12 +15,10 @@ rule evaluate:
             category="Evaluation",
             subcategory="{session}",
         ),
+    log:
+        "logs/{session}/evaluate.log",
     params:
         plan=plan,
         evaluate=config["evaluate"],
-    conda:
-        "../../envs/mctrack.yaml"
-    log:
-        "logs/{session}/evaluate.log",
     script:
         "../scripts/evaluate.py"

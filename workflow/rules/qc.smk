@@ -1,7 +1,7 @@
 rule qc:
     input:
         detections=detection_files,
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
         residuals="results/{session}/triangulate/residuals.parquet",
@@ -15,11 +15,15 @@ rule qc:
             )
             for plot in QC_PLOTS
         },
-    params:
-        plan=plan,
-    conda:
-        "../../envs/mctrack.yaml"
+        summary=report(
+            "results/{session}/qc/summary.tsv",
+            caption="../report/qc_summary.rst",
+            category="QC",
+            subcategory="{session}",
+        ),
     log:
         "logs/{session}/qc.log",
+    params:
+        plan=plan,
     script:
         "../scripts/qc.py"

@@ -1,17 +1,15 @@
 rule triangulate:
     input:
-        tracklets=tracklet_files,
+        tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
         calibration=calibration_input,
     output:
         points="results/{session}/triangulate/points3d.parquet",
         residuals="results/{session}/triangulate/residuals.parquet",
+    log:
+        "logs/{session}/triangulate.log",
     params:
         plan=plan,
         triangulate=config["triangulate"],
-    conda:
-        "../../envs/mctrack.yaml"
-    log:
-        "logs/{session}/triangulate.log",
     script:
         "../scripts/triangulate.py"

@@ -1,13 +1,23 @@
-"""Snakemake adapter: rule assemble -> mctrack.session.write_session (one HDF5 per session)."""
+"""Snakemake adapter: rule assemble -> mctrack.io.session.assemble_session (one HDF5 per session)."""
+from mctrack.config import load_session_cameras
+from mctrack.io.session import assemble_session, collect_provenance
 from mctrack.log import setup_logging
-from mctrack.session import write_session
-from mctrack.tables import ASSOCIATION, POINTS3D, TRACKLET2D, read_table, read_tables
+from mctrack.tables import ASSOCIATION, read_table
 
 log = setup_logging(snakemake.log[0], "mctrack.assemble")
 plan = snakemake.params.plan
+rig = load_session_cameras(plan) if plan.calibration else {}
+interface = next((c.meta["interface"] for c in rig.values() if (c.meta or {}).get("interface")), None)
+detect = snakemake.config.get("detect") or {}
+prov = collect_provenance({c: (e.video, e.frame_offset) for c, e in plan.cameras.items()},
+                          model=snakemake.input.model[0] if snakemake.input.model else None,
+                          detector_backend=detect.get("backend", ""))
 association = read_table(snakemake.input.association, ASSOCIATION)
-write_session(snakemake.output[0], plan.n_frames, list(plan.cameras), read_tables(snakemake.input.tracklets, TRACKLET2D),
-              association, read_table(snakemake.input.points, POINTS3D), session=plan.session, fps=plan.fps,
-              config=snakemake.params.config, chunk_frames=snakemake.params.hdf5["chunk_frames"])
+assemble_session(snakemake.output[0], plan.n_frames, list(plan.cameras), list(snakemake.input.tracklets), association,
+                 snakemake.input.points, detections=list(snakemake.input.detections), session=plan.session,
+                 fps=plan.fps, config=dict(snakemake.config), chunk_frames=snakemake.params.chunk_frames, rig=rig,
+                 rig_attrs={"unit": "m", "calibration_file": plan.calibration, "interface": interface,
+                            "names": {c: cam.name for c, cam in rig.items()}},
+                 provenance=prov, tracks3d=snakemake.input.tracks3d)
 log.info("wrote %s: %d frames x %d global ids, cameras %s", snakemake.output[0], plan.n_frames,
          association["global_id"].nunique(), list(plan.cameras))

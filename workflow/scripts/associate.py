@@ -1,5 +1,5 @@
-"""Snakemake adapter: rule associate -> mctrack.associate.associate (all cameras of a session)."""
-from mctrack.associate import AssociationConfig, associate
+"""Snakemake adapter: rule associate -> mctrack.associate.associate_session (all cameras and chunks of a session)."""
+from mctrack.associate import AssociationConfig, associate_session
 from mctrack.config import load_session_cameras
 from mctrack.log import setup_logging
 from mctrack.tables import ASSOCIATION, PAIR_EVIDENCE, TRACKLET2D, read_tables, write_table
@@ -13,9 +13,13 @@ else:
     cameras = {}
     log.info("session %s: %d camera(s), calibrated: %s -> cross-camera association skipped; "
              "each tracklet is its own global id", plan.session, len(plan.cameras), bool(plan.calibration))
-association, evidence = associate(tracklets, cameras, AssociationConfig.from_dict(snakemake.params.associate))
-write_table(association, ASSOCIATION, snakemake.output.association)
-write_table(evidence, PAIR_EVIDENCE, snakemake.output.evidence)
-log.info("%d tracklets -> %d global ids (%d seen by >= 2 cameras)", len(association),
-         association["global_id"].nunique(),
-         association.loc[association["n_linked_cameras"] >= 2, "global_id"].nunique())
+res = associate_session(tracklets, cameras, AssociationConfig.from_dict(snakemake.params.associate))
+write_table(res.association, ASSOCIATION, snakemake.output.association)
+write_table(res.evidence, PAIR_EVIDENCE, snakemake.output.evidence)
+write_table(res.tracklets, TRACKLET2D, snakemake.output.tracklets)
+a = res.association
+log.info("%d tracklets -> %d global ids (%d seen by >= 2 cameras); %d reprojected rows; "
+         "median support %.2f", len(a), a["global_id"].nunique(),
+         a.loc[a["n_linked_cameras"] >= 2, "global_id"].nunique(),
+         int((res.tracklets["frame_status"] == "reprojected").sum()),
+         float(a.drop_duplicates("global_id")["support"].median()) if len(a) else float("nan"))

@@ -2,6 +2,9 @@
 from mctrack.config import detector_settings
 from mctrack.detect import make_detector
 from mctrack.log import setup_logging
+from mctrack.runtime import set_threads
+
+set_threads(snakemake.threads)  # library thread pools follow the rule's threads
 
 log = setup_logging(snakemake.log[0], "mctrack.detect")
 detector = make_detector(detector_settings(snakemake.params.detect))

@@ -1,15 +1,21 @@
 """Snakemake adapter: rule evaluate -> mctrack.evaluate.evaluate_session (metrics.json + metrics.tsv)."""
 from mctrack.evaluate import evaluate_session, write_metrics
 from mctrack.log import setup_logging
-from mctrack.tables import ASSOCIATION, DETECTION, POINTS3D, TRACKLET2D, read_table, read_tables
+from mctrack.tables import ASSOCIATION, DETECTION, POINTS3D, TRACK3D, TRACKLET2D, read_table, read_tables
 
 log = setup_logging(snakemake.log[0], "mctrack.evaluate")
 plan = snakemake.params.plan
 gt2d = {name: c.gt for name, c in plan.cameras.items() if c.gt}
+cfg = dict(snakemake.params.evaluate)
+if cfg.get("gt_ids_shared") is None:  # auto: only the simulator's ids are shared across cameras
+    cfg["gt_ids_shared"] = plan.synthetic
 metrics = evaluate_session(read_tables(snakemake.input.tracklets, TRACKLET2D), gt2d,
                            read_table(snakemake.input.association, ASSOCIATION),
                            read_table(snakemake.input.points, POINTS3D),
-                           snakemake.input.gt3d or None, snakemake.params.evaluate,
-                           detections=read_tables(snakemake.input.detections, DETECTION))
+                           snakemake.input.gt3d or None, cfg,
+                           detections=read_tables(snakemake.input.detections, DETECTION),
+                           tracks3d=read_table(snakemake.input.tracks3d, TRACK3D),
+                           frame_offsets={name: c.frame_offset for name, c in plan.cameras.items()},
+                           n_frames=plan.n_frames)
 write_metrics(metrics, snakemake.output.metrics, snakemake.output.table)
 log.info("metrics: %s", metrics["summary"])

@@ -1,12 +1,12 @@
-"""Snakemake adapter: rule qc -> mctrack.qc.make_qc_plots."""
+"""Snakemake adapter: rule qc -> mctrack.qc (plots and proxy-metric table, inputs streamed file by file)."""
 from mctrack.log import setup_logging
-from mctrack.qc import make_qc_plots
-from mctrack.tables import ASSOCIATION, DETECTION, POINTS3D, RESIDUALS, TRACKLET2D, read_table, read_tables
+from mctrack.qc import collect_qc_data, make_qc_plots
+from mctrack.tables import ASSOCIATION, read_table
 
 log = setup_logging(snakemake.log[0], "mctrack.qc")
 plan = snakemake.params.plan
-make_qc_plots(read_tables(snakemake.input.detections, DETECTION), read_tables(snakemake.input.tracklets, TRACKLET2D),
-              read_table(snakemake.input.association, ASSOCIATION), read_table(snakemake.input.points, POINTS3D),
-              read_table(snakemake.input.residuals, RESIDUALS), plan.n_frames, list(plan.cameras),
-              dict(snakemake.output.items()), title=plan.session)
-log.info("QC plots written for %s", plan.session)
+qc = collect_qc_data(list(snakemake.input.detections), list(snakemake.input.tracklets),
+                     read_table(snakemake.input.association, ASSOCIATION), snakemake.input.points,
+                     snakemake.input.residuals, plan.n_frames, list(plan.cameras))
+make_qc_plots(qc, dict(snakemake.output.items()), title=plan.session)
+log.info("QC plots and summary written for %s", plan.session)

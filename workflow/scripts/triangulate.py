@@ -11,7 +11,8 @@ if plan.calibrated:
     association = read_table(snakemake.input.association, ASSOCIATION)
     points, residuals = triangulate(tracklets, association, load_session_cameras(plan),
                                     TriangulationConfig.from_dict(snakemake.params.triangulate))
-    log.info("%d 3D points; median reprojection error %.2f px; median cameras %s", len(points),
+    log.info("%d 3D points (%d rejected: behind a camera or above the reprojection threshold); median "
+             "reprojection error %.2f px; median cameras %s", len(points), points.attrs.get("n_rejected", 0),
              points["reprojection_error"].median(), points["n_cameras"].median())
 else:
     points, residuals = POINTS3D.empty(), RESIDUALS.empty()

@@ -1,170 +1,28 @@
-"""Per-camera 2D tracking: DETECTION rows in, TRACKLET2D rows out, chunk by chunk.
+"""Per-camera tracking of one chunk: :class:`Tracker2D` (boxmot via the adapter) and :func:`track_chunk`.
 
-The tracking algorithm itself comes from `boxmot <https://github.com/mikel-brostrom/boxmot>`_
-(OC-SORT by default, ByteTrack and BoT-SORT without appearance embeddings or
-camera-motion compensation as alternatives). :class:`Tracker2D` wraps one boxmot
-tracker for one camera and adds what the workflow needs and boxmot does not give:
-
-- **Every row, not only the confirmed matches of this frame.** ``boxmot``'s
-  ``update()`` returns only tracks matched in the current frame that passed its
-  own ``min_hits`` rule (which has a "first frames of the video" exception). The
-  wrapper ignores that output and reads the tracker's internal track lists after
-  every update (see :func:`_read_tracker_state`), so it also sees tentative tracks
-  and coasted (alive but unmatched) tracks.
-- **Probation in the wrapper** (``n_init``): a track is *confirmed* when it has
-  been matched to ``n_init`` detections in total, consecutive or not (boxmot's
-  own lifetime rules decide whether it survives the gaps in between: OC-SORT
-  keeps a tentative track through up to ``max_coast_frames`` misses, while
-  ByteTrack / BoT-SORT delete a new track that misses the frame after its birth,
-  except for tracks born in the tracker's first frame). Until then its rows are
-  held back; at confirmation all of them are emitted (backfill), even rows of
-  frames that belong to an earlier chunk. A track that dies during probation
-  emits nothing. boxmot's ``min_hits`` is set to 1 and plays no role.
-- **Carried state**: the whole wrapper (boxmot tracker, probation bookkeeping,
-  held-back rows, next expected frame) is saved with cloudpickle between chunks,
-  so running ``[0, T)`` at once gives exactly the rows of ``[0, a)``, ``[a, b)``,
-  ``[b, T)`` chained through saved state (after concatenating and sorting).
-
-TRACKLET2D row semantics (see :mod:`mctrack.tables`)
-----------------------------------------------------
-- ``track_id``: boxmot's track id (an instance-owned counter that starts at 0),
-  stable across chunks because the state is carried. Ids of tracks that died in
-  probation are never emitted, so emitted ids need not be consecutive.
-- ``frame_status="detected"``: the track was matched to a detection in this frame.
-  The box (px, xyxy) is the *matched detection's* box (not the Kalman estimate),
-  ``det_index`` is that detection's ``det_index`` from the DETECTION table and
-  ``confidence`` its confidence.
-- ``frame_status="coasted"``: the track is alive but unmatched in this frame, at
-  most ``max_coast_frames`` frames after its last match. The box is the tracker's
-  predicted (Kalman) box, ``det_index = -1`` and ``confidence = NaN``. Coasted
-  rows are emitted only for confirmed tracks; coasted frames inside the probation
-  period (between two matched detections, for trackers that allow that) are
-  backfilled with the other held-back rows at confirmation.
-- ``cx, cy``: box centre in px. At most one row per ``(track_id, frame)``; tables
-  are sorted by ``(frame, track_id)``.
-"""
+See :mod:`mctrack.track2d` for the row semantics."""
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-import logging
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, atomic_path
-from .tables import DETECTION, FRAME_STATUS, TRACKLET2D, read_table, write_table
+from ..errors import InputError, atomic_path
+from ..tables import DETECTION, FRAME_STATUS, TRACKLET2D, read_table, write_table
+from .boxmot_adapter import _RESERVED_PARAMS, TRACKERS, BoxmotTracker, allowed_params, boxmot_version, build_tracker
 
 __all__ = ["TRACKERS", "Tracker2D", "TrackerConfig", "track_chunk"]
 
 # Defaults (documented in TrackerConfig).
-DEFAULT_KIND = "ocsort"
+DEFAULT_KIND = "botsort"
 DEFAULT_N_INIT = 3
-DEFAULT_MAX_COAST_FRAMES = 30
-DEFAULT_DET_THRESH = 0.3
-
-# ---------------------------------------------------------------------------
-# boxmot factories
-# ---------------------------------------------------------------------------
-
-# Constructor arguments the wrapper sets itself (from n_init, max_coast_frames,
-# det_thresh) or that would break the wrapper's contract (per-class track lists,
-# appearance/ReID, camera-motion compensation, OBB boxes, timestamps).
-_RESERVED_PARAMS = frozenset({
-    "det_thresh", "track_thresh", "track_high_thresh", "max_age", "min_hits",
-    "track_buffer", "frame_rate", "per_class", "is_obb", "variable_dt",
-    "use_embeddings", "use_cmc", "cmc_method", "reid_model", "reid_weights",
-    "device", "half", "reid_preprocess", "kf_time_unit",
-})
-
-
-def _ocsort(cfg: TrackerConfig):
-    """OC-SORT (Cao et al., CVPR 2023) via ``boxmot.OcSort``.
-
-    ``det_thresh`` -> ``det_thresh`` (first-stage / new-track confidence),
-    ``max_coast_frames`` -> ``max_age`` (a track is dropped when more than
-    ``max_age`` frames passed since its last match), ``min_hits=1`` (boxmot's
-    output is not used; probation is done by :class:`Tracker2D`).
-    Other boxmot defaults: ``iou_threshold=0.3``, ``delta_t=3``, ``inertia=0.2``,
-    ``min_conf=0.1``, ``use_byte=False``.
-    """
-    from boxmot import OcSort
-
-    kw: dict[str, Any] = {"det_thresh": cfg.det_thresh, "max_age": cfg.max_coast_frames, "min_hits": 1}
-    kw.update(cfg.params)
-    return OcSort(**kw)
-
-
-def _bytetrack(cfg: TrackerConfig):
-    """ByteTrack (Zhang et al., ECCV 2022) via ``boxmot.ByteTrack``.
-
-    ``det_thresh`` -> ``track_thresh`` (first-stage and new-track confidence),
-    ``max_coast_frames`` -> ``track_buffer`` with ``frame_rate=30`` so that
-    boxmot's ``max_time_lost = int(frame_rate / 30 * track_buffer)`` equals
-    ``max_coast_frames`` exactly (``max_age`` is set to the same value).
-    Other boxmot defaults: ``match_thresh=0.8``, ``min_conf=0.1``.
-    """
-    from boxmot import ByteTrack
-
-    kw: dict[str, Any] = {"track_thresh": cfg.det_thresh, "track_buffer": cfg.max_coast_frames, "frame_rate": 30,
-                          "max_age": cfg.max_coast_frames, "min_hits": 1}
-    kw.update(cfg.params)
-    return ByteTrack(**kw)
-
-
-def _botsort(cfg: TrackerConfig):
-    """BoT-SORT (Aharon et al., 2022) via ``boxmot.BotSort``, motion only.
-
-    ``use_embeddings=False`` and ``use_cmc=False``: no ReID weights and no image
-    are needed. ``det_thresh`` -> ``track_high_thresh`` and ``new_track_thresh``
-    (the latter can be overridden in ``params``), ``max_coast_frames`` ->
-    ``track_buffer`` with ``frame_rate=30`` (so ``max_time_lost`` equals it).
-    Other boxmot defaults: ``match_thresh=0.8``, ``track_low_thresh=0.1``,
-    ``proximity_thresh=0.5``.
-    """
-    from boxmot import BotSort
-
-    kw: dict[str, Any] = {"track_high_thresh": cfg.det_thresh, "new_track_thresh": cfg.det_thresh,
-                          "track_buffer": cfg.max_coast_frames, "frame_rate": 30, "max_age": cfg.max_coast_frames,
-                          "min_hits": 1, "use_embeddings": False, "use_cmc": False}
-    kw.update(cfg.params)
-    return BotSort(**kw)
-
-
-#: Registry of tracker kinds: ``kind -> factory(cfg) -> boxmot tracker``.
-#: A factory must return a tracker whose internal state :func:`_read_tracker_state`
-#: understands (SORT family with ``active_tracks[i].time_since_update``, or
-#: ByteTrack family with ``active_tracks`` + ``lost_stracks``).
-TRACKERS: dict[str, Callable[[TrackerConfig], Any]] = {
-    "ocsort": _ocsort,
-    "bytetrack": _bytetrack,
-    "botsort": _botsort,
-}
-
-_BOXMOT_CLASS_NAMES = {"ocsort": "OcSort", "bytetrack": "ByteTrack", "botsort": "BotSort"}
-
-
-def _allowed_params(kind: str) -> set[str] | None:
-    """Constructor keywords of the boxmot class for ``kind`` (None if unknown)."""
-    name = _BOXMOT_CLASS_NAMES.get(kind)
-    if name is None:
-        return None
-    import boxmot
-    from boxmot.trackers.base import BaseTracker
-
-    names: set[str] = set()
-    for fn in (getattr(boxmot, name).__init__, BaseTracker.__init__):
-        for p in inspect.signature(fn).parameters.values():
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
-                names.add(p.name)
-    return names - _RESERVED_PARAMS
-
+DEFAULT_COAST_SECONDS = 1.0
+DEFAULT_DET_THRESH = 0.6
+DEFAULT_FPS = 30.0
 
 # ---------------------------------------------------------------------------
 # configuration
@@ -177,25 +35,44 @@ class TrackerConfig:
     Attributes
     ----------
     kind : str
-        Tracker in :data:`TRACKERS`: ``"ocsort"`` (default; OC-SORT, robust to
-        non-linear motion and occlusion with a plain IoU motion model),
-        ``"bytetrack"`` or ``"botsort"`` (no embeddings, no camera-motion
-        compensation).
+        Tracker in :data:`TRACKERS`: ``"botsort"`` (default; BoT-SORT without
+        camera-motion compensation: ByteTrack's two-stage association that also
+        uses low-score detections, a Kalman filter on box width/height, and
+        appearance when ``reid`` is set), ``"bytetrack"`` (ByteTrack),
+        ``"ocsort"`` (OC-SORT). BoT-SORT reports higher HOTA/IDF1 than
+        ByteTrack on MOT17/MOT20 (Aharon et al., 2022, table 5) and was the best
+        of the three here on TUD-Campus with YOLOv8n detections (see
+        ``benchmarks/bench_tracking_accuracy.py``).
     n_init : int
         Probation length: number of matched detections (in total, consecutive or
         not) before a track is confirmed and its rows are emitted. ``>= 1``.
         Default 3 = ``min_hits`` of SORT / OC-SORT and ``n_init`` of DeepSORT.
-    max_coast_frames : int
+    max_coast_frames : int or None
         Frames a track stays alive (and emits ``"coasted"`` rows) after its last
-        matched detection. ``>= 0``. Default 30 = OC-SORT / boxmot ``max_age`` and
-        ByteTrack ``track_buffer`` at 30 fps.
+        matched detection. ``>= 0``. ``None`` (default) = 1 s of video:
+        ``round(fps)`` frames (30 at 30 fps = ByteTrack's ``track_buffer`` and
+        OC-SORT's ``max_age``; 60 at 60 fps, 25 at 25 fps), resolved by
+        :meth:`from_dict`.
     det_thresh : float
         Detection confidence above which (strictly) a detection takes part in the
         first association stage and may start a new track; in ``[0, 1)``.
-        Default 0.3 = boxmot's ``OcSort`` / ``BaseTracker`` constructor default
-        (the OC-SORT paper used 0.6 with YOLOX detections on MOT17). Lower-scoring
-        detections are used only by trackers with a second (BYTE) stage
-        (``min_conf`` < conf < threshold).
+        Lower-scoring detections (down to boxmot's ``min_conf``, 0.1) are used by
+        the second (BYTE) stage of ByteTrack / BoT-SORT, so the detector should
+        keep them (``detect.*.conf`` 0.1). Default 0.6: the high-score threshold
+        of the ByteTrack and BoT-SORT papers for YOLO-family person detectors
+        (Zhang et al., ECCV 2022, sec. 4.1; Aharon et al., 2022, sec. 4.2);
+        boxmot's own defaults are 0.45 (ByteTrack) / 0.5 (BoT-SORT). The best
+        value depends on the detector's score calibration: with YOLOv8n on
+        TUD-Campus 0.6 beat 0.3-0.5; on the synthetic walkers
+        (``benchmarks/walkers.py``, whose scores are not a real detector's)
+        0.4-0.5 did. For BoT-SORT it also sets ``new_track_thresh``.
+    reid : str or None
+        Path of an OSNet-style ReID model in ONNX format (e.g.
+        ``osnet_x0_25_msmt17.onnx``); when set, every detection gets an
+        appearance embedding (the tracking job then reads video frames; needs
+        ``onnxruntime``) which tracklet refinement uses to link fragments.
+        ``None`` (default): motion only. The inference session is never saved
+        in the tracker state.
     params : dict
         Extra keyword arguments for the boxmot constructor (e.g. ``iou_threshold``,
         ``delta_t``, ``inertia``, ``match_thresh``, ``min_conf``). Keys the
@@ -206,27 +83,36 @@ class TrackerConfig:
 
     kind: str = DEFAULT_KIND
     n_init: int = DEFAULT_N_INIT
-    max_coast_frames: int = DEFAULT_MAX_COAST_FRAMES
+    max_coast_frames: int = round(DEFAULT_COAST_SECONDS * DEFAULT_FPS)
     det_thresh: float = DEFAULT_DET_THRESH
     params: dict = field(default_factory=dict)
+    reid: str | None = None
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> TrackerConfig:
+    def from_dict(cls, d: dict | None, fps: float = DEFAULT_FPS) -> TrackerConfig:
         """Build and validate a config from the ``track_2d`` mapping of the workflow config.
 
-        Missing keys take the defaults above. Raises
-        :class:`~mctrack.errors.InputError` with field ``track_2d.<key>`` (or
-        ``track_2d.params.<key>``) for an unknown key, a wrong type or an
-        out-of-range value, and for ``params`` that boxmot rejects.
+        Missing keys take the defaults above; ``max_coast_frames: null`` (or
+        absent) becomes ``round(fps)`` frames (1 s). The ``refine`` sub-mapping
+        (tracklet refinement, :class:`mctrack.track2d.refine.RefineConfig`) is
+        ignored here. Raises :class:`~mctrack.errors.InputError` with field
+        ``track_2d.<key>`` (or ``track_2d.params.<key>``) for an unknown key, a
+        wrong type or an out-of-range value (also ``fps <= 0``), and for
+        ``params`` that boxmot rejects.
         """
         d = {} if d is None else d
         if not isinstance(d, dict):
             raise InputError(None, "track_2d", f"expected a mapping, got {type(d).__name__}",
                              "write track_2d as a mapping of key: value")
         known = {f for f in cls.__dataclass_fields__}
+        d = {k: v for k, v in d.items() if k != "refine"}
         for key in d:
             if key not in known:
-                raise InputError(None, f"track_2d.{key}", "unknown key", f"use only {sorted(known)}")
+                raise InputError(None, f"track_2d.{key}", "unknown key", f"use only {sorted(known | {'refine'})}")
+        if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
+            raise InputError(None, "fps", f"must be a positive number, got {fps!r}", "check the video's frame rate")
+        if d.get("max_coast_frames") is None:
+            d["max_coast_frames"] = max(1, round(DEFAULT_COAST_SECONDS * float(fps)))
         cfg = cls(**d)
         cfg.validate()
         return cfg
@@ -242,7 +128,8 @@ class TrackerConfig:
         here rather than at the first chunk.
         """
         self._check_fields()
-        _build_tracker(self)
+        if self.params:  # with no extra params the checked fields cannot fail; keep boxmot/torch out of planning
+            build_tracker(self)
 
     def _check_fields(self) -> None:
         """Field checks of :meth:`validate` without building the tracker."""
@@ -258,10 +145,13 @@ class TrackerConfig:
         if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not (0.0 <= float(v) < 1.0):
             raise InputError(None, "track_2d.det_thresh", f"must be a number in [0, 1), got {v!r}",
                              "set track_2d.det_thresh to a detection confidence such as 0.3")
+        if self.reid is not None and (not isinstance(self.reid, str) or not Path(self.reid).is_file()):
+            raise InputError(None, "track_2d.reid", f"ReID model {self.reid!r} not found",
+                             "set track_2d.reid to an existing .onnx file (e.g. osnet_x0_25_msmt17.onnx) or null")
         if not isinstance(self.params, dict):
             raise InputError(None, "track_2d.params", f"expected a mapping, got {type(self.params).__name__}",
                              "write track_2d.params as a mapping of boxmot constructor arguments")
-        allowed = _allowed_params(self.kind)
+        allowed = allowed_params(self.kind) if self.params else None
         for key in self.params:
             if key in _RESERVED_PARAMS:
                 raise InputError(None, f"track_2d.params.{key}", "is set by mctrack and cannot be overridden",
@@ -271,108 +161,10 @@ class TrackerConfig:
                                  f"use one of {sorted(allowed)}")
 
 
-@contextlib.contextmanager
-def _quiet_boxmot():
-    """Silence boxmot's INFO line printed by every tracker constructor (restored afterwards)."""
-    log = logging.getLogger("boxmot")
-    level = log.level
-    log.setLevel(max(level, logging.WARNING))
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def _build_tracker(cfg: TrackerConfig):
-    """Construct the boxmot tracker of ``cfg``; boxmot errors become InputError(track_2d.params)."""
-    try:
-        with _quiet_boxmot():
-            trk = TRACKERS[cfg.kind](cfg)
-    except (TypeError, ValueError) as e:
-        raise InputError(None, "track_2d.params", f"rejected by boxmot {cfg.kind}: {e}",
-                         "fix or remove the offending parameter") from None
-    req = trk.requirements
-    if req.frame or req.embeddings or req.masks:
-        raise InputError(None, "track_2d.params", f"this {cfg.kind} configuration needs video frames, masks "
-                         "or appearance embeddings", "use an IoU-style asso_func (iou, giou, diou, ciou)")
-    return trk
-
-
-# ---------------------------------------------------------------------------
-# reading boxmot's internal state
-# ---------------------------------------------------------------------------
-
-def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Tracks of a boxmot tracker right after ``update()`` of one frame.
-
-    Returns ``(ids int64 (n,), matched bool (n,), visible bool (n,), det_row int64 (n,),
-    pred float32 (n, 4))`` for every track boxmot still holds: ``visible`` marks
-    the tracks that get a row this frame (matched, or coasting within
-    ``max_coast_frames``), ``det_row`` is the row of the matched detection in the
-    ``(N, 6)`` array given to ``update()`` (-1 when unmatched) and ``pred`` the
-    predicted xyxy px box of unmatched tracks (undefined for matched ones).
-
-    Access per tracker family (boxmot 25):
-
-    - ByteTrack / BoT-SORT (have ``lost_stracks``): ``active_tracks`` holds only
-      tracks matched in this frame (unmatched tracked tracks are moved to
-      ``lost_stracks``, unmatched unconfirmed ones are removed); a track is
-      matched iff ``track.frame_id == tracker.frame_count``; ``track.det_ind`` is
-      the detection row. ``lost_stracks`` are the coasted tracks; their predicted
-      box is ``track.xyxy`` (Kalman mean after this frame's ``multi_predict``).
-      boxmot marks a lost track *removed* once ``frame_count - frame_id >
-      max_time_lost`` but, because it subtracts the removed list before adding
-      this frame's removals, keeps it in ``lost_stracks`` for one more frame
-      (where it can even be re-activated). Such a track gets no row
-      (``visible=False``) but stays alive for the probation bookkeeping.
-    - OC-SORT (SORT family): ``active_tracks``; matched iff
-      ``time_since_update == 0`` with row ``det_ind``; otherwise the predicted
-      box is ``get_state()`` (prior after ``predict()``; ``update(None)`` keeps
-      it). boxmot pops a track once ``time_since_update > max_age``.
-    """
-    if hasattr(trk, "lost_stracks"):
-        fc = trk.frame_count
-        n_act = len(trk.active_tracks)
-        tracks = list(trk.active_tracks) + list(trk.lost_stracks)
-        n = len(tracks)
-        ids = np.fromiter((t.id for t in tracks), np.int64, n)
-        matched = np.fromiter((i < n_act and t.frame_id == fc for i, t in enumerate(tracks)), bool, n)
-        last = np.fromiter((t.frame_id for t in tracks), np.int64, n)
-        removed = np.fromiter((t.state == t.removed_state for t in tracks), bool, n)
-        visible = matched | (~removed & (fc - last <= trk.max_time_lost))
-        det_row = np.full(n, -1, np.int64)
-        pred = np.zeros((n, 4), np.float32)
-        for i, t in enumerate(tracks):
-            if matched[i]:
-                det_row[i] = round(float(t.det_ind))
-            elif visible[i]:
-                pred[i] = np.asarray(t.xyxy, dtype=np.float64)[:4]
-        return ids, matched, visible, det_row, pred
-    tracks = list(trk.active_tracks)
-    n = len(tracks)
-    ids = np.fromiter((t.id for t in tracks), np.int64, n)
-    matched = np.fromiter((t.time_since_update == 0 for t in tracks), bool, n)
-    det_row = np.full(n, -1, np.int64)
-    pred = np.zeros((n, 4), np.float32)
-    for i, t in enumerate(tracks):
-        if matched[i]:
-            det_row[i] = int(t.det_ind)
-        else:
-            pred[i] = np.asarray(t.get_state(), dtype=np.float64).reshape(-1)[:4]
-    return ids, matched, np.ones(n, bool), det_row, pred
-
-
-# One emitted row, before it becomes a DataFrame row. status: 0 detected, 1 coasted.
 _ROW = np.dtype([("track_id", "i8"), ("frame", "i8"), ("box", "f4", (4,)), ("status", "i1"),
                  ("det_index", "i4"), ("confidence", "f4")])
 
 _STATE_VERSION = 1
-
-
-def _boxmot_version() -> str:
-    import boxmot
-
-    return str(boxmot.__version__)
 
 
 def _rows_to_frame(blocks: list[np.ndarray], camera_id: str) -> pd.DataFrame:
@@ -432,6 +224,25 @@ def _detection_arrays(dets: pd.DataFrame | None, source=None):
     return frame[order], det_index[order], boxes[order], conf[order], cls[order]
 
 
+def _embedding_matrix(embeddings: pd.DataFrame | None, frame: np.ndarray, det_index: np.ndarray) -> np.ndarray:
+    """Rows of ``embeddings`` (``frame, det_index, e0..``) aligned to detection keys -> ``(n, D) float32``.
+
+    Raises :class:`~mctrack.errors.InputError` when embeddings are missing or
+    do not cover every detection.
+    """
+    if embeddings is None:
+        raise InputError(None, "track_2d.reid", "this tracker configuration needs appearance embeddings",
+                         "pass embeddings (track_chunk computes them from the video when track_2d.reid is set)")
+    cols = [c for c in embeddings.columns if c.startswith("e") and c[1:].isdigit()]
+    keys = pd.DataFrame({"frame": frame, "det_index": det_index})
+    j = keys.merge(embeddings, on=["frame", "det_index"], how="left", sort=False)
+    e = j[cols].to_numpy(np.float32) if cols else np.zeros((len(keys), 0), np.float32)
+    if len(keys) and (not cols or np.isnan(e).any()):
+        raise InputError(None, "embeddings", "some detections have no appearance embedding",
+                         "compute embeddings for every detection of the chunk")
+    return e
+
+
 # ---------------------------------------------------------------------------
 # the wrapper
 # ---------------------------------------------------------------------------
@@ -455,8 +266,8 @@ class Tracker2D:
         cfg._check_fields()
         self.cfg = cfg
         self.camera_id = str(camera_id)
-        self._tracker = _build_tracker(cfg)
-        self._boxmot_version = _boxmot_version()
+        self._tracker = BoxmotTracker(cfg)
+        self._boxmot_version = boxmot_version()
         self._state_version = _STATE_VERSION
         self.next_frame: int | None = None        # next frame expected (None: fresh tracker)
         self._hits: dict[int, int] = {}            # matched detections so far, tracks in probation
@@ -473,17 +284,11 @@ class Tracker2D:
                              "previous chunk")
 
     def _step(self, frame: int, det_index: np.ndarray, boxes: np.ndarray, conf: np.ndarray,
-              cls: np.ndarray) -> None:
-        """Advance one frame with already validated detection arrays (n rows each)."""
-        n = len(conf)
-        dets = np.empty((n, 6), np.float32)
-        dets[:, :4] = boxes
-        dets[:, 4] = conf
-        dets[:, 5] = cls
-        self._tracker.update(dets, None)
+              cls: np.ndarray, emb: np.ndarray | None = None) -> None:
+        """Advance one frame with already validated detection arrays (n rows each; ``emb (n, D)`` or None)."""
+        ids_all, matched, visible, det_row, pred = self._tracker.step(boxes, conf, cls, emb)
         self.next_frame = frame + 1
 
-        ids_all, matched, visible, det_row, pred = _read_tracker_state(self._tracker)
         alive = set(ids_all.tolist())
         ids, matched, det_row, pred = ids_all[visible], matched[visible], det_row[visible], pred[visible]
         m = len(ids)
@@ -554,7 +359,8 @@ class Tracker2D:
         out, self._out = self._out, []
         return _rows_to_frame(out, self.camera_id)
 
-    def run(self, detections: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
+    def run(self, detections: pd.DataFrame, start: int, stop: int,
+            embeddings: pd.DataFrame | None = None) -> pd.DataFrame:
         """Track frames ``start <= f < stop`` in order and return the rows emitted meanwhile.
 
         Parameters
@@ -563,6 +369,10 @@ class Tracker2D:
             DETECTION table; rows outside ``[start, stop)`` are ignored and, if it
             has a ``camera_id`` column, so are rows of other cameras. A frame
             without rows is still processed (tracks coast).
+        embeddings : DataFrame, optional
+            Appearance embeddings ``frame, det_index, e0..e{D-1}`` of these
+            detections (:func:`mctrack.track2d.reid.embed_detections`); used by
+            trackers that take them (``botsort`` with ``reid`` set), required there.
         start, stop : int
             Session frame range (0-based, stop exclusive). ``start`` must equal
             the frame after the last one processed when the tracker is not fresh.
@@ -587,11 +397,12 @@ class Tracker2D:
         f, di, bx, cf, cl = _detection_arrays(detections)
         lo, hi = np.searchsorted(f, [start, stop])
         f, di, bx, cf, cl = f[lo:hi], di[lo:hi], bx[lo:hi], cf[lo:hi], cl[lo:hi]
+        em = _embedding_matrix(embeddings, f, di) if self._tracker.uses_embeddings else None
         bounds = np.searchsorted(f, np.arange(start, stop + 1))
         mark = len(self._out)
         for k, frame in enumerate(range(start, stop)):
             a, b = bounds[k], bounds[k + 1]
-            self._step(frame, di[a:b], bx[a:b], cf[a:b], cl[a:b])
+            self._step(frame, di[a:b], bx[a:b], cf[a:b], cl[a:b], None if em is None else em[a:b])
         if stop == start and self.next_frame is None:
             self.next_frame = start
         emitted = self._out[mark:]
@@ -636,15 +447,16 @@ class Tracker2D:
         if not isinstance(obj, cls) or getattr(obj, "_state_version", None) != _STATE_VERSION:
             raise InputError(path, None, "not a Tracker2D state file of this mctrack version",
                              "delete it and rerun tracking from the first chunk")
-        if obj._boxmot_version != _boxmot_version():
+        if obj._boxmot_version != boxmot_version():
             raise InputError(path, None, f"written with boxmot {obj._boxmot_version}, "
-                             f"installed is {_boxmot_version()}", "rerun tracking from the first chunk")
+                             f"installed is {boxmot_version()}", "rerun tracking from the first chunk")
         return obj
 
 
 def track_chunk(cfg: TrackerConfig, detections: pd.DataFrame | str | os.PathLike, start: int, stop: int,
                 camera_id: str, state_in: str | os.PathLike | None, state_out: str | os.PathLike,
-                out_path: str | os.PathLike) -> pd.DataFrame:
+                out_path: str | os.PathLike, video: str | os.PathLike | None = None, frame_offset: int = 0,
+                embeddings_out: str | os.PathLike | None = None) -> pd.DataFrame:
     """Track one chunk ``[start, stop)`` of one camera and write its outputs.
 
     Loads ``state_in`` (or builds a fresh :class:`Tracker2D` when ``None``, i.e.
@@ -654,9 +466,17 @@ def track_chunk(cfg: TrackerConfig, detections: pd.DataFrame | str | os.PathLike
     to ``state_out``. Returns the written table. The union of all chunks'
     tables equals the table of one run over the whole range.
 
+    With ``cfg.reid`` set, every detection of the chunk gets an appearance
+    embedding from ``video`` (decoded with ``frame_offset``; see
+    :func:`mctrack.track2d.reid.embed_detections`), used online by trackers
+    that take embeddings and written to ``embeddings_out`` (parquet ``frame,
+    det_index, e0..e{D-1}``) for :mod:`mctrack.track2d.refine`. Without
+    ``cfg.reid``, ``embeddings_out`` (if given) gets an empty table.
+
     ``detections`` is a DETECTION DataFrame or the path of a DETECTION parquet.
     Raises :class:`~mctrack.errors.InputError` when the state belongs to another
-    camera or configuration, when chunks are not contiguous, or on bad input.
+    camera or configuration, when chunks are not contiguous, when ReID is on
+    without a video, or on bad input.
     """
     if not isinstance(detections, pd.DataFrame):
         detections = read_table(detections, DETECTION)
@@ -670,7 +490,23 @@ def track_chunk(cfg: TrackerConfig, detections: pd.DataFrame | str | os.PathLike
         if tracker.cfg != cfg:
             raise InputError(state_in, "track_2d", "state written with a different tracker configuration",
                              "rerun tracking from the first chunk after changing track_2d")
-    df = tracker.run(detections, start, stop)
+    emb = None
+    if cfg.reid is not None:
+        if not video:
+            raise InputError(None, "track_2d.reid", f"camera {camera_id!r} has no video to compute appearance from",
+                             "give the camera a video in the camera sheet, or set track_2d.reid: null")
+        from .reid import ReIDEmbedder, embed_detections
+
+        cam = detections
+        if len(cam) and "camera_id" in cam.columns:
+            cam = cam[cam["camera_id"].astype(str).to_numpy() == str(camera_id)]
+        emb = embed_detections(ReIDEmbedder(cfg.reid), video, cam, start, stop, frame_offset)
+    df = tracker.run(detections, start, stop, emb)
+    if embeddings_out is not None:
+        if emb is None:
+            emb = pd.DataFrame({"frame": np.zeros(0, np.int64), "det_index": np.zeros(0, np.int32)})
+        with atomic_path(embeddings_out) as tmp:
+            emb.to_parquet(tmp, index=False)
     write_table(df, TRACKLET2D, out_path, tracker=cfg.kind, camera_id=str(camera_id), start=str(start),
                 stop=str(stop))
     tracker.save(state_out)

@@ -1,0 +1,4 @@
+"""``python -m mctrack`` = the ``mctrack`` command."""
+from .cli import main
+
+main()

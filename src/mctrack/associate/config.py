@@ -1,0 +1,119 @@
+"""Settings of the cross-camera association (the config's ``associate`` section)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class AssociationConfig:
+    """Settings of :func:`mctrack.associate.associate` and :func:`~mctrack.associate.associate_session`.
+
+    Geometric likelihood (see :mod:`mctrack.associate.evidence`)
+    ------------------------------------------------------------
+    ``distance_scale``: m, or None (default) = derived per frame from the
+    calibration and the boxes: ``σ² = (centroid_sigma·z_a/f_a)² +
+    (centroid_sigma·z_b/f_b)² + (box_fraction·s)²`` where ``z`` is the depth of
+    the point along each ray, ``f`` the focal length (px) and ``s`` the target
+    size in metres (``sqrt(w·h)`` of the boxes back-projected at that depth).
+    ``centroid_sigma``: px, centroid noise of one detection (default 2 px).
+    ``box_fraction``: how far (as a fraction of the target size) the box
+    centres of one target seen from two sides may be apart (default 0.25:
+    a box centre is the centre of the silhouette, which for a body of size s
+    moves by up to ~s/4 between views).
+    ``max_ray_distance``: deprecated alias of ``distance_scale`` kept for old
+    configs (it was the hard vote threshold, now the kernel width).
+    ``negative_weight``: evidence subtracted per camera that should see the
+    pair's 3D point (in its image, in front) but has no tracklet row near its
+    projection (default 0.5; the positive evidence of a frame is at most 1).
+    ``max_pair_frames``: shared frames sampled per tracklet pair (evenly spread;
+    default 128). Bounds the cost per pair, so time is linear in frames.
+    ``min_shared``: sampled frames both tracklets must be detected in before a
+    pair gets any weight (default 3).
+    ``use_coasted``: coasted rows count as evidence (default False).
+
+    Grouping (see :mod:`mctrack.associate.solve`)
+    --------------------------------------------
+    ``exact_max_nodes``: components of the positive-evidence graph with at
+    most this many tracklets are solved exactly (correlation clustering as a
+    MILP, ``scipy.optimize.milp``/HiGHS); larger ones greedily (default 12).
+    ``doubtful_support``: global ids whose weakest link has a support below
+    this are logged as doubtful merges (default 0.5).
+
+    Feedback from 3D (see :mod:`mctrack.associate.refine`)
+    -----------------------------------------------------
+    ``refine``: split 2D tracklets that leave their 3D track, attach
+    unassociated tracklets to 3D tracks, stitch 3D tracks across gaps, add
+    reprojected rows (default True).
+    ``split``: split tracklets that leave their 3D track (default False: on
+    the synthetic default it cut more correct tracklets than switched ones and
+    lowered per-camera IDF1; turn it on for trackers that switch identities).
+    ``split_tolerance``: a detected row disagrees with its 3D track when its
+    centroid is farther than this many box sizes (``sqrt(w·h)``) from the
+    projection of the track's point triangulated from the *other* cameras
+    (default 0.5).
+    ``split_min_frames``: a run of disagreeing (or agreeing) rows must be this
+    long to split a tracklet (default 8).
+    ``stitch_max_gap``: frames; 3D tracks ending and starting within this gap
+    may be stitched into one global id (default 60).
+    ``reproject``: add ``"reprojected"`` rows where a camera that shows a
+    target's tracklet has no row but its 3D point projects into the image
+    (default True).
+    """
+
+    distance_scale: float | None = None
+    centroid_sigma: float = 2.0
+    box_fraction: float = 0.25
+    max_ray_distance: float | None = None
+    negative_weight: float = 0.5
+    max_pair_frames: int = 128
+    min_shared: int = 3
+    use_coasted: bool = False
+    exact_max_nodes: int = 12
+    doubtful_support: float = 0.5
+    refine: bool = True
+    split: bool = False
+    split_tolerance: float = 0.5
+    split_min_frames: int = 8
+    stitch_max_gap: int = 60
+    reproject: bool = True
+    # accepted for old configs; no longer used (the vote thresholds were replaced by the soft score)
+    min_votes: int | None = None
+    min_vote_ratio: float | None = None
+
+    def __post_init__(self):
+        for name in ("centroid_sigma", "box_fraction", "split_tolerance"):
+            if not getattr(self, name) > 0:
+                raise InputError(None, f"associate.{name}", f"must be > 0, got {getattr(self, name)!r}",
+                                 "set a positive number in the config's associate section")
+        for name in ("max_pair_frames", "min_shared", "split_min_frames"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(None, f"associate.{name}", f"must be >= 1, got {getattr(self, name)!r}",
+                                 "set a positive integer in the config's associate section")
+        if self.negative_weight < 0 or self.stitch_max_gap < 0 or self.exact_max_nodes < 0:
+            raise InputError(None, "associate.negative_weight/stitch_max_gap/exact_max_nodes", "must be >= 0",
+                             "set a non-negative number in the config's associate section")
+        scale = self.sigma_override
+        if scale is not None and not scale > 0:
+            raise InputError(None, "associate.distance_scale", f"must be > 0 m, got {scale!r}",
+                             "set a positive distance in metres, or leave it unset (null) to derive it")
+
+    @property
+    def sigma_override(self) -> float | None:
+        """The fixed kernel width in m, or None when it is derived per frame."""
+        return self.distance_scale if self.distance_scale is not None else self.max_ray_distance
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "AssociationConfig":
+        """Build from the config's ``associate`` section (already schema-validated).
+
+        Raises :class:`~mctrack.errors.InputError` for an unknown key.
+        """
+        d = dict(d or {})
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(None, f"associate.{unknown[0]}", "unknown setting", f"use one of {sorted(names)}")
+        return cls(**d)

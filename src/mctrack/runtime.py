@@ -1,0 +1,70 @@
+"""Library thread counts from a Snakemake rule's ``threads`` (one call at the top of a job's script).
+
+Snakemake's ``threads`` is only a scheduling promise; the libraries a job uses
+pick their own thread counts (all cores) unless told. :func:`set_threads` tells
+them: OpenMP/BLAS pools through their environment variables (read when the
+library initialises, so torch imported later by ultralytics/boxmot sees them),
+OpenCV through ``cv2.setNumThreads``, torch through ``torch.set_num_threads``
+when it is already imported, and OpenVINO (which uses its own TBB pool and
+reads no environment variable) through ``INFERENCE_NUM_THREADS`` added to
+every ``openvino.Core.compile_model`` call made afterwards
+(:func:`limit_openvino_threads`, called by the ultralytics backend before it
+loads a model).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+#: the thread count set by :func:`set_threads` (None: never called)
+THREADS: int | None = None
+
+_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def set_threads(n: int) -> int:
+    """Limit OpenMP/BLAS, OpenCV, torch (and later OpenVINO) to ``n >= 1`` threads; return ``n``."""
+    global THREADS
+    n = max(int(n), 1)
+    THREADS = n
+    for var in _ENV:
+        os.environ[var] = str(n)
+    try:
+        import cv2
+
+        cv2.setNumThreads(n)
+    except ImportError:  # pragma: no cover - OpenCV is a dependency
+        pass
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        torch.set_num_threads(n)
+    return n
+
+
+def limit_openvino_threads() -> None:
+    """Make later ``openvino.Core.compile_model`` calls use :data:`THREADS` CPU threads (no-op if unset).
+
+    Adds ``INFERENCE_NUM_THREADS`` to the call's ``config`` unless the caller
+    set it; done once per process. Does nothing when openvino is not installed.
+    """
+    if THREADS is None:
+        return
+    try:
+        import openvino as ov
+    except ImportError:
+        return
+    original = ov.Core.compile_model
+    if getattr(original, "_mctrack_threads", None) is not None:
+        original = original._mctrack_original
+    n = THREADS
+
+    def compile_model(self, model, device_name=None, config=None, *args, **kwargs):
+        config = dict(config or {})
+        if device_name in (None, "CPU", "AUTO") or str(device_name).startswith("CPU"):
+            config.setdefault("INFERENCE_NUM_THREADS", n)
+        return original(self, model, device_name, config, *args, **kwargs)
+
+    compile_model._mctrack_threads = n
+    compile_model._mctrack_original = original
+    ov.Core.compile_model = compile_model
