@@ -249,6 +249,10 @@ def test_plan_and_jobs_refuse_a_calibration_at_another_resolution(tmp_path):
     with pytest.raises(InputError, match=r"cal\.toml: camera 'c2' field 'size'"):
         plan_sessions({"cameras": str(sheet), "chunk_frames": 10})  # and planning, before any job
     assert set(load_session_cameras(plan, {"calibrate": {"rescale": True}})) == {"c1", "c2"}
+    from dataclasses import replace
+
+    planned = replace(plan, calibration_settings={"rescale": True})  # plan_sessions copies config calibrate.rescale
+    assert load_session_cameras(planned)["c2"].size == (64, 48)
 
 
 def test_board_session_planning(tmp_path):

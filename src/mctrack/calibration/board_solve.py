@@ -225,7 +225,9 @@ def resolve_flips(board: Board, obs: Observations, intr: list[tuple[np.ndarray, 
         T_rel = rel[shared[0]][choice[shared[0]]]
         for v in obs.views[c]:
             if v not in choice:
-                ref_pose = next((poses[b][v] @ _inv(poses[b][shared[0]]) @ poses[a][shared[0]] for b in done
+                # board v in camera a's frame, through a resolved camera b that saw v and shared[0]:
+                # T_a<-v = T_a<-s0 · T_s0<-b · T_b<-v
+                ref_pose = next((poses[a][shared[0]] @ _inv(poses[b][shared[0]]) @ poses[b][v] for b in done
                                  if v in poses[b] and shared[0] in poses[b]), None)
                 if ref_pose is None:
                     choice[v] = 0
