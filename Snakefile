@@ -44,6 +44,6 @@ include: "workflow/rules/render.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

@@ -13,10 +13,17 @@ SHARED = Path(os.environ.get("MCTRACK_SHARED", REPO.parent / "shared"))
 
 
 def shared_path(*parts: str) -> Path:
-    """Path inside the real-data folder; skips the test (with the reason) when it is absent."""
+    """Path inside the real-data folder; skips the test (with the reason) when it is absent.
+
+    In CI (``CI=true``, set by GitHub Actions, GitLab CI and most others) the real data must be
+    there, so a missing path fails the test instead of skipping it.
+    """
     p = SHARED.joinpath(*parts)
     if not p.exists():
-        pytest.skip(f"real data not found at {p} (set MCTRACK_SHARED to the folder holding data/ and models/)")
+        msg = f"real data not found at {p} (set MCTRACK_SHARED to the folder holding data/ and models/)"
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"CI=true but {msg}", pytrace=False)
+        pytest.skip(msg)
     return p
 
 

@@ -204,7 +204,7 @@ def test_user_config_starts_from_schema_defaults_not_the_synthetic_config():
     cfg = check_config({"cameras": "c.tsv"}, SCHEMA)
     synthetic = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert cfg["chunk_frames"] == 1000 != synthetic["chunk_frames"]
-    assert cfg["associate"]["max_ray_distance"] == 0.2 != synthetic["associate"]["max_ray_distance"]
+    assert cfg["associate"]["distance_scale"] is None  # derived from calibration and box sizes, whatever the scale
     assert cfg["triangulate"]["max_reprojection_error"] == 15.0 != synthetic["triangulate"]["max_reprojection_error"]
     assert "simulate" not in cfg
 

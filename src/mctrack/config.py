@@ -260,7 +260,7 @@ def _detections_columns(path: Path, where: str, r: pd.Series, config: dict, synt
             out[col] = v
     if not r["video"] and not synthetic:
         if backend != "precomputed":
-            raise InputError(path, f"{where} column 'video'", "empty", "give the camera's video file (only "
+            raise InputError(path, f"{where} column 'video'", "is empty", "give the camera's video file (only "
                              "detect.backend: precomputed works without videos)")
         for col in ("fps", "n_frames"):
             if col not in out:

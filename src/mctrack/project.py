@@ -230,8 +230,9 @@ def write_project(sessions: list[ScannedSession], out_dir: str | os.PathLike, **
         cal = s.calibration.name if s.calibration else "none (association and triangulation are skipped)"
         lines.append(f"#   {s.name}: {len(s.videos)} cameras, {s.n_frames} frames at {s.fps:g} fps, calibration {cal}")
     lines += ["# Run: mctrack run --configfile config.yaml   (or snakemake --cores all --configfile config.yaml)",
-              "# associate/triangulate values are generic defaults (world units of the calibration, px):",
-              "# tune max_ray_distance to about the target's size. Every key: workflow/schemas/config.schema.yaml", ""]
+              "# associate/triangulate values are generic defaults: the association kernel is derived from",
+              "# the calibration and box sizes (associate.distance_scale: null).",
+              "# Every key: workflow/schemas/config.schema.yaml", ""]
     with atomic_path(sheet) as tmp:
         Path(tmp).write_text("\n".join(rows) + "\n")
     with atomic_path(cfg_path) as tmp:

@@ -121,7 +121,7 @@ POINTS3D = TableSpec("Points3D", {
     "reprojection_error": "float32", "n_cameras": "int32",
     "position_std": "float32", "confidence": "float32",
     "std_x": "float32", "std_y": "float32", "std_z": "float32",
-})
+}, defaults={c: (lambda df: np.nan) for c in ("std_x", "std_y", "std_z")})  # tables written before per-axis std
 
 PAIR_EVIDENCE = TableSpec("PairEvidence", {
     "camera_a": "str", "track_a": "int64", "camera_b": "str", "track_b": "int64",

@@ -10,10 +10,10 @@ rule assemble:
         model=detector_model_input,
     output:
         "results/{session}/{session}.h5",
+    log:
+        "logs/{session}/assemble.log",
     params:
         plan=plan,
         chunk_frames=config["hdf5"]["chunk_frames"],
-    log:
-        "logs/{session}/assemble.log",
     script:
         "../scripts/assemble.py"

@@ -6,10 +6,10 @@ rule associate:
         association="results/{session}/associate/association.parquet",
         evidence="results/{session}/associate/pair_evidence.parquet",
         tracklets="results/{session}/associate/tracklets.parquet",
+    log:
+        "logs/{session}/associate.log",
     params:
         plan=plan,
         associate=config["associate"],
-    log:
-        "logs/{session}/associate.log",
     script:
         "../scripts/associate.py"

@@ -12,10 +12,10 @@ rule calibrate:
             category="QC",
             subcategory="{session}",
         ),
+    log:
+        "logs/{session}/calibrate.log",
     params:
         plan=plan,
         calibrate=config["calibrate"],
-    log:
-        "logs/{session}/calibrate.log",
     script:
         "../scripts/calibrate.py"

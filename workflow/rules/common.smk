@@ -115,9 +115,10 @@ def associated_tracklets(wildcards):
     """
     return [f"results/{wildcards.session}/associate/tracklets.parquet"]
 
+
 # --- track2d ---
 def detector_input(wildcards):
-    """What the detect rule reads: the camera's det.txt (backend precomputed) or its video."""
+    """Detection input: the camera's det.txt (backend precomputed) or its video."""
     e = camera_entry(wildcards)
     return e.detections if config["detect"]["backend"] == "precomputed" else e.video
 
@@ -227,10 +228,6 @@ def render_mosaic_chunks(wildcards):
     )
 
 
-def session_videos(wildcards):
-    return [c.video for c in PLANS[wildcards.session].cameras.values()]
-
-
 def render_outputs():
     """Target `render`: per-camera overlays, the mosaic and highlight clips of every session."""
     from mctrack.errors import InputError
@@ -238,8 +235,12 @@ def render_outputs():
     out = []
     for s, p in PLANS.items():
         if "mosaic" in p.cameras:
-            raise InputError(config["cameras"], f"session '{s}' camera 'mosaic'", "name reserved for the mosaic video",
-                             "rename the camera")
+            raise InputError(
+                config["cameras"],
+                f"session '{s}' camera 'mosaic'",
+                "name reserved for the mosaic video",
+                "rename the camera",
+            )
         out += expand("results/{session}/render/{camera}.mp4", session=s, camera=list(p.cameras))
         out += [f"results/{s}/render/mosaic.mp4", f"results/{s}/render/mosaic.html"]
         out += expand("results/{session}/render/highlight/{gid}.mp4", session=s, gid=config["render"]["highlight"])

@@ -3,10 +3,10 @@ rule background_model:
         video=lambda wc: camera_entry(wc).video,
     output:
         "results/{session}/detect/{camera}/background.npz",
-    params:
-        detect=detector_settings(config["detect"]),
     log:
         "logs/{session}/detect/{camera}/background_model.log",
+    params:
+        detect=detector_settings(config["detect"]),
     script:
         "../scripts/background_model.py"
 
@@ -17,14 +17,14 @@ rule detect:
         model=background_model_input,
     output:
         "results/{session}/detect/{camera}/{chunk}.parquet",
+    log:
+        "logs/{session}/detect/{camera}/{chunk}.log",
+    threads: config["detect"]["threads"]
+    resources:
+        gpu=detect_gpus(config),
     params:
         detect=detector_settings(config["detect"]),
         frames=chunk_range,
         frame_offset=lambda wc: camera_entry(wc).frame_offset,
-    threads: config["detect"]["threads"]
-    resources:
-        gpu=detect_gpus(config),
-    log:
-        "logs/{session}/detect/{camera}/{chunk}.log",
     script:
         "../scripts/detect.py"

@@ -15,10 +15,10 @@ rule evaluate:
             category="Evaluation",
             subcategory="{session}",
         ),
+    log:
+        "logs/{session}/evaluate.log",
     params:
         plan=plan,
         evaluate=config["evaluate"],
-    log:
-        "logs/{session}/evaluate.log",
     script:
         "../scripts/evaluate.py"

@@ -6,10 +6,10 @@ rule export_session:
         csv="results/{session}/export/{session}_3d.csv",
         parquet="results/{session}/export/{session}_3d.parquet",
         movement="results/{session}/export/{session}_movement.nc",
-    params:
-        export=config["export"],
     log:
         "logs/{session}/export.log",
+    params:
+        export=config["export"],
     script:
         "../scripts/export.py"
 

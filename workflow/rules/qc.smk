@@ -21,9 +21,9 @@ rule qc:
             category="QC",
             subcategory="{session}",
         ),
-    params:
-        plan=plan,
     log:
         "logs/{session}/qc.log",
+    params:
+        plan=plan,
     script:
         "../scripts/qc.py"

@@ -4,10 +4,10 @@ rule refine_2d:
         embeddings=camera_chunk_embeddings,
     output:
         "results/{session}/track_2d/{camera}.parquet",
+    log:
+        "logs/{session}/track_2d/{camera}/refine.log",
     params:
         refine=config["track_2d"].get("refine") or {},
         fps=lambda wc: PLANS[wc.session].fps,
-    log:
-        "logs/{session}/track_2d/{camera}/refine.log",
     script:
         "../scripts/refine_2d.py"

@@ -14,10 +14,10 @@ if SIM and SIM["session"] in PLANS:
                 session=SIM["session"],
                 camera=session_cameras(SIM["session"]),
             ),
+        log:
+            f"logs/{SIM['session']}/simulate.log",
         params:
             simulate=SIM,
             cameras=session_cameras(SIM["session"]),
-        log:
-            f"logs/{SIM['session']}/simulate.log",
         script:
             "../scripts/simulate.py"

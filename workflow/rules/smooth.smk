@@ -3,10 +3,10 @@ rule smooth:
         points="results/{session}/triangulate/points3d.parquet",
     output:
         tracks="results/{session}/smooth/tracks3d.parquet",
+    log:
+        "logs/{session}/smooth.log",
     params:
         plan=plan,
         smooth=config["smooth"],
-    log:
-        "logs/{session}/smooth.log",
     script:
         "../scripts/smooth.py"

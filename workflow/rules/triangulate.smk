@@ -6,10 +6,10 @@ rule triangulate:
     output:
         points="results/{session}/triangulate/points3d.parquet",
         residuals="results/{session}/triangulate/residuals.parquet",
+    log:
+        "logs/{session}/triangulate.log",
     params:
         plan=plan,
         triangulate=config["triangulate"],
-    log:
-        "logs/{session}/triangulate.log",
     script:
         "../scripts/triangulate.py"
