@@ -14,7 +14,7 @@
 3. Reading one global id's trajectory vs the whole dense block from a session
    with 2000 global ids (the chunking along K).
 
-Usage: ``python benchmarks/bench_session.py [--skip-qc] [--frames 10000 100000]``.
+Usage: ``python benchmarks/bench_session.py [--skip-qc | --only-qc] [--frames 10000 100000]``.
 Ends with one JSON line of the figures.
 """
 
@@ -123,12 +123,21 @@ print(json.dumps({"peak_rss_mb": %s}))
 
 
 def _child(code: str, cores: str | None = None) -> tuple[dict, float]:
+    """Run ``code`` in a fresh interpreter; return its last JSON line (plus ``cpu_s``, the child's user + system
+    CPU seconds: the wall time it would take alone on free cores when single-threaded) and the wall time."""
+    import resource
+
     cmd = [sys.executable, "-c", code]
     if cores and shutil.which("taskset"):
         cmd = ["taskset", "-c", cores] + cmd
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1]), time.perf_counter() - t
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["cpu_s"] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return res, wall
 
 
 def bench_assemble(tmp: Path, frames: list[int]) -> dict:
@@ -186,10 +195,12 @@ def bench_qc(tmp: Path, n_frames: int = 100_000) -> dict:
     outdir = Path(os.environ.get("BENCH_QC_OUT", d / "out"))
     outdir.mkdir(parents=True, exist_ok=True)
     r, sec = _child(CHILD_QC.format(src=str(REPO / "src"), args=str(args), outdir=str(outdir)), cores="0,1")
+    load = os.getloadavg()[0]
     print(f"qc 12 x 50 x {n_frames}: {sec:.1f} s wall on 2 cores (reduce {r['reduce_s']:.1f} s, plots "
-          f"{r['plots_s']:.1f} s); outputs in {outdir}")
+          f"{r['plots_s']:.1f} s), {r['cpu_s']:.1f} CPU s; load average {load:.1f}; outputs in {outdir}")
     print((outdir / "summary.tsv").read_text())
-    return {"qc_seconds": round(sec, 1), "qc_reduce_s": round(r["reduce_s"], 1), "qc_plots_s": round(r["plots_s"], 1)}
+    return {"qc_seconds": round(sec, 1), "qc_cpu_s": round(r["cpu_s"], 1), "qc_reduce_s": round(r["reduce_s"], 1),
+            "qc_plots_s": round(r["plots_s"], 1), "load_average": round(load, 1)}
 
 
 def bench_trajectory(tmp: Path) -> dict:
@@ -225,11 +236,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--skip-qc", action="store_true")
+    ap.add_argument("--only-qc", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        res = bench_assemble(tmp, args.frames)
-        res.update(bench_trajectory(tmp))
+        res = {}
+        if not args.only_qc:
+            res.update(bench_assemble(tmp, args.frames))
+            res.update(bench_trajectory(tmp))
         if not args.skip_qc:
             res.update(bench_qc(tmp))
     print(json.dumps(res))
