@@ -26,6 +26,7 @@ import argparse
 import os
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -117,9 +118,9 @@ def main() -> None:
         cfg = RenderConfig.from_dict({"preset": preset})
         wall = {"ours": np.inf, "bare": np.inf}
         cpu = dict(wall)
-        runs = {"ours": lambda: render_camera_clip(video, 0, 0, n, ov, cfg, info.fps, tmp / f"ours_{preset}.mp4"),
-                "bare": lambda: bare_loop(video, n, boxes, tr["frame"].to_numpy(), cfg, info.fps,
-                                          tmp / f"bare_{preset}.mp4")}
+        runs = {"ours": partial(render_camera_clip, video, 0, 0, n, ov, cfg, info.fps, tmp / f"ours_{preset}.mp4"),
+                "bare": partial(bare_loop, video, n, boxes, tr["frame"].to_numpy(), cfg, info.fps,
+                                tmp / f"bare_{preset}.mp4")}
         for _ in range(args.repeat):  # interleaved so machine load affects both alike
             for key, run in runs.items():
                 t0, c0 = time.perf_counter(), time.process_time()
