@@ -5,6 +5,7 @@ Small videos are written into ``tmp_path`` with PyAV (H.264) and OpenCV (MJPEG/A
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import zipfile
@@ -288,3 +289,14 @@ def test_model_errors_come_from_the_config_check(tmp_path):
     cfg = {"detect": {"backend": "ultralytics", "ultralytics": {"model": str(tmp_path / "x_openvino_model")}}}
     with pytest.raises(InputError, match="no .xml file"):
         check_stage_configs(cfg)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_video_is_named(tmp_path):
+    v = h264(tmp_path / "locked.mp4", 10)
+    v.chmod(0)
+    try:
+        with pytest.raises(InputError, match=r"locked.mp4\): video is not readable \(permission denied\)"):
+            plan(tmp_path, [{"session": "s", "camera": "c", "video": v}])
+    finally:
+        v.chmod(0o644)

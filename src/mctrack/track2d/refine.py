@@ -47,8 +47,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
-
 from ..errors import InputError
 from ..tables import FRAME_STATUS, TRACKLET2D, read_tables, write_table
 
@@ -222,6 +220,8 @@ def _link(det: pd.DataFrame, emb: dict[int, np.ndarray] | None, cfg: RefineConfi
     big = 1e6
     m = np.full((len(ua), len(ub)), big)
     np.minimum.at(m, (ia, ib), cost)
+    from scipy.optimize import linear_sum_assignment  # lazy: keeps scipy out of workflow planning
+
     r, cidx = linear_sum_assignment(m)
     keep = m[r, cidx] < big
     nxt = dict(zip(ids[ua[r[keep]]].tolist(), ids[ub[cidx[keep]]].tolist()))
