@@ -7,8 +7,10 @@ boxmot), :mod:`~mctrack.track2d.tracker` (:class:`Tracker2D`, chunk hand-off),
 session: link fragments, interpolate gaps, drop short / weak tracklets).
 
 The tracking algorithm itself comes from `boxmot <https://github.com/mikel-brostrom/boxmot>`_
-(OC-SORT by default, ByteTrack and BoT-SORT without appearance embeddings or
-camera-motion compensation as alternatives). :class:`Tracker2D` wraps one boxmot
+(``track_2d.kind``: BoT-SORT by default; ByteTrack, OC-SORT, Deep OC-SORT,
+Hybrid-SORT, BoostTrack, SFSORT, and StrongSORT which needs ReID; never with
+camera-motion compensation; appearance embeddings only when ``track_2d.reid`` is
+set, computed by :mod:`~mctrack.track2d.reid` and passed to boxmot). :class:`Tracker2D` wraps one boxmot
 tracker for one camera and adds what the workflow needs and boxmot does not give:
 
 - **Every row, not only the confirmed matches of this frame.** ``boxmot``'s

@@ -21,7 +21,7 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from .tracker import TrackerConfig
 
-__all__ = ["TRACKERS", "BoxmotTracker", "allowed_params", "boxmot_version", "build_tracker"]
+__all__ = ["NEEDS_REID", "TRACKERS", "BoxmotTracker", "allowed_params", "boxmot_version", "build_tracker"]
 
 # ---------------------------------------------------------------------------
 # boxmot factories
@@ -35,6 +35,8 @@ _RESERVED_PARAMS = frozenset({
     "track_buffer", "frame_rate", "per_class", "is_obb", "variable_dt",
     "use_embeddings", "use_cmc", "cmc_method", "reid_model", "reid_weights",
     "device", "half", "reid_preprocess", "kf_time_unit",
+    # set by the factories of the other kinds (see each factory's docstring)
+    "cmc_off", "n_init", "high_th", "marginal_timeout", "central_timeout",
 })
 
 
@@ -94,6 +96,118 @@ def _botsort(cfg: TrackerConfig):
     return BotSort(**kw)
 
 
+def _deepocsort(cfg: TrackerConfig):
+    """Deep OC-SORT (Maggiolino et al., ICIP 2023) via ``boxmot.DeepOcSort``.
+
+    OC-SORT plus appearance in the first association stage (adaptive weighting
+    and confidence-aware embedding updates). ``cmc_off=True`` (static cameras);
+    ``use_embeddings`` is True only when ``cfg.reid`` is set (embeddings from
+    :mod:`mctrack.track2d.reid`, passed with every frame; without them it is
+    OC-SORT's association). ``det_thresh`` -> ``det_thresh`` (detections at or
+    below it are discarded), ``max_coast_frames`` -> ``max_age``, ``min_hits=1``.
+    Other boxmot defaults: ``iou_threshold=0.3``, ``delta_t=3``, ``inertia=0.2``,
+    ``w_association_emb=0.5``, ``alpha_fixed_emb=0.95``, ``aw_param=0.5``.
+    """
+    from boxmot import DeepOcSort
+
+    kw: dict[str, Any] = {"det_thresh": cfg.det_thresh, "max_age": cfg.max_coast_frames, "min_hits": 1,
+                          "use_embeddings": cfg.reid is not None, "cmc_off": True}
+    kw.update(cfg.params)
+    return DeepOcSort(**kw)
+
+
+def _strongsort(cfg: TrackerConfig):
+    """StrongSORT (Du et al., IEEE TMM 2023) via ``boxmot.StrongSort``; needs ``cfg.reid``.
+
+    DeepSORT's appearance-first matching cascade (cosine gallery, EMA features)
+    then IoU matching, NSA Kalman filter. Always uses embeddings, so
+    ``track_2d.reid`` is required (checked by :class:`TrackerConfig`).
+    ``det_thresh`` -> ``min_conf`` (detections below it are ignored; every
+    unmatched one starts a track), ``max_coast_frames`` -> ``max_age``,
+    ``n_init`` -> StrongSORT's own ``n_init`` (its tentative tracks die at their
+    first miss, so this equals the wrapper's probation). boxmot always builds an
+    ECC camera-motion compensator for StrongSort and then requires video frames;
+    the adapter removes it (static cameras), so only boxes and embeddings are
+    needed. Other boxmot defaults: ``max_cos_dist=0.2``, ``max_iou_dist=0.7``,
+    ``nn_budget=100``, ``mc_lambda=0.98``, ``ema_alpha=0.9``.
+    """
+    from boxmot import StrongSort
+
+    kw: dict[str, Any] = {"min_conf": cfg.det_thresh, "max_age": cfg.max_coast_frames, "n_init": cfg.n_init,
+                          "min_hits": 1}
+    kw.update(cfg.params)
+    trk = StrongSort(**kw)
+    trk.cmc = None              # no camera-motion compensation: fixed cameras, no frames needed
+    trk._requires_frame = False
+    return trk
+
+
+def _boosttrack(cfg: TrackerConfig):
+    """BoostTrack (Stanojevic & Todorovic, MVA 2024) via ``boxmot.BoostTrack``.
+
+    SORT-style tracker whose association mixes IoU, Mahalanobis distance and
+    shape similarity and which *boosts* the confidence of low-score detections
+    that overlap a track (DLO) or are far from every track (DUO) before the
+    ``det_thresh`` cut. ``use_cmc=False`` (static cameras); ``use_embeddings``
+    is True only when ``cfg.reid`` is set. ``det_thresh`` -> ``det_thresh``,
+    ``max_coast_frames`` -> ``max_age``, ``min_hits=1``. Other boxmot defaults:
+    ``iou_threshold=0.3``, ``lambda_iou=0.5``, ``lambda_mhd=0.25``,
+    ``lambda_shape=0.25``, ``dlo_boost_coef=0.65``.
+    """
+    from boxmot import BoostTrack
+
+    kw: dict[str, Any] = {"det_thresh": cfg.det_thresh, "max_age": cfg.max_coast_frames, "min_hits": 1,
+                          "use_embeddings": cfg.reid is not None, "use_cmc": False}
+    kw.update(cfg.params)
+    return BoostTrack(**kw)
+
+
+def _hybridsort(cfg: TrackerConfig):
+    """Hybrid-SORT (Yang et al., AAAI 2024) via ``boxmot.HybridSort``.
+
+    OC-SORT with track-confidence and height-modulated IoU cues and a BYTE
+    second stage on low-score detections. ``cmc_method=None`` (no ECC: static
+    cameras, no frames); ``use_embeddings`` True only when ``cfg.reid`` is set.
+    ``det_thresh`` -> ``det_thresh`` (first stage) and ``track_thresh``
+    (new tracks), ``max_coast_frames`` -> ``max_age``, ``min_hits=1``. Other
+    boxmot defaults: ``low_thresh=0.1``, ``iou_threshold=0.3``, ``delta_t=3``,
+    ``inertia=0.05``, ``use_byte=True``.
+    """
+    from boxmot import HybridSort
+
+    kw: dict[str, Any] = {"det_thresh": cfg.det_thresh, "track_thresh": cfg.det_thresh,
+                          "max_age": cfg.max_coast_frames, "min_hits": 1,
+                          "use_embeddings": cfg.reid is not None, "cmc_method": None}
+    kw.update(cfg.params)
+    return HybridSort(**kw)
+
+
+#: Frame size given to SFSORT so that it needs no image; with no margins every
+#: lost track is "central" and both timeouts are equal, so it plays no role.
+_SFSORT_FRAME = 1 << 20
+
+
+def _sfsort(cfg: TrackerConfig):
+    """SFSORT (Morsali et al., 2024) via ``boxmot.SFSORT``: no motion model, IoU-style cost, two stages.
+
+    ``det_thresh`` -> ``high_th`` and ``new_track_th`` (the latter can be
+    overridden in ``params``), ``max_coast_frames`` -> ``central_timeout`` and
+    ``marginal_timeout`` (boxmot caps them at 1000 / 500 frames) and
+    ``max_age``; ``frame_width = frame_height = 2**20`` px so boxmot needs no
+    image. A lost (coasted) track keeps its last box: SFSORT predicts no motion.
+    Other boxmot defaults: ``low_th=0.1``, ``match_th_first=0.67``,
+    ``match_th_second=0.3``.
+    """
+    from boxmot import SFSORT
+
+    kw: dict[str, Any] = {"high_th": cfg.det_thresh, "new_track_th": cfg.det_thresh,
+                          "central_timeout": cfg.max_coast_frames, "marginal_timeout": cfg.max_coast_frames,
+                          "max_age": cfg.max_coast_frames, "min_hits": 1,
+                          "frame_width": _SFSORT_FRAME, "frame_height": _SFSORT_FRAME}
+    kw.update(cfg.params)
+    return SFSORT(**kw)
+
+
 #: Registry of tracker kinds: ``kind -> factory(cfg) -> boxmot tracker``.
 #: A factory must return a tracker whose internal state :func:`_read_tracker_state`
 #: understands (SORT family with ``active_tracks[i].time_since_update``, or
@@ -102,9 +216,19 @@ TRACKERS: dict[str, Callable[[TrackerConfig], Any]] = {
     "ocsort": _ocsort,
     "bytetrack": _bytetrack,
     "botsort": _botsort,
+    "boosttrack": _boosttrack,
+    "deepocsort": _deepocsort,
+    "hybridsort": _hybridsort,
+    "sfsort": _sfsort,
+    "strongsort": _strongsort,
 }
 
-_BOXMOT_CLASS_NAMES = {"ocsort": "OcSort", "bytetrack": "ByteTrack", "botsort": "BotSort"}
+_BOXMOT_CLASS_NAMES = {"ocsort": "OcSort", "bytetrack": "ByteTrack", "botsort": "BotSort", "boosttrack": "BoostTrack",
+                       "deepocsort": "DeepOcSort", "hybridsort": "HybridSort", "sfsort": "SFSORT",
+                       "strongsort": "StrongSort"}
+
+#: Kinds that cannot run without appearance embeddings (``track_2d.reid`` required).
+NEEDS_REID = frozenset({"strongsort"})
 
 
 def allowed_params(kind: str) -> set[str] | None:
@@ -154,6 +278,22 @@ def build_tracker(cfg: TrackerConfig):
 # reading boxmot's internal state
 # ---------------------------------------------------------------------------
 
+def _predicted_box(t) -> np.ndarray:
+    """Kalman prior xyxy px ``(4,)`` of one SORT-family track after this frame's ``predict()``.
+
+    ``get_state()`` (OC-SORT, Deep OC-SORT, BoostTrack), ``to_tlbr()``
+    (StrongSORT), ``motion_model.to_box(kf.x)`` (Hybrid-SORT, as its own
+    output code does).
+    """
+    if hasattr(t, "get_state"):
+        box = t.get_state()
+    elif hasattr(t, "to_tlbr"):
+        box = t.to_tlbr()
+    else:
+        box = t.motion_model.to_box(t.kf.x)
+    return np.asarray(box, dtype=np.float64).reshape(-1)[:4]
+
+
 def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Tracks of a boxmot tracker right after ``update()`` of one frame.
 
@@ -177,10 +317,18 @@ def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
       this frame's removals, keeps it in ``lost_stracks`` for one more frame
       (where it can even be re-activated). Such a track gets no row
       (``visible=False``) but stays alive for the probation bookkeeping.
-    - OC-SORT (SORT family): ``active_tracks``; matched iff
+    - SFSORT (has ``lost_tracks``): ``active_tracks`` are the tracks matched
+      (or born) in this frame (``last_frame == frame_count``), ``lost_tracks``
+      the coasted ones, whose box is their last matched box (no motion model).
+      A lost track is purged at the start of the update where ``frame_count -
+      last_frame`` exceeds its timeout, so every listed track is visible.
+    - SORT family (OC-SORT, Deep OC-SORT, Hybrid-SORT, BoostTrack, StrongSORT):
+      the track list (``trackers`` for BoostTrack, whose ``active_tracks`` holds
+      only its output; ``active_tracks`` otherwise); matched iff
       ``time_since_update == 0`` with row ``det_ind``; otherwise the predicted
-      box is ``get_state()`` (prior after ``predict()``; ``update(None)`` keeps
-      it). boxmot pops a track once ``time_since_update > max_age``.
+      box is the Kalman prior after ``predict()`` (:func:`_predicted_box`). boxmot drops a track once ``time_since_update > max_age``
+      (StrongSORT also drops a tentative track at its first miss), so every
+      listed track is visible.
     """
     if hasattr(trk, "lost_stracks"):
         fc = trk.frame_count
@@ -208,7 +356,18 @@ def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
             p[[i for i, _ in pred]] = np.asarray([np.asarray(b, np.float64)[:4] for _, b in pred])
         return (np.asarray(ids, np.int64), np.asarray(matched, bool), np.asarray(visible, bool),
                 np.asarray(det_row, np.int64), p)
-    tracks = list(trk.active_tracks)
+    if hasattr(trk, "lost_tracks"):       # SFSORT
+        fc = trk.frame_count
+        tracks = [*trk.active_tracks, *trk.lost_tracks]
+        n = len(tracks)
+        ids = np.fromiter((t.id for t in tracks), np.int64, n)
+        matched = np.fromiter((t.last_frame == fc for t in tracks), bool, n)
+        det_row = np.fromiter((t.det_ind if m else -1 for t, m in zip(tracks, matched)), np.int64, n)
+        pred = np.zeros((n, 4), np.float32)
+        for i in np.flatnonzero(~matched):
+            pred[i] = np.asarray(tracks[i].bbox, np.float64)[:4]
+        return ids, matched, np.ones(n, bool), det_row, pred
+    tracks = list(trk.trackers if hasattr(trk, "trackers") else trk.active_tracks)
     n = len(tracks)
     ids = np.fromiter((t.id for t in tracks), np.int64, n)
     matched = np.fromiter((t.time_since_update == 0 for t in tracks), bool, n)
@@ -218,7 +377,7 @@ def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
         if matched[i]:
             det_row[i] = int(t.det_ind)
         else:
-            pred[i] = np.asarray(t.get_state(), dtype=np.float64).reshape(-1)[:4]
+            pred[i] = _predicted_box(t)
     return ids, matched, np.ones(n, bool), det_row, pred
 
 

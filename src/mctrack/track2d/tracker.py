@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import InputError, atomic_path
 from ..tables import DETECTION, FRAME_STATUS, TRACKLET2D, read_table, write_table
-from .boxmot_adapter import _RESERVED_PARAMS, TRACKERS, BoxmotTracker, allowed_params, boxmot_version, build_tracker
+from .boxmot_adapter import _RESERVED_PARAMS, NEEDS_REID, TRACKERS, BoxmotTracker, allowed_params, boxmot_version, build_tracker
 
 __all__ = ["TRACKERS", "Tracker2D", "TrackerConfig", "track_chunk"]
 
@@ -39,7 +39,14 @@ class TrackerConfig:
         camera-motion compensation: ByteTrack's two-stage association that also
         uses low-score detections, a Kalman filter on box width/height, and
         appearance when ``reid`` is set), ``"bytetrack"`` (ByteTrack),
-        ``"ocsort"`` (OC-SORT). BoT-SORT reports higher HOTA/IDF1 than
+        ``"ocsort"`` (OC-SORT), ``"deepocsort"`` (Deep OC-SORT), ``"hybridsort"``
+        (Hybrid-SORT), ``"boosttrack"`` (BoostTrack), ``"sfsort"`` (SFSORT, no
+        motion model) and ``"strongsort"`` (StrongSORT; requires ``reid``).
+        Deep OC-SORT, Hybrid-SORT and BoostTrack use appearance in association
+        only when ``reid`` is set; all run without camera-motion compensation
+        (fixed cameras). See the factories in
+        :mod:`mctrack.track2d.boxmot_adapter` for how the fields below map to
+        each boxmot constructor. BoT-SORT reports higher HOTA/IDF1 than
         ByteTrack on MOT17/MOT20 (Aharon et al., 2022, table 5) and was the best
         of the three here on TUD-Campus with YOLOv8n detections (see
         ``benchmarks/bench_tracking_accuracy.py``).
@@ -136,6 +143,12 @@ class TrackerConfig:
         if not isinstance(self.kind, str) or self.kind not in TRACKERS:
             raise InputError(None, "track_2d.kind", f"unknown tracker {self.kind!r}",
                              f"use one of {sorted(TRACKERS)}")
+        if self.kind in NEEDS_REID and self.reid is None:
+            raise InputError(None, "track_2d.reid", f"tracker {self.kind!r} needs appearance embeddings but "
+                             "track_2d.reid is not set", "set track_2d.reid to an OSNet ONNX model (e.g. "
+                             "../shared/models/osnet_x0_25_msmt17.onnx; the tracking job then reads the video), or "
+                             "choose a kind that works without ReID (botsort, bytetrack, ocsort, deepocsort, "
+                             "boosttrack, hybridsort, sfsort)")
         for name, lo in (("n_init", 1), ("max_coast_frames", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -372,7 +385,8 @@ class Tracker2D:
         embeddings : DataFrame, optional
             Appearance embeddings ``frame, det_index, e0..e{D-1}`` of these
             detections (:func:`mctrack.track2d.reid.embed_detections`); used by
-            trackers that take them (``botsort`` with ``reid`` set), required there.
+            trackers that take them (``reid`` set and a kind other than
+            ``bytetrack``, ``ocsort``, ``sfsort``), required there.
         start, stop : int
             Session frame range (0-based, stop exclusive). ``start`` must equal
             the frame after the last one processed when the tracker is not fresh.
