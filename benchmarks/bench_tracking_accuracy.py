@@ -13,7 +13,10 @@ then sees exactly the same boxes. Rows:
   it (a failing one is listed with the reason).
 - ``mctrack ...``: :class:`mctrack.track2d.Tracker2D` (probation with backfill,
   coasted rows) with the shipped defaults (BoT-SORT, det_thresh 0.6, 1 s
-  coasting), optionally ReID (``reid``) and tracklet refinement
+  coasting) or another ``track_2d.kind`` (same det_thresh / coasting, the
+  kind's boxmot defaults otherwise, no camera-motion compensation),
+  optionally ReID (``reid``; embeddings from :mod:`mctrack.track2d.reid` passed
+  to the tracker) and tracklet refinement
   (:func:`mctrack.track2d.refine_tracklets`); scored with the workflow's
   default ``include_coasted="bridged"``.
 
@@ -59,6 +62,10 @@ BARE = {
     "StrongSort + ReID": ("StrongSort", {"reid": True}),
     "HybridSort + ReID": ("HybridSort", {"reid": True}),
 }
+
+#: mctrack kinds run without ReID (besides the default botsort) and with ReID (besides botsort + ReID)
+NO_REID_KINDS = ["bytetrack", "ocsort", "deepocsort", "boosttrack", "hybridsort", "sfsort"]
+REID_KINDS = ["deepocsort", "boosttrack", "hybridsort", "strongsort"]
 
 
 def tud_data(reid: bool) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, float, int]:
@@ -157,10 +164,11 @@ def main() -> None:
             res[f"bare {name}"] = run_bare(cls_name, kw, det, gt, images)
         except Exception as e:  # noqa: BLE001 - report and continue with the other trackers
             res[f"bare {name}"] = f"failed: {type(e).__name__}: {str(e)[:60]}"
-    ours = {"mctrack botsort (default)": {}, "mctrack bytetrack": {"kind": "bytetrack"},
-            "mctrack ocsort": {"kind": "ocsort"}}
+    ours = {"mctrack botsort (default)": {}}
+    ours.update({f"mctrack {k}": {"kind": k} for k in NO_REID_KINDS})
     if reid:
         ours["mctrack botsort + ReID"] = {"reid": str(REID)}
+        ours.update({f"mctrack {k} + ReID": {"kind": k, "reid": str(REID)} for k in REID_KINDS})
     for name, tcfg in ours.items():
         res[name] = run_ours(tcfg, False, det, gt, emb, fps, n)
         res[f"{name} + refinement"] = run_ours(tcfg, True, det, gt, emb, fps, n)

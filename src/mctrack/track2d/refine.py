@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+
 from ..errors import InputError
 from ..tables import FRAME_STATUS, TRACKLET2D, read_tables, write_table
 

@@ -13,7 +13,15 @@ import pandas as pd
 
 from ..errors import InputError, atomic_path
 from ..tables import DETECTION, FRAME_STATUS, TRACKLET2D, read_table, write_table
-from .boxmot_adapter import _RESERVED_PARAMS, NEEDS_REID, TRACKERS, BoxmotTracker, allowed_params, boxmot_version, build_tracker
+from .boxmot_adapter import (
+    _RESERVED_PARAMS,
+    NEEDS_REID,
+    TRACKERS,
+    BoxmotTracker,
+    allowed_params,
+    boxmot_version,
+    build_tracker,
+)
 
 __all__ = ["TRACKERS", "Tracker2D", "TrackerConfig", "track_chunk"]
 
