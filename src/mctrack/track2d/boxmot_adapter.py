@@ -210,8 +210,11 @@ def _sfsort(cfg: TrackerConfig):
 
 #: Registry of tracker kinds: ``kind -> factory(cfg) -> boxmot tracker``.
 #: A factory must return a tracker whose internal state :func:`_read_tracker_state`
-#: understands (SORT family with ``active_tracks[i].time_since_update``, or
-#: ByteTrack family with ``active_tracks`` + ``lost_stracks``).
+#: understands (SORT family with ``time_since_update`` on the tracks of
+#: ``active_tracks`` or BoostTrack's ``trackers``, ByteTrack family with
+#: ``active_tracks`` + ``lost_stracks``, or SFSORT with ``active_tracks`` +
+#: ``lost_tracks``). OccluBoost is left out: its global tracklet association
+#: relabels and interpolates past frames, which per-frame rows cannot express.
 TRACKERS: dict[str, Callable[[TrackerConfig], Any]] = {
     "ocsort": _ocsort,
     "bytetrack": _bytetrack,
@@ -326,9 +329,10 @@ def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
       the track list (``trackers`` for BoostTrack, whose ``active_tracks`` holds
       only its output; ``active_tracks`` otherwise); matched iff
       ``time_since_update == 0`` with row ``det_ind``; otherwise the predicted
-      box is the Kalman prior after ``predict()`` (:func:`_predicted_box`). boxmot drops a track once ``time_since_update > max_age``
-      (StrongSORT also drops a tentative track at its first miss), so every
-      listed track is visible.
+      box is the Kalman prior after ``predict()`` (:func:`_predicted_box`).
+      boxmot drops a track once ``time_since_update > max_age`` (StrongSORT
+      also drops a tentative track at its first miss), so every listed track
+      is visible.
     """
     if hasattr(trk, "lost_stracks"):
         fc = trk.frame_count
