@@ -213,8 +213,9 @@ def _sfsort(cfg: TrackerConfig):
 #: understands (SORT family with ``time_since_update`` on the tracks of
 #: ``active_tracks`` or BoostTrack's ``trackers``, ByteTrack family with
 #: ``active_tracks`` + ``lost_stracks``, or SFSORT with ``active_tracks`` +
-#: ``lost_tracks``). OccluBoost is left out: its global tracklet association
-#: relabels and interpolates past frames, which per-frame rows cannot express.
+#: ``lost_tracks``). OccluBoost is left out (not yet adapted): its global
+#: tracklet association resurrects dead tracks from a graveyard and emits
+#: interpolated rows for past gaps, which this per-frame reading does not cover.
 TRACKERS: dict[str, Callable[[TrackerConfig], Any]] = {
     "ocsort": _ocsort,
     "bytetrack": _bytetrack,
