@@ -4,7 +4,7 @@
    10k and 100k frames, written as the workflow writes them (one parquet per
    camera and 1000-frame chunk, one points3d.parquet), assembled by
    ``mctrack.io.session.assemble_session`` (what the assemble rule runs) in a
-   fresh interpreter; peak RSS is compared with a bare interpreter that only
+   fresh interpreter; peak RSS (VmHWM) is compared with a bare interpreter that only
    imports the same libraries (numpy, pandas, pyarrow, h5py) — the floor.
    The 100k / 10k ratio must be <= 1.5 (memory flat in session length).
 2. ``qc``: 12 cameras x 50 targets x 100k frames (60M tracklet rows, 60M
@@ -14,7 +14,7 @@
 3. Reading one global id's trajectory vs the whole dense block from a session
    with 2000 global ids (the chunking along K).
 
-Usage: ``python benchmarks/bench_session.py [--skip-qc] [--frames 10000 100000]``.
+Usage: ``python benchmarks/bench_session.py [--skip-qc | --only-qc] [--frames 10000 100000]``.
 Ends with one JSON line of the figures.
 """
 
@@ -80,7 +80,8 @@ def make_stage_files(out: Path, n_cameras: int, n_targets: int, n_frames: int, c
     f, g = f.ravel(), g.ravel()
     pts = pd.DataFrame({"frame": f, "global_id": g, "x": np.sin(f / 100 + g), "y": np.cos(f / 100 + g),
                         "z": 0.1 * g, "reprojection_error": rng.gamma(2, 1, len(f)).astype(np.float32),
-                        "n_cameras": n_cameras, "position_std": 0.002, "confidence": 0.9})
+                        "n_cameras": n_cameras, "position_std": 0.002, "confidence": 0.9,
+                        "std_x": 0.001, "std_y": 0.001, "std_z": 0.001})
     write_table(pts, POINTS3D, out / "points3d.parquet")
     res_path = None
     if residuals:
@@ -109,22 +110,34 @@ from mctrack.tables import ASSOCIATION, read_table
 a = pickle.load(open({args!r}, "rb"))
 assemble_session({out!r}, a["n_frames"], a["cameras"], a["tracklets"], read_table(a["association"], ASSOCIATION),
                  a["points"], detections=a["detections"], session="bench", fps=30.0, chunk_frames=1024)
-print(json.dumps({{"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+print(json.dumps({{"peak_rss_mb": {hwm}}}))
 """
+# VmHWM (peak RSS of this process image): ru_maxrss would include the parent's peak at fork (Linux keeps it
+# across exec), which here is the memory used to generate the test files
+HWM = "int(next(ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')).split()[1]) / 1024"
 CHILD_FLOOR = """
-import resource, json
+import json
 import numpy, pandas, pyarrow.parquet, h5py
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+print(json.dumps({"peak_rss_mb": %s}))
+""" % HWM
 
 
 def _child(code: str, cores: str | None = None) -> tuple[dict, float]:
+    """Run ``code`` in a fresh interpreter; return its last JSON line (plus ``cpu_s``, the child's user + system
+    CPU seconds: the wall time it would take alone on free cores when single-threaded) and the wall time."""
+    import resource
+
     cmd = [sys.executable, "-c", code]
     if cores and shutil.which("taskset"):
         cmd = ["taskset", "-c", cores] + cmd
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1]), time.perf_counter() - t
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["cpu_s"] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return res, wall
 
 
 def bench_assemble(tmp: Path, frames: list[int]) -> dict:
@@ -140,7 +153,7 @@ def bench_assemble(tmp: Path, frames: list[int]) -> dict:
         pickle.dump({k: ([str(p) for p in v] if isinstance(v, list) else str(v) if isinstance(v, Path) else v)
                      for k, v in files.items()}, open(args, "wb"))
         out = d / "bench.h5"
-        r, sec = _child(CHILD_ASSEMBLE.format(src=str(REPO / "src"), args=str(args), out=str(out)))
+        r, sec = _child(CHILD_ASSEMBLE.format(src=str(REPO / "src"), args=str(args), out=str(out), hwm=HWM))
         res["peak_rss_mb"].append(round(r["peak_rss_mb"], 1))
         res["seconds"].append(round(sec, 2))
         res["file_mb"].append(round(out.stat().st_size / 1e6, 1))
@@ -182,10 +195,12 @@ def bench_qc(tmp: Path, n_frames: int = 100_000) -> dict:
     outdir = Path(os.environ.get("BENCH_QC_OUT", d / "out"))
     outdir.mkdir(parents=True, exist_ok=True)
     r, sec = _child(CHILD_QC.format(src=str(REPO / "src"), args=str(args), outdir=str(outdir)), cores="0,1")
+    load = os.getloadavg()[0]
     print(f"qc 12 x 50 x {n_frames}: {sec:.1f} s wall on 2 cores (reduce {r['reduce_s']:.1f} s, plots "
-          f"{r['plots_s']:.1f} s); outputs in {outdir}")
+          f"{r['plots_s']:.1f} s), {r['cpu_s']:.1f} CPU s; load average {load:.1f}; outputs in {outdir}")
     print((outdir / "summary.tsv").read_text())
-    return {"qc_seconds": round(sec, 1), "qc_reduce_s": round(r["reduce_s"], 1), "qc_plots_s": round(r["plots_s"], 1)}
+    return {"qc_seconds": round(sec, 1), "qc_cpu_s": round(r["cpu_s"], 1), "qc_reduce_s": round(r["reduce_s"], 1),
+            "qc_plots_s": round(r["plots_s"], 1), "load_average": round(load, 1)}
 
 
 def bench_trajectory(tmp: Path) -> dict:
@@ -221,11 +236,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--skip-qc", action="store_true")
+    ap.add_argument("--only-qc", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        res = bench_assemble(tmp, args.frames)
-        res.update(bench_trajectory(tmp))
+        res = {}
+        if not args.only_qc:
+            res.update(bench_assemble(tmp, args.frames))
+            res.update(bench_trajectory(tmp))
         if not args.skip_qc:
             res.update(bench_qc(tmp))
     print(json.dumps(res))

@@ -70,7 +70,10 @@ def test_init_sessions_calibration_and_config(tmp_path):
     cfg = yaml.safe_load((tmp_path / "proj" / "config.yaml").read_text())
     assert cfg["max_frames"] == 3 and cfg["detect"]["backend"] == "background"
     # stage sections spelled out, so the synthetic default's values never leak into a user config
-    assert cfg["associate"]["distance_scale"] is None and cfg["triangulate"]["max_reprojection_error"] == 15.0
+    from mctrack.project import _schema_defaults
+
+    assert cfg["associate"] == _schema_defaults("associate") and cfg["associate"]
+    assert cfg["triangulate"]["max_reprojection_error"] == 15.0
     from mctrack.config import plan_sessions
 
     plans = plan_sessions({**cfg, "simulate": {}})

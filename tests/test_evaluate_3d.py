@@ -87,3 +87,16 @@ def test_write_metrics_is_strict_json(tmp_path):
     m = json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert m["tracking_3d"] == {"IDF1": None, "n": 3}
     assert not math.isnan(m["tracking_3d"]["n"])
+
+
+def test_std_ratio_reports_error_bar_calibration():
+    """Points off by exactly their stated std along x (and 0 along y, z): ratio 1 in x, 0 in y and z;
+    stating half the std gives 2 (overconfident)."""
+    gt = gt_two_targets()
+    pts = as_points(gt, gt["target_id"], offset=(0.005, 0.0, 0.0))
+    pts[["std_x", "std_y", "std_z"]] = 0.005
+    m = evaluate_3d_tracking(pts, gt, 0.02)
+    assert (m["std_ratio_x"], m["std_ratio_y"], m["std_ratio_z"]) == (pytest.approx(1.0), 0.0, 0.0)
+    pts["std_x"] = 0.0025
+    assert evaluate_3d_tracking(pts, gt, 0.02)["std_ratio_x"] == pytest.approx(2.0)
+    assert "std_ratio_x" not in evaluate_3d_tracking(pts.drop(columns=["std_x"]), gt, 0.02)

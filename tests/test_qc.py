@@ -32,7 +32,8 @@ def _scene(tmp_path):
     det = DETECTION.coerce(tr[tr["frame_status"] == "detected"].assign(class_id=0))
     pts = POINTS3D.coerce(pd.DataFrame({"frame": np.arange(10), "global_id": 0, "x": 0.0, "y": 0.0, "z": 0.0,
                                         "reprojection_error": np.arange(10, dtype=float), "n_cameras": 2,
-                                        "position_std": 0.01, "confidence": 0.9}))
+                                        "position_std": 0.01, "confidence": 0.9, "std_x": 0.006, "std_y": 0.006,
+                                        "std_z": 0.006}))
     res = RESIDUALS.coerce(pd.DataFrame({"frame": np.repeat(np.arange(10), 2), "global_id": 0,
                                          "camera_id": ["a", "b"] * 10, "u_obs": 0, "v_obs": 0, "u_proj": 0,
                                          "v_proj": 0, "residual_px": [1.0, 3.0] * 10}))

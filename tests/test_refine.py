@@ -132,7 +132,6 @@ def test_chunked_equals_unchunked_with_refinement(kind, tmp_path):
 @pytest.mark.slow
 def test_chunked_equals_unchunked_with_reid(tmp_path):
     """ReID on (online in BoT-SORT and in refinement): 20-frame chunks == one chunk; no session in the state."""
-    pytest.importorskip("onnxruntime")
     model = shared_path("models", "osnet_x0_25_msmt17.onnx")
     video = shared_path("data", "tud_campus", "TUD-Campus.mp4")
     cfg = TrackerConfig.from_dict({"kind": "botsort", "reid": str(model)}, fps=25.0)

@@ -28,7 +28,7 @@ from mctrack.render import (
     visible_segments,
 )
 from mctrack.render.overlay import dashed_segments
-from mctrack.tables import ASSOCIATION, TRACKLET2D, read_table, read_tables
+from mctrack.tables import ASSOCIATION, TRACKLET2D, read_table
 
 
 def opencv_count(path: Path) -> tuple[int, int]:
@@ -173,7 +173,7 @@ SYN_FRAMES, SYN_CHUNK, PADDING = 40, 20, 3
 
 
 def tracked_with_gid(wd: Path) -> pd.DataFrame:
-    tr = read_tables(sorted((wd / "results/synthetic/track_2d").glob("*/*.parquet")), TRACKLET2D)
+    tr = read_table(wd / "results/synthetic/associate/tracklets.parquet", TRACKLET2D)  # the keys association uses
     assoc = read_table(wd / "results/synthetic/associate/association.parquet", ASSOCIATION)
     return tr.merge(assoc[["camera_id", "track_id", "global_id"]], on=["camera_id", "track_id"])
 

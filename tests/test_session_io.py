@@ -53,7 +53,13 @@ def _write(path, tables, files_dir=None, chunk=50, **kw):
     assemble_session(path, pos.shape[0], list(cams), src_tr, assoc, src_pts, detections=src_det, session="s",
                      fps=25.0, config={"evaluate": {"include_coasted": "bridged"}, "chunk_frames": chunk},
                      chunk_frames=32, rig=cams, rig_attrs={"unit": "m", "calibration_file": "cal.toml"},
-                     handoffs=handoffs, **kw)
+                     handoffs=handoffs, tracks3d=_smoothed(pts), **kw)
+
+
+def _smoothed(pts):
+    from mctrack.tables import TRACK3D
+
+    return TRACK3D.coerce(pts.assign(x_raw=pts["x"], y_raw=pts["y"], z_raw=pts["z"], filled=False))
 
 
 def _sorted(df, keys):
@@ -82,9 +88,10 @@ def test_round_trip_everything(tmp_path, tables, from_files):
                                   _sorted(det, ["camera_id", "frame", "det_index"]))
     pd.testing.assert_frame_equal(_sorted(s.tracklets, ["camera_id", "frame", "track_id"]),
                                   _sorted(tr, ["camera_id", "frame", "track_id"]))
-    pd.testing.assert_frame_equal(s.association, ASSOCIATION.coerce(assoc))
+    pd.testing.assert_frame_equal(s.association, ASSOCIATION.coerce(assoc))  # support, parent_track_id included
     pd.testing.assert_frame_equal(s.points3d, _sorted(POINTS3D.coerce(pts), ["frame"]))
     pd.testing.assert_frame_equal(s.handoffs, handoffs)
+    pd.testing.assert_frame_equal(s.tracks3d_smoothed, _sorted(_smoothed(pts), ["frame"]))
     for name, cam in cams.items():
         back = s.rig[name]
         for k in ("K", "dist", "rvec", "tvec"):
@@ -179,25 +186,28 @@ def test_missing_global_id_writes_nothing(tmp_path, tables):
 
 
 def test_mot_export_follows_the_mot_convention(tmp_path, tables):
+    from mctrack.io.mot import read_mot
+
     cams, pos, tr, det, assoc, pts, _ = tables
     path = tmp_path / "s.h5"
     _write(path, tables)
     for ids in ("track", "global"):
         files = export_mot(path, tmp_path / ids, ids=ids, include_coasted="all")
-        a = np.loadtxt(files["c2"], delimiter=",", ndmin=2)
-        ref = tr[tr["camera_id"] == "c2"].sort_values(["frame", "track_id"])
+        raw = np.loadtxt(files["c2"], delimiter=",", ndmin=2)
+        back = read_mot(files["c2"], kind="result")
+        ref = tr[tr["camera_id"] == "c2"]
         if ids == "global":
             gid = assoc.set_index(["camera_id", "track_id"])["global_id"]
             ref = ref.assign(track_id=gid.loc[list(zip(ref["camera_id"], ref["track_id"]))].to_numpy())
-            ref = ref.sort_values(["frame", "track_id"])
-        np.testing.assert_array_equal(a[:, 0], ref["frame"] + 1)  # 1-based frames
-        np.testing.assert_array_equal(a[:, 1], ref["track_id"])
-        np.testing.assert_array_equal((a[:, 2] - 1).astype(np.float32), ref["x1"])  # 1-based pixels
-        np.testing.assert_array_equal((a[:, 3] - 1).astype(np.float32), ref["y1"])
-        np.testing.assert_allclose(a[:, 4], ref["x2"] - ref["x1"], rtol=1e-6)
+        ref = ref.sort_values(["frame", "track_id"])
+        np.testing.assert_array_equal(raw[:, 0], ref["frame"] + 1)  # 1-based frames
+        np.testing.assert_allclose(raw[:, 2], ref["x1"] + 1, atol=6e-4)  # 1-based pixels, 1/1000 px
+        np.testing.assert_array_equal(back["frame"], ref["frame"])
+        np.testing.assert_array_equal(back["id"], ref["track_id"])
+        np.testing.assert_allclose(back[["x1", "y1", "x2", "y2"]], ref[["x1", "y1", "x2", "y2"]], atol=1e-3)
     # the coasted rows of c2 track 11 are bridged (between detections): kept by the default
-    n_all = len(np.loadtxt(tmp_path / "track/c2.txt", delimiter=","))
-    n_det = len(np.loadtxt(export_mot(path, tmp_path / "none", include_coasted="none")["c2"], delimiter=","))
+    n_all = len(read_mot(tmp_path / "track/c2.txt", kind="result"))
+    n_det = len(read_mot(export_mot(path, tmp_path / "none", include_coasted="none")["c2"], kind="result"))
     assert n_all - n_det == 5
 
 
@@ -233,3 +243,23 @@ def test_3d_exports_and_movement_kinematics(tmp_path, tables):
         v = speed.sel({ind: name}).squeeze().values
         assert np.isfinite(v).any() and np.nanmax(v) < 5.0, name  # m/s: simulated fish swim ~0.1-0.3 m/s
     np.testing.assert_allclose(movement_dataset(s)["position"].values, ds["position"].values)
+
+
+def test_session_wide_tracklet_table_streams_in_frame_buckets(tmp_path, tables, monkeypatch):
+    """The association's tracklet table (all cameras, sorted by camera and track) is streamed through frame
+    buckets on disk; the file equals the one written from in-memory tables."""
+    import mctrack.io.session as S
+
+    cams, pos, tr, det, assoc, pts, handoffs = tables
+    big = tmp_path / "tracklets.parquet"
+    write_table(tr.sort_values(["camera_id", "track_id", "frame"]), TRACKLET2D, big)
+    monkeypatch.setattr(S, "_BATCH_ROWS", 97)  # so this small table counts as "large"
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    assemble_session(a, pos.shape[0], list(cams), [big], assoc, pts, chunk_frames=16)
+    assemble_session(b, pos.shape[0], list(cams), tr, assoc, pts, chunk_frames=16)
+    sa, sb = read_session(a), read_session(b)
+    pd.testing.assert_frame_equal(sa.tracklets, sb.tracklets)
+    for k in ("global_id", "is_confirmed"):
+        np.testing.assert_array_equal(sa.tracking[k], sb.tracking[k])
+    for cam in cams:
+        np.testing.assert_array_equal(sa.tracking["bboxes"][cam], sb.tracking["bboxes"][cam])

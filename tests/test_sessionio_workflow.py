@@ -41,17 +41,17 @@ def synthetic(workdir: Path, n_frames: int, chunk_frames: int, **extra) -> Path:
 
 
 def _read_mot_as_tracklets(path: Path, camera: str) -> pd.DataFrame:
-    """Parse an exported MOTChallenge file (1-based frames and pixels) back to 0-based xyxy rows."""
-    a = np.loadtxt(path, delimiter=",", ndmin=2)
-    x1, y1 = (a[:, 2] - 1).astype(np.float32), (a[:, 3] - 1).astype(np.float32)
-    return pd.DataFrame({"camera_id": camera, "track_id": a[:, 1].astype(np.int64), "frame": a[:, 0].astype(np.int64) - 1,
-                         "x1": x1, "y1": y1, "x2": (a[:, 2] - 1 + a[:, 4]).astype(np.float32),
-                         "y2": (a[:, 3] - 1 + a[:, 5]).astype(np.float32), "frame_status": "detected"})
+    """An exported MOTChallenge file read back with the project's one MOT reader, as TRACKLET2D-like rows."""
+    from mctrack.io.mot import read_mot
+
+    m = read_mot(path, kind="result")
+    return m.rename(columns={"id": "track_id"}).assign(camera_id=camera, frame_status="detected")
 
 
 def test_synthetic_session_file_exports_and_qc(tmp_path):
     """The synthetic default (150 frames): the MOT export, scored by the evaluation code against gt/*.txt,
-    reproduces metrics.json exactly; the session file holds every stage table; QC summary exists."""
+    reproduces metrics.json (boxes are written to 1/1000 px, so metrics agree to 1e-3; counts exactly);
+    the session file holds every stage table; QC summary exists."""
     from mctrack.evaluate import evaluate_2d, read_mot_gt
     from mctrack.tables import ASSOCIATION, TRACKLET2D, read_table, read_tables
 
@@ -63,16 +63,17 @@ def test_synthetic_session_file_exports_and_qc(tmp_path):
     scored = evaluate_2d(exported, gt, include_coasted="all")  # the export already applied `bridged`
     for cam in CAMS:
         for k, v in scored[cam].items():
-            assert v == metrics["cameras"][cam][k], (cam, k, v, metrics["cameras"][cam][k])
+            assert v == pytest.approx(metrics["cameras"][cam][k], abs=1e-3), (cam, k, v, metrics["cameras"][cam][k])
     # everything the stages wrote is in the session file
     s = mctrack.read_session(res / "synthetic.h5")
-    tr = read_tables(sorted((res / "track_2d").glob("*/*.parquet")), TRACKLET2D)
+    tr = read_tables([res / "associate/tracklets.parquet"], TRACKLET2D)  # the tracklets the association refers to
     key = ["camera_id", "frame", "track_id"]
     pd.testing.assert_frame_equal(s.tracklets.sort_values(key).reset_index(drop=True),
                                   tr.sort_values(key).reset_index(drop=True))
     pd.testing.assert_frame_equal(s.association[list(ASSOCIATION.columns)],
                                   read_table(res / "associate/association.parquet", ASSOCIATION))
     assert set(s.rig) == set(CAMS) and s.videos["n_frames"].tolist() == [150] * 4
+    assert s.tracks3d_smoothed is not None and len(s.tracks3d_smoothed) >= len(s.points3d) * 0.9
     assert s.config["chunk_frames"] == 50 and s.versions["snakemake"]
     t3 = pd.read_parquet(res / "export/synthetic_3d.parquet")
     assert len(t3) == len(s.tracks_3d()) > 300 and np.isfinite(t3[["position_std", "reprojection_error"]]).all().all()

@@ -261,6 +261,7 @@ def test_run_gt2d_format_and_agreement_with_calibration(sim_run):
         lines = a["gt2d"][n].read_text().splitlines()
         assert all(len(line.split(",")) == 9 for line in lines)
         g = pd.read_csv(a["gt2d"][n], header=None, names=GT2D_COLS)
+        g[["x", "y"]] -= 1  # MOTChallenge pixels are 1-based (mctrack.io.mot); back to 0-based pixel corners
         assert g.frame.min() == 1 and g.frame.max() == cfg.n_frames  # 1-based
         assert (g.cls == 1).all() and g.id.between(1, cfg.n_targets).all()
         assert ((g.vis >= 0.25).astype(int) == g.conf).all() and g.vis.between(0, 1).all()

@@ -337,6 +337,20 @@ def test_bad_config_names_field(d, field):
 def test_config_from_dict_defaults_and_params():
     assert TrackerConfig.from_dict(None) == TrackerConfig()
     cfg = TrackerConfig.from_dict({"kind": "bytetrack", "n_init": 2, "params": {"match_thresh": 0.7}})
-    assert cfg.to_dict() == {"kind": "bytetrack", "n_init": 2, "max_coast_frames": 30, "det_thresh": 0.3,
-                             "params": {"match_thresh": 0.7}}
-    assert Tracker2D(cfg, "c")._tracker.match_thresh == 0.7
+    assert cfg.to_dict() == {"kind": "bytetrack", "n_init": 2, "max_coast_frames": 30, "det_thresh": 0.6,
+                             "params": {"match_thresh": 0.7}, "reid": None}
+    assert Tracker2D(cfg, "c")._tracker._trk.match_thresh == 0.7
+
+
+def test_coasting_default_scales_with_fps():
+    """max_coast_frames: null = 1 s of video; boxmot's buffer follows (a 60 fps video gets 60 frames)."""
+    for fps, frames in ((25.0, 25), (30.0, 30), (60.0, 60), (120.0, 120)):
+        cfg = TrackerConfig.from_dict({"kind": "bytetrack"}, fps=fps)
+        assert cfg.max_coast_frames == frames
+        assert Tracker2D(cfg, "c")._tracker._trk.max_time_lost == frames
+    assert TrackerConfig.from_dict({"max_coast_frames": 7}, fps=60.0).max_coast_frames == 7
+    assert TrackerConfig.from_dict({"refine": {"enabled": False}}) == TrackerConfig.from_dict({})
+    with pytest.raises(InputError, match="fps"):
+        TrackerConfig.from_dict({}, fps=0)
+    with pytest.raises(InputError, match="track_2d.reid"):
+        TrackerConfig.from_dict({"reid": "/no/such/model.onnx"})

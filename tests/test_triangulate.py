@@ -182,3 +182,13 @@ def test_gated_points_have_finite_quality_and_none_behind(rig_scene):
         r = res[res["camera_id"] == name].merge(pts, on=["frame", "global_id"])
         assert (cam.world_to_camera(r[["x", "y", "z"]].to_numpy())[:, 2] > 0).all()
     assert len(X) == len(pts)
+
+
+def test_coincident_cameras_give_no_point(rig_scene):
+    """Two identical cameras see the point along one ray: depth is unobservable, nothing is written."""
+    cams, pos = rig_scene
+    c = cams["c1"]
+    twins = {"a": c, "b": type(c)("b", c.K, c.dist, c.rvec, c.tvec, c.size)}
+    tr = make_tracklets(twins, pos[:5], noise_px=0.0)
+    pts, res = triangulate(tr, _truth_association(tr), twins)
+    assert pts.empty and res.empty and pts.attrs["n_rejected"] > 0

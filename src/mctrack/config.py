@@ -84,6 +84,7 @@ class SessionPlan:
     fps: float
     chunks: list[tuple[int, int]] = field(default_factory=list)
     synthetic: bool = False
+    calibration_settings: dict = field(default_factory=dict)  # config calibrate.{rescale, unit}, for the jobs' checks
 
     @property
     def calibrate(self) -> bool:
@@ -227,7 +228,9 @@ def plan_sessions(config: dict, cache_dir: str | os.PathLike | None = None) -> d
                              "check the videos and frame_offset values")
         L = int(config["chunk_frames"])
         chunks = [(s, min(s + L, n)) for s in range(0, n, L)]
-        plans[session] = SessionPlan(session, cams, n, fps, chunks, synthetic)
+        cal_cfg = config.get("calibrate") or {}
+        plans[session] = SessionPlan(session, cams, n, fps, chunks, synthetic,
+                                     {k: cal_cfg[k] for k in ("rescale", "unit") if k in cal_cfg})
     return plans
 
 
@@ -469,14 +472,15 @@ def load_session_cameras(plan: SessionPlan, config: dict | None = None) -> dict:
     """Calibrated :class:`~mctrack.calibration.Camera` per sheet camera of ``plan`` (empty if uncalibrated).
 
     Checked against the videos' decoded sizes (:func:`mctrack.calibration.checks.session_cameras`;
-    ``config['calibrate']`` gives ``rescale`` and ``unit``): raises InputError before any work.
+    ``rescale`` and ``unit`` from ``config['calibrate']`` or else the plan's ``calibration_settings``):
+    raises InputError before any work.
     """
     from .calibration.checks import session_cameras
     from .video import video_info
 
     if not plan.calibration:
         return {}
-    cal_cfg = (config or {}).get("calibrate") or {}
+    cal_cfg = (config or {}).get("calibrate") or plan.calibration_settings
     entries = {k: c for k, c in plan.cameras.items() if c.calibration or c.board}
     sizes = {k: (i.width, i.height) for k, i in ((k, video_info(c.video)) for k, c in entries.items() if c.video)}
     return session_cameras(plan.calibration, entries, sizes, rescale=bool(cal_cfg.get("rescale", False)),

@@ -417,6 +417,11 @@ def evaluate_3d_tracking(points: pd.DataFrame, gt3d: pd.DataFrame, radius: float
         ``n_gt_ids, n_tracks, n_gt_dets, n_tracker_dets``, plus
         ``n_tracks_3d`` (global ids with at least one 3D point) and
         ``match_radius_m``. Frames evaluated: union of GT and point frames.
+        When ``points`` has ``std_x, std_y, std_z`` (m; POINTS3D, TRACK3D)
+        also ``std_ratio_x, std_ratio_y, std_ratio_z``: RMS of the actual
+        error along that axis over RMS of the predicted std, for points within
+        ``radius`` of their nearest target (1 = calibrated error bars, > 1 =
+        overconfident; None when nothing matches).
 
     Raises
     ------
@@ -443,15 +448,29 @@ def evaluate_3d_tracking(points: pd.DataFrame, gt3d: pd.DataFrame, radius: float
     frames = np.union1d(p_frame, g_frame)
     pb = np.searchsorted(p_frame, frames), np.searchsorted(p_frame, frames, side="right")
     gb = np.searchsorted(g_frame, frames), np.searchsorted(g_frame, frames, side="right")
-    gt_ids, tr_ids, sims = [], [], []
+    has_std = all(c in pts.columns for c in ("std_x", "std_y", "std_z"))
+    p_std = pts[["std_x", "std_y", "std_z"]].to_numpy(np.float64)[po] if has_std else None
+    gt_ids, tr_ids, sims, errs, stds = [], [], [], [], []
     for ps, pe, gs, ge in zip(*pb, *gb):  # one timestep per frame, as TrackEval iterates
         d = np.linalg.norm(g_xyz[gs:ge, None, :] - p_xyz[None, ps:pe, :], axis=2)
         gt_ids.append(g_id[gs:ge])
         tr_ids.append(p_id[ps:pe])
         sims.append(np.clip(1.0 - d / (2.0 * radius), 0.0, 1.0))
+        if has_std and d.size:
+            near = np.argmin(d, axis=0)
+            hit = d[near, np.arange(pe - ps)] <= radius
+            errs.append(p_xyz[ps:pe][hit] - g_xyz[gs:ge][near[hit]])
+            stds.append(p_std[ps:pe][hit])
     out = _trackeval_scores(gt_ids, tr_ids, sims, threshold=0.5)
     out["n_tracks_3d"] = int(pts["global_id"].nunique())
     out["match_radius_m"] = float(radius)
+    if has_std:
+        e = np.concatenate(errs) if errs else np.zeros((0, 3))
+        sd = np.concatenate(stds) if stds else np.zeros((0, 3))
+        ok = np.isfinite(sd).all(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.sqrt((e[ok] ** 2).mean(0)) / np.sqrt((sd[ok] ** 2).mean(0)) if ok.any() else np.full(3, np.nan)
+        out.update({f"std_ratio_{a}": float(r) if np.isfinite(r) else None for a, r in zip("xyz", ratio)})
     return out
 
 

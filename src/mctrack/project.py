@@ -96,22 +96,31 @@ def find_videos(folder: Path, pattern: str | None = None) -> dict[str, dict[str,
     return out
 
 
+def _calibration_candidates(d: Path) -> list[Path]:
+    """Calibration-looking files in folder ``d``: anipose/Pose2Sim TOML first, then the other formats."""
+    try:
+        from .calibration.formats import SUFFIXES
+    except ImportError:  # single-module calibration (TOML only)
+        SUFFIXES = {".toml": "toml"}
+    files = [p for p in d.iterdir() if p.is_file() and (p.suffix.lower() in SUFFIXES
+                                                        or p.name.lower().endswith(".qca.txt"))]
+    return sorted(files, key=lambda p: (p.suffix.lower() != ".toml", p.name))
+
+
 def _find_calibration(videos: dict[str, Path], top: Path):
     """First calibration file (session folder, then parents up to ``top``) that names every camera."""
     from .calibration import find_camera, load_calibration
-    from .calibration.formats import SUFFIXES
 
     d = next(iter(videos.values())).parent.resolve()
     top = top.resolve()
     tried = []
     while True:
-        for cand in sorted(p for p in d.iterdir() if p.is_file() and (p.suffix.lower() in SUFFIXES
-                                                                      or p.name.lower().endswith(".qca.txt"))):
+        for cand in _calibration_candidates(d):
             tried.append(cand)
             try:
                 cal = load_calibration(cand)
                 names = {cam: find_camera(cal, cam, source=cand).name for cam in videos}
-            except InputError:
+            except Exception:  # noqa: BLE001 - any file that is not this rig's calibration is skipped
                 continue
             return cand, cal, names
         if d == top or d.parent == d or top not in d.parents:

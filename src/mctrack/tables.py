@@ -137,16 +137,22 @@ RESIDUALS = TableSpec("Residuals", {
 })
 
 
+#: rows per parquet row group: readers can stream a long table (pyarrow reads a whole row group at a time)
+ROW_GROUP_ROWS = 65536
+
+
 def write_table(df: pd.DataFrame, spec: TableSpec, path: str | os.PathLike, **attrs: str) -> None:
     """Write ``df`` (coerced to ``spec``) to parquet at ``path`` atomically.
 
     ``attrs`` are stored as string key/value metadata in the parquet file
-    (for example the tracker kind that made a tracklet table).
+    (for example the tracker kind that made a tracklet table). Row groups hold
+    at most :data:`ROW_GROUP_ROWS` rows, so a session-long table (3D points)
+    can be read block by block in bounded memory.
     """
     table = spec.coerce(df)
     table.attrs = {"mctrack_table": spec.name, **{k: str(v) for k, v in attrs.items()}}
     with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
+        table.to_parquet(tmp, index=False, row_group_size=ROW_GROUP_ROWS)
 
 
 def read_table(path: str | os.PathLike, spec: TableSpec) -> pd.DataFrame:

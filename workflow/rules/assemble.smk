@@ -4,6 +4,7 @@ rule assemble:
         tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
+        tracks3d="results/{session}/smooth/tracks3d.parquet",
         calibration=calibration_input,
         videos=session_videos,
         model=detector_model_input,

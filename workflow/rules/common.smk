@@ -118,7 +118,7 @@ def associated_tracklets(wildcards):
 
 # --- track2d ---
 def detector_input(wildcards):
-    """Detection input: the camera's det.txt (backend precomputed) or its video."""
+    """Input of the detect rule, the camera's det.txt (backend precomputed) or its video."""
     e = camera_entry(wildcards)
     return e.detections if config["detect"]["backend"] == "precomputed" else e.video
 

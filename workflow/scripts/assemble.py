@@ -18,6 +18,6 @@ assemble_session(snakemake.output[0], plan.n_frames, list(plan.cameras), list(sn
                  fps=plan.fps, config=dict(snakemake.config), chunk_frames=snakemake.params.chunk_frames, rig=rig,
                  rig_attrs={"unit": "m", "calibration_file": plan.calibration, "interface": interface,
                             "names": {c: cam.name for c, cam in rig.items()}},
-                 provenance=prov)
+                 provenance=prov, tracks3d=snakemake.input.tracks3d)
 log.info("wrote %s: %d frames x %d global ids, cameras %s", snakemake.output[0], plan.n_frames,
          association["global_id"].nunique(), list(plan.cameras))

@@ -6,10 +6,13 @@ from mctrack.tables import ASSOCIATION, DETECTION, POINTS3D, TRACK3D, TRACKLET2D
 log = setup_logging(snakemake.log[0], "mctrack.evaluate")
 plan = snakemake.params.plan
 gt2d = {name: c.gt for name, c in plan.cameras.items() if c.gt}
+cfg = dict(snakemake.params.evaluate)
+if cfg.get("gt_ids_shared") is None:  # auto: only the simulator's ids are shared across cameras
+    cfg["gt_ids_shared"] = plan.synthetic
 metrics = evaluate_session(read_tables(snakemake.input.tracklets, TRACKLET2D), gt2d,
                            read_table(snakemake.input.association, ASSOCIATION),
                            read_table(snakemake.input.points, POINTS3D),
-                           snakemake.input.gt3d or None, snakemake.params.evaluate,
+                           snakemake.input.gt3d or None, cfg,
                            detections=read_tables(snakemake.input.detections, DETECTION),
                            tracks3d=read_table(snakemake.input.tracks3d, TRACK3D),
                            frame_offsets={name: c.frame_offset for name, c in plan.cameras.items()},

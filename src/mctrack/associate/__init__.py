@@ -43,7 +43,7 @@ from ..tables import ASSOCIATION, PAIR_EVIDENCE, TRACKLET2D
 from .config import AssociationConfig
 from .data import TrackletIndex
 from .evidence import EVIDENCE_COLUMNS, candidate_pairs, closest_points, kernel_evidence, pair_scores, ray_distance
-from .refine import apply_splits, find_splits, group_points, reprojected_rows, stitch_groups
+from .refine import apply_splits, find_splits, group_points, reprojected_rows, row_labels, stitch_groups
 from .solve import group_support, solve_groups
 
 __all__ = ["AssociationConfig", "AssociationResult", "associate", "associate_session", "candidate_pairs",
@@ -158,8 +158,7 @@ def _run(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None, cfg: Associ
     stitch_sup: dict[int, float] = {}
     if calibrated and len(idx.keys) and cfg.refine:
         if feedback and cfg.split:
-            pts = group_points(idx, labels, cams, loo=True)
-            splits = find_splits(idx, labels, pts["resid"], cfg)
+            splits = find_splits(idx, labels, row_labels(idx, labels, cams, cfg), cfg)
             if splits:
                 tr, pieces = apply_splits(tr, idx, splits)
                 new_idx = TrackletIndex.build(tr)

@@ -29,6 +29,7 @@ class TrackletIndex:
     tk, frame : (N,) int64 tracklet index and frame of each row
     cx, cy, w, h : (N,) float64 px centroid and box size
     detected, coasted : (N,) bool
+    source_row : (N,) int64 position of each row in the table it was built from
     """
 
     keys: pd.DataFrame
@@ -43,6 +44,7 @@ class TrackletIndex:
     coasted: np.ndarray
     _code: np.ndarray
     _span: int
+    source_row: np.ndarray | None = None
 
     @classmethod
     def build(cls, tracklets: pd.DataFrame, source: str | None = None) -> "TrackletIndex":
@@ -102,7 +104,7 @@ class TrackletIndex:
         keys["end"] = np.where(n_det > 0, last_det, last)
         return cls(keys=keys, camera_names=names, tk=tk, frame=frame, cx=cxy[:, 0], cy=cxy[:, 1],
                    w=box[:, 2] - box[:, 0], h=box[:, 3] - box[:, 1], detected=detected,
-                   coasted=status == "coasted", _code=code, _span=span)
+                   coasted=status == "coasted", _code=code, _span=span, source_row=order)
 
     def row_rays(self, cameras: dict) -> tuple[np.ndarray, np.ndarray]:
         """World ray origin and unit direction ``(N, 3)`` of every row's centroid (cached; NaN for uncalibrated)."""

@@ -156,6 +156,7 @@ class _Geometry:
         self.row_cam = cam_of_row
         code = cam_of_row * idx._span + idx.frame
         self._order = np.argsort(code, kind="stable")
+        self._trees: dict = {}
         self._code = code[self._order]
 
     def rays(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,18 +170,28 @@ class _Geometry:
         return np.searchsorted(self._code, q, "left"), np.searchsorted(self._code, q, "right")
 
     def nearest_row_distance(self, cam: int, frame: np.ndarray, uv: np.ndarray) -> np.ndarray:
-        """px distance from ``uv (M, 2)`` to the nearest row of camera ``cam`` in the same frame (inf if none)."""
-        lo, hi = self.rows_at(cam, frame)
-        n = hi - lo
+        """px distance from ``uv (M, 2)`` to the nearest row of camera ``cam`` in the same frame (inf if none).
+
+        A k-d tree (``scipy.spatial.cKDTree``) per camera over ``(cx, cy + frame·L)``
+        with ``L`` larger than any in-image distance, so memory stays O(rows)
+        however many targets share a frame.
+        """
+        from scipy.spatial import cKDTree
+
+        W, H = self.sizes[cam]
+        L = 4.0 * (W + H)
+        tree = self._trees.get(cam)
+        if tree is None:
+            lo, hi = np.searchsorted(self._code, [cam * self.idx._span, (cam + 1) * self.idx._span])
+            rows = self._order[lo:hi]
+            pts = np.column_stack([self.idx.cx[rows], self.idx.cy[rows] + self.idx.frame[rows] * L])
+            tree = self._trees[cam] = cKDTree(pts) if len(rows) else None
         out = np.full(len(frame), np.inf)
-        if n.sum() == 0:
+        if tree is None or not len(frame):
             return out
-        q = np.repeat(np.arange(len(frame)), n)
-        pos = lo[q] + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-        rows = self._order[pos]
-        dd = np.hypot(self.idx.cx[rows] - uv[q, 0], self.idx.cy[rows] - uv[q, 1])
-        np.minimum.at(out, q, dd)
-        return out
+        q = np.column_stack([uv[:, 0], uv[:, 1] + np.asarray(frame, np.float64) * L])
+        d, _ = tree.query(q, k=1, distance_upper_bound=L / 4)
+        return np.where(np.isfinite(d), d, np.inf)
 
     def recording(self, cam: int, frame: np.ndarray) -> np.ndarray:
         """Whether camera ``cam`` has any tracklet row in each frame."""
@@ -267,28 +278,33 @@ def pair_scores(idx: TrackletIndex, cameras: dict[str, Camera], cfg: Association
     fd = idx.keys["first_det"].to_numpy()
     ld = idx.keys["last_det"].to_numpy()
     lo, hi = np.maximum(fd[a], fd[b]), np.minimum(ld[a], ld[b])
-    if len(a) > _COARSE_MIN_PAIRS:  # coarse pass: drop pairs that never come within 2σ
-        p, f = _sample_frames(lo, hi, _COARSE_FRAMES)
-        ev = sample_evidence(geo, a[p], b[p], f, cfg, negative=False)
-        n_near = np.bincount(p, weights=np.nan_to_num(ev["e"], nan=-1.0) > 0, minlength=len(a))
-        n_valid = np.bincount(p, weights=ev["valid"], minlength=len(a))
-        keep = (n_near >= 0.25 * n_valid) & (n_near > 0) | (n_valid == 0)
+    if len(a) > _COARSE_MIN_PAIRS:  # coarse pass: drop pairs that rarely come within 2σ
+        keep = np.zeros(len(a), bool)
+        for s0, s1 in _batches(np.minimum(hi - lo + 1, _COARSE_FRAMES)):
+            p, f = _sample_frames(lo[s0:s1], hi[s0:s1], _COARSE_FRAMES)
+            ev = sample_evidence(geo, a[s0:s1][p], b[s0:s1][p], f, cfg, negative=False)
+            n_near = np.bincount(p, weights=np.nan_to_num(ev["e"], nan=-1.0) > 0, minlength=s1 - s0)
+            n_valid = np.bincount(p, weights=ev["valid"], minlength=s1 - s0)
+            keep[s0:s1] = (n_near >= 0.25 * n_valid) & (n_near > 0) | (n_valid == 0)
         a, b, lo, hi = a[keep], b[keep], lo[keep], hi[keep]
-    p, f = _sample_frames(lo, hi, cfg.max_pair_frames)
-    ev = sample_evidence(geo, a[p], b[p], f, cfg)
     P = len(a)
-    valid = ev["valid"]
-    n_s = np.bincount(p[valid], minlength=P)
-    n_tot = np.bincount(p, minlength=P)
-    e = np.where(valid, ev["e"], 0.0)
-    sum_e = np.bincount(p, weights=e, minlength=P)
-    n_agree = np.bincount(p[valid], weights=(ev["e"][valid] > 0), minlength=P)
-    n_neg = np.bincount(p[valid], weights=(ev["n_missing"][valid] > 0), minlength=P)
+    n_s, n_tot, sum_e, n_agree, n_neg = (np.zeros(P) for _ in range(5))
+    med, sig = np.full(P, np.nan), np.full(P, np.nan)
+    for s0, s1 in _batches(np.minimum(hi - lo + 1, cfg.max_pair_frames)):  # bounded memory per batch
+        p, f = _sample_frames(lo[s0:s1], hi[s0:s1], cfg.max_pair_frames)
+        ev = sample_evidence(geo, a[s0:s1][p], b[s0:s1][p], f, cfg)
+        n = s1 - s0
+        valid = ev["valid"]
+        n_s[s0:s1] = np.bincount(p[valid], minlength=n)
+        n_tot[s0:s1] = np.bincount(p, minlength=n)
+        sum_e[s0:s1] = np.bincount(p, weights=np.where(valid, ev["e"], 0.0), minlength=n)
+        n_agree[s0:s1] = np.bincount(p[valid], weights=(ev["e"][valid] > 0), minlength=n)
+        n_neg[s0:s1] = np.bincount(p[valid], weights=(ev["n_missing"][valid] > 0), minlength=n)
+        med[s0:s1] = _group_median(p[valid], ev["dist"][valid], n)
+        sig[s0:s1] = _group_median(p[valid], ev["sigma"][valid], n)
     length = hi - lo + 1
     n_shared = np.round(n_s / np.maximum(n_tot, 1) * length).astype(np.int64)
     mean_e = sum_e / np.maximum(n_s, 1)
-    med = _group_median(p[valid], ev["dist"][valid], P)
-    sig = _group_median(p[valid], ev["sigma"][valid], P)
     keys = idx.keys
     df = pd.DataFrame({
         "a": a, "b": b,
@@ -299,6 +315,17 @@ def pair_scores(idx: TrackletIndex, cameras: dict[str, Camera], cfg: Association
         "support": n_agree / (n_s + SUPPORT_PRIOR_FRAMES), "n_negative": n_neg.astype(np.int64),
         "sigma": sig})
     return df[n_s >= cfg.min_shared].reset_index(drop=True)
+
+
+def _batches(samples_per_pair: np.ndarray, max_samples: int = 1 << 20):
+    """Consecutive ``(start, stop)`` pair ranges with at most ~``max_samples`` samples each."""
+    c = np.cumsum(samples_per_pair)
+    starts = [0]
+    while starts[-1] < len(c):
+        base = c[starts[-1] - 1] if starts[-1] else 0
+        nxt = int(np.searchsorted(c, base + max_samples, "right"))
+        starts.append(max(nxt, starts[-1] + 1))
+    return list(zip(starts[:-1], starts[1:]))
 
 
 def _group_median(group: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

@@ -4,15 +4,16 @@ After a first grouping every ``(frame, group)`` seen by ≥ 2 cameras is
 triangulated (:func:`group_points`: batched
 least-squares ray intersection, no outlier dropping). Then:
 
-- **Split** (:func:`find_splits`). Each detected row is compared with its
-  group's point triangulated from the *other* cameras only (leave-one-out, ≥ 2
-  other cameras): the row disagrees when its centroid lies farther than
-  ``split_tolerance`` box sizes (``sqrt(w·h)`` px) from that point's
-  projection. A tracklet is cut where its rows change from agreeing to
-  disagreeing (or back) for at least ``split_min_frames`` rows (shorter runs
-  are absorbed by their neighbours): an identity switch inside one camera.
-  Pieces that disagree get cannot-links to the group's other-camera tracklets
-  they contradict, and everything is grouped again.
+- **Split** (:func:`row_labels`, :func:`find_splits`; only with ``split``).
+  Each detected row is compared with every group's point triangulated from
+  the *other* cameras only (leave-one-out, ≥ 2 other cameras) and labelled
+  with its own group if that fits (within ``split_tolerance`` box sizes,
+  ``sqrt(w·h)`` px), else with the other group that fits. A tracklet is cut
+  where its labels change for at least ``split_min_frames`` rows (shorter
+  runs are absorbed by their neighbours): an identity switch inside one
+  camera. Pieces that leave their group get cannot-links to the group's
+  other-camera tracklets they contradict, everything is grouped again, and
+  pieces of one tracklet that end up in one group are joined again.
 - **Stitch** (:func:`stitch_groups`). A group whose 3D track ends and another
   whose 3D track starts at most ``stitch_max_gap`` frames later are joined
   when the start lies within the gate of the constant-velocity extrapolation
@@ -42,17 +43,14 @@ from .config import AssociationConfig
 from .data import TrackletIndex
 
 
-def group_points(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera], loo: bool = False) -> dict:
+def group_points(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera]) -> dict:
     """Least-squares 3D point of every ``(frame, group)`` of detected rows seen by ≥ 2 cameras.
 
     The point minimises the summed squared distance to the rows' back-projected
     rays, ``X = (Σ Pᵢ)⁻¹ Σ Pᵢ oᵢ`` with ``Pᵢ = I − dᵢdᵢᵀ`` (the N-view midpoint
     method, H&Z §12.1 generalised); the final 3D output comes from
     :mod:`mctrack.triangulate`. Returns ``frame, group (Gp,)``, ``X (Gp, 3)``
-    (NaN when < 2 cameras) and, with ``loo``, per row ``resid (N,)``: px
-    distance of each detected row's centroid to the projection of the point
-    solved without that row's camera, ``(Σ P − Pᵢ)⁻¹(Σ P o − Pᵢ oᵢ)`` (NaN when
-    < 2 other cameras).
+    (NaN when < 2 cameras).
     """
     det = np.flatnonzero(idx.detected)
     cam = idx.keys["cam"].to_numpy()[idx.tk[det]]
@@ -64,28 +62,24 @@ def group_points(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera], loo
     G = len(uk)
     o, d = idx.row_rays(dict(zip(idx.camera_names, cams)))
     o, d = o[det], d[det]
-    P = np.eye(3)[None] - d[:, :, None] * d[:, None, :]
-    Po = np.einsum("nij,nj->ni", P, o)
-    S = np.stack([np.bincount(gi, weights=P[:, i, j], minlength=G) for i in range(3) for j in range(3)],
-                 axis=1).reshape(G, 3, 3)
-    b = np.stack([np.bincount(gi, weights=Po[:, i], minlength=G) for i in range(3)], axis=1)
-    n_cam = np.bincount(gi, minlength=G)
+    S, b, n_cam = _ray_sums(gi, o, d, G)
     X = np.full((G, 3), np.nan)
     ok = n_cam >= 2
     X[ok] = _solve3(S[ok], b[ok])
     out = {"frame": uk // nG, "group": uk % nG, "X": X}
-    if loo:
-        resid = np.full(len(idx.frame), np.nan)
-        has = n_cam[gi] >= 3
-        Xl = _solve3(S[gi[has]] - P[has], b[gi[has]] - Po[has])
-        rows = det[has]
-        for c in np.unique(cam[has]):
-            sel = cam[has] == c
-            proj = cams[c].project(Xl[sel])
-            r = np.hypot(proj[:, 0] - idx.cx[rows[sel]], proj[:, 1] - idx.cy[rows[sel]])
-            resid[rows[sel]] = np.where(np.isfinite(r), r, np.inf)
-        out["resid"] = resid
     return out
+
+
+def _ray_sums(gi: np.ndarray, o: np.ndarray, d: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group ``Σ (I − d dᵀ)`` (G, 3, 3), ``Σ (I − d dᵀ) o`` (G, 3) and the ray count, without (N, 3, 3) temporaries."""
+    n = np.bincount(gi, minlength=G).astype(np.float64)
+    S = np.empty((G, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            S[:, i, j] = S[:, j, i] = (n if i == j else 0.0) - np.bincount(gi, weights=d[:, i] * d[:, j], minlength=G)
+    do = np.einsum("ni,ni->n", d, o)
+    b = np.stack([np.bincount(gi, weights=o[:, i] - d[:, i] * do, minlength=G) for i in range(3)], axis=1)
+    return S, b, n.astype(np.int64)
 
 
 def _solve3(S: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -108,9 +102,9 @@ def _runs(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return v[starts], starts, lengths
 
 
-def _segment(bad: np.ndarray, min_len: int) -> np.ndarray:
-    """Smoothed 0/1 labels of a row sequence: runs shorter than ``min_len`` take their longer neighbour's value."""
-    lab = bad.astype(np.int8).copy()
+def _segment(lab: np.ndarray, min_len: int) -> np.ndarray:
+    """Smoothed labels of a row sequence: runs shorter than ``min_len`` take their longer neighbour's value."""
+    lab = np.asarray(lab).copy()
     while True:
         vals, starts, lengths = _runs(lab)
         if len(vals) <= 1:
@@ -124,35 +118,98 @@ def _segment(bad: np.ndarray, min_len: int) -> np.ndarray:
         lab[starts[k]:starts[k] + lengths[k]] = vals[k - 1] if left >= right else vals[k + 1]
 
 
-def find_splits(idx: TrackletIndex, labels: np.ndarray, resid: np.ndarray, cfg: AssociationConfig
-                ) -> list[tuple[int, int, bool]]:
-    """Where tracklets leave their group's 3D track.
+def row_labels(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera], cfg: AssociationConfig) -> np.ndarray:
+    """Which group's 3D track each detected row fits, judged without the row's own camera.
 
-    Returns ``(tracklet, first_frame_of_piece, piece_disagrees)`` for every
-    piece of every tracklet that needs cutting or detaching (a tracklet that
-    disagrees over its whole length yields one piece starting at its first
-    row). Tracklets that agree throughout yield nothing.
+    For every camera c, every ``(frame, group)`` point is solved again from
+    the rays of the *other* cameras (≥ 2 needed) and projected into c. A
+    detected row of camera c is labelled with its own group when that
+    leave-one-out point lies within ``split_tolerance`` box sizes
+    (``sqrt(w·h)`` px, at least 4·centroid_sigma) of its centroid; otherwise
+    with the nearest other group whose point lies within that tolerance; -1
+    when its own group's point exists but is farther and no other fits; -2
+    (unknown) when nothing can be judged. Returns ``(N,)`` int64 per row
+    (-2 for rows that are not detected).
     """
-    size = np.sqrt(np.abs(idx.w * idx.h))
-    known = np.isfinite(resid) & idx.detected
-    bad = np.zeros(len(resid), bool)
-    bad[known] = resid[known] > cfg.split_tolerance * np.maximum(size[known], 4 * cfg.centroid_sigma)
-    cand = np.unique(idx.tk[known & bad])
+    det = np.flatnonzero(idx.detected)
+    out = np.full(len(idx.frame), -2, np.int64)
+    if not det.size:
+        return out
+    cam = idx.keys["cam"].to_numpy()[idx.tk[det]]
+    grp = labels[idx.tk[det]]
+    fr = idx.frame[det]
+    nG = int(labels.max()) + 1
+    uk, gi = np.unique(fr * nG + grp, return_inverse=True)
+    gi = gi.ravel()
+    G = len(uk)
+    pf, pg = uk // nG, uk % nG
+    o, d = idx.row_rays(dict(zip(idx.camera_names, cams)))
+    o, d = o[det], d[det]
+
+    def sums(sel):
+        return _ray_sums(gi[sel], o[sel], d[sel], G)
+
+    size = np.sqrt(np.abs(idx.w[det] * idx.h[det]))
+    tol = cfg.split_tolerance * np.maximum(size, 4 * cfg.centroid_sigma)
+    for c in np.unique(cam):
+        S, b, n = sums(cam != c)
+        ok = np.flatnonzero(n >= 2)
+        if not ok.size:
+            continue
+        X = _solve3(S[ok], b[ok])
+        uv = cams[c].project(X)
+        rows = np.flatnonzero(cam == c)
+        # points of the same frame as each row (points are sorted by frame)
+        lo = np.searchsorted(pf[ok], fr[rows], "left")
+        hi = np.searchsorted(pf[ok], fr[rows], "right")
+        cnt = hi - lo
+        q = np.repeat(np.arange(len(rows)), cnt)
+        k = lo[q] + np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        r = det[rows[q]]
+        dist = np.hypot(uv[k, 0] - idx.cx[r], uv[k, 1] - idx.cy[r])
+        dist = np.where(np.isfinite(dist), dist, np.inf)
+        own = pg[ok][k] == grp[rows[q]]
+        own_d = np.full(len(rows), np.nan)
+        own_d[q[own]] = dist[own]
+        other_d = np.where(own, np.inf, dist)
+        best = np.full(len(rows), np.inf)
+        np.minimum.at(best, q, other_d)
+        hit = (other_d == best[q]) & np.isfinite(other_d)
+        best_g = np.full(len(rows), -1)
+        best_g[q[hit]] = pg[ok][k[hit]]
+        t = tol[rows]
+        lab = np.full(len(rows), -2)
+        lab[np.isfinite(own_d)] = -1
+        lab[(best < t) & (best_g >= 0)] = best_g[(best < t) & (best_g >= 0)]
+        lab[own_d <= t] = grp[rows][own_d <= t]
+        out[det[rows]] = lab
+    return out
+
+
+def find_splits(idx: TrackletIndex, labels: np.ndarray, rowlab: np.ndarray, cfg: AssociationConfig
+                ) -> list[tuple[int, int, bool]]:
+    """Where tracklets leave their group's 3D track (row labels from :func:`row_labels`).
+
+    A tracklet is cut where its row labels change, after runs shorter than
+    ``split_min_frames`` rows are absorbed by their longer neighbour (unknown
+    rows ignored). Returns ``(tracklet, first_frame_of_piece,
+    piece_disagrees)`` for every piece of every cut tracklet; tracklets whose
+    rows all fit one group yield nothing.
+    """
+    own = labels[idx.tk]
+    known = rowlab > -2
+    off = known & (rowlab != own)
     out = []
-    for t in cand:  # only tracklets with disagreeing rows: few
+    for t in np.unique(idx.tk[off]):  # only tracklets with rows that leave their group: few
         rows = _rows_of(idx, t)
         rows = rows[known[rows]]
-        if (~bad[rows]).sum() == len(rows):
-            continue
-        lab = _segment(bad[rows], cfg.split_min_frames)
+        lab = _segment(rowlab[rows], cfg.split_min_frames)
         vals, starts, lengths = _runs(lab)
-        if len(vals) == 1 and vals[0] == 0:
-            continue
-        if len(vals) == 1 and lengths[0] < cfg.split_min_frames:
+        if len(vals) == 1:
             continue
         for v, s in zip(vals, starts):
             first = int(idx.keys["first"].iat[t]) if s == 0 else int(idx.frame[rows[s]])
-            out.append((int(t), first, bool(v)))
+            out.append((int(t), first, bool(v != labels[t])))
     return out
 
 
@@ -285,7 +342,6 @@ def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: li
                      tracklets: pd.DataFrame) -> pd.DataFrame:
     """TRACKLET2D table with coasted/missing rows of tracked targets replaced by reprojections (see module docstring)."""
     keys = idx.keys
-    K = len(keys)
     ok = np.isfinite(pts["X"]).all(1)
     if not ok.any():
         return tracklets
@@ -300,34 +356,33 @@ def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: li
         if not tk_c.size:
             continue
         grp_c = labels[tk_c]
-        # span of each group in this camera: first..last row of its tracklets
-        order = np.argsort(grp_c, kind="stable")
-        g_sorted = grp_c[order]
-        sel = np.isin(pg, g_sorted)
+        # this camera's tracklets sorted by (group, first frame): O(log n) lookups, no cross product
+        o2 = np.lexsort((first_k[tk_c], grp_c))
+        tks, gs = tk_c[o2], grp_c[o2]
+        span = int(max(pf.max(), last_k.max())) + 2
+        key = gs * span + first_k[tks]
+        sel = np.isin(pg, gs)
         if not sel.any():
             continue
         f, g, Xs = pf[sel], pg[sel], PX[sel]
-        # tracklet of group g in camera c alive nearest to frame f: candidates are g's tracklets in c
-        cand_lo = np.searchsorted(g_sorted, g, "left")
-        cand_hi = np.searchsorted(g_sorted, g, "right")
-        n = cand_hi - cand_lo
-        q = np.repeat(np.arange(len(f)), n)
-        t = tk_c[order[cand_lo[q] + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)]]
-        dist = np.maximum(first_k[t] - f[q], 0) + np.maximum(f[q] - last_k[t], 0)
-        # within the group's span in this camera (between its first and last row there)
-        gmin = np.full(len(f), np.iinfo(np.int64).max)
-        gmax = np.full(len(f), -1)
-        np.minimum.at(gmin, q, first_k[t])
-        np.maximum.at(gmax, q, last_k[t])
-        within = (f >= gmin) & (f <= gmax)
-        best = np.full(len(f), np.iinfo(np.int64).max)
-        np.minimum.at(best, q, dist * (K + 1) + t)
-        tbest = np.where(within, best % (K + 1), -1)
-        # skip frames where the group already has a detected row in this camera
-        has_det = np.zeros(len(f), bool)
-        rows_det = idx.lookup(t, f[q])
-        isdet = (rows_det >= 0) & idx.detected[np.maximum(rows_det, 0)]
-        np.logical_or.at(has_det, q, isdet)
+        nG = int(labels.max()) + 1
+        gmin = np.full(nG, np.iinfo(np.int64).max)
+        gmax = np.full(nG, -1)
+        np.minimum.at(gmin, gs, first_k[tks])
+        np.maximum.at(gmax, gs, last_k[tks])
+        within = (f >= gmin[g]) & (f <= gmax[g])
+        pos = np.searchsorted(key, g * span + f, "right") - 1  # last tracklet of g starting at or before f
+        okA = (pos >= 0) & (gs[np.maximum(pos, 0)] == g)
+        tA = np.where(okA, tks[np.maximum(pos, 0)], -1)
+        posB = np.minimum(pos + 1, len(tks) - 1)
+        okB = (pos + 1 < len(tks)) & (gs[posB] == g)
+        tB = np.where(okB, tks[posB], -1)
+        dA = np.where(okA, np.maximum(f - last_k[np.maximum(tA, 0)], 0), np.iinfo(np.int64).max)
+        dB = np.where(okB, first_k[np.maximum(tB, 0)] - f, np.iinfo(np.int64).max)
+        tbest = np.where(within, np.where(dA <= dB, tA, tB), -1)
+        # skip frames where the group already has a detected row in this camera (only tA can hold one)
+        rA = idx.lookup(np.maximum(tA, 0), f)
+        has_det = okA & (rA >= 0) & idx.detected[np.maximum(rA, 0)]
         todo = np.flatnonzero(within & ~has_det & (tbest >= 0))
         if not todo.size:
             continue
@@ -338,15 +393,7 @@ def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: li
         tt = tbest[todo]
         ff = f[todo]
         # box size from the nearest detected row of the same tracklet
-        wh = np.zeros((len(tt), 2))
-        for tj in np.unique(tt):  # per tracklet (not per row)
-            rr = _det_rows(idx, tj)
-            m = tt == tj
-            if not len(rr):
-                wh[m] = np.nan
-                continue
-            near = rr[np.clip(np.searchsorted(idx.frame[rr], ff[m]), 0, len(rr) - 1)]
-            wh[m, 0], wh[m, 1] = idx.w[near], idx.h[near]
+        wh = _nearest_detected_wh(idx, tt, ff)
         good = np.isfinite(wh).all(1)
         tt, ff, uv, wh = tt[good], ff[good], uv[good], wh[good]
         existing = idx.lookup(tt, ff)
@@ -360,16 +407,27 @@ def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: li
         return tracklets
     new = pd.concat(new_parts, ignore_index=True)
     rep = np.concatenate(replace_rows) if replace_rows else np.zeros(0, np.int64)
-    # drop the replaced coasted rows from the original table by key
-    drop = pd.MultiIndex.from_arrays([keys["camera_id"].to_numpy()[idx.tk[rep]], keys["track_id"].to_numpy()[idx.tk[rep]],
-                                      idx.frame[rep]])
-    own = pd.MultiIndex.from_arrays([tracklets["camera_id"].astype(str).to_numpy(),
-                                     tracklets["track_id"].to_numpy(np.int64), tracklets["frame"].to_numpy(np.int64)])
-    kept = tracklets[~own.isin(drop)]
+    # drop the replaced coasted rows of the original table (idx was built from it)
+    keep = np.ones(len(tracklets), bool)
+    keep[idx.source_row[rep]] = False
+    kept = tracklets[keep]
     return pd.concat([TRACKLET2D.coerce(kept), TRACKLET2D.coerce(new)], ignore_index=True)
 
 
-def _det_rows(idx: TrackletIndex, t: int) -> np.ndarray:
-    """Detected row indices of tracklet ``t``, sorted by frame."""
-    rows = _rows_of(idx, t)
-    return rows[idx.detected[rows]]
+def _nearest_detected_wh(idx: TrackletIndex, tk: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """``(M, 2)`` box width/height (px) of the detected row of tracklet ``tk`` nearest in time to ``frame`` (NaN if none)."""
+    det = np.flatnonzero(idx.detected)
+    code = idx._code[det]  # sorted: rows are sorted by (tracklet, frame)
+    q = tk * idx._span + frame
+    p = np.searchsorted(code, q)
+    out = np.full((len(tk), 2), np.nan)
+    best = np.full(len(tk), np.inf)
+    for cand in (p - 1, p):
+        okc = (cand >= 0) & (cand < len(det))
+        r = det[np.clip(cand, 0, max(len(det) - 1, 0))] if len(det) else np.zeros(len(tk), np.int64)
+        okc &= idx.tk[r] == tk if len(det) else okc
+        dist = np.where(okc, np.abs(idx.frame[r] - frame), np.inf)
+        better = dist < best
+        best[better] = dist[better]
+        out[better, 0], out[better, 1] = idx.w[r[better]], idx.h[r[better]]
+    return out

@@ -27,6 +27,7 @@ together by no positive edge chain); NaN for a group of one tracklet.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import logging
@@ -43,16 +44,35 @@ _MILP_TIME_LIMIT_S = 5.0
 
 
 def _overlaps(iv_a: dict, iv_b: dict) -> bool:
-    """Whether two groups' per-camera interval lists ``{cam: [(s, e), ...]}`` overlap in any camera."""
-    for cam, la in iv_a.items():
-        lb = iv_b.get(cam)
-        if not lb:
+    """Whether two groups' per-camera intervals overlap in any camera.
+
+    ``iv`` maps camera -> ``(starts, ends)`` sorted lists of the disjoint
+    alive intervals of the group's tracklets in that camera (disjoint because
+    a group never holds two overlapping tracklets of one camera), so each
+    interval of the smaller side is checked with one binary search.
+    """
+    for cam, (sa, ea) in iv_a.items():
+        other = iv_b.get(cam)
+        if other is None:
             continue
-        for s1, e1 in la:
-            for s2, e2 in lb:
-                if s1 <= e2 and s2 <= e1:
-                    return True
+        sb, eb = other
+        if len(sa) > len(sb):
+            sa, ea, sb, eb = sb, eb, sa, ea
+        for s, e in zip(sa, ea):
+            k = bisect.bisect_right(sb, e) - 1  # last interval of b starting at or before e
+            if k >= 0 and eb[k] >= s:
+                return True
     return False
+
+
+def _merge_iv(iv_a: dict, iv_b: dict) -> None:
+    """Add ``iv_b``'s intervals to ``iv_a`` keeping each camera's lists sorted."""
+    for cam, (sb, eb) in iv_b.items():
+        if cam not in iv_a:
+            iv_a[cam] = (list(sb), list(eb))
+            continue
+        pairs = sorted(zip(iv_a[cam][0] + sb, iv_a[cam][1] + eb))
+        iv_a[cam] = ([p[0] for p in pairs], [p[1] for p in pairs])
 
 
 def cannot_link_matrix(nodes: np.ndarray, cam: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -72,7 +92,7 @@ def _gaec(nodes: np.ndarray, edges: list[tuple[int, int, float]], cam, start, en
     for a, b in extra_cannot:
         if a in adj and b in adj:
             adj[a][b] = adj[b][a] = -np.inf
-    iv = {int(n): {int(cam[n]): [(int(start[n]), int(end[n]))]} for n in nodes}
+    iv = {int(n): {int(cam[n]): ([int(start[n])], [int(end[n])])} for n in nodes}
     members = {int(n): [int(n)] for n in nodes}
     heap = [(-w, a, b) for a, nb in adj.items() for b, w in nb.items() if a < b and w > 0]
     heapq.heapify(heap)
@@ -86,8 +106,7 @@ def _gaec(nodes: np.ndarray, edges: list[tuple[int, int, float]], cam, start, en
         if len(members[a]) < len(members[b]):
             a, b = b, a
         members[a] += members.pop(b)
-        for c, lst in iv.pop(b).items():
-            iv[a].setdefault(c, []).extend(lst)
+        _merge_iv(iv[a], iv.pop(b))
         for c, w in adj.pop(b).items():
             del adj[c][b]
             if c == a:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import InputError, atomic_path
 from .camera import UNIT_TO_M, Camera, Rig, to_metres
-from .fields import array, check_intrinsics, image_size
+from .fields import array, check_intrinsics, image_size, section_at
 
 REQUIRED = ("size", "matrix", "distortions", "rotation", "translation")
 
@@ -50,7 +50,12 @@ def read_anipose_toml(path: str | os.PathLike, unit: str | None = None) -> Rig:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(path, None, f"not valid TOML ({exc})", "export the calibration again") from exc
+        import re
+
+        m = re.search(r"line (\d+)", str(exc))
+        cam = section_at(path, int(m.group(1)) if m else None, r"^\s*\[([^\]]+)\]")
+        raise InputError(path, f"camera '{cam}'" if cam else None, f"not valid TOML ({exc})",
+                         "fix the syntax or export the calibration again") from exc
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     file_unit = meta.get("unit") or unit or "m"
     if file_unit not in UNIT_TO_M:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from scipy.optimize import least_squares
-from scipy.sparse import lil_matrix
+from scipy.sparse import coo_matrix
 from scipy.spatial.transform import Rotation
 
 from ..errors import InputError
@@ -225,7 +225,9 @@ def resolve_flips(board: Board, obs: Observations, intr: list[tuple[np.ndarray, 
         T_rel = rel[shared[0]][choice[shared[0]]]
         for v in obs.views[c]:
             if v not in choice:
-                ref_pose = next((poses[b][v] @ _inv(poses[b][shared[0]]) @ poses[a][shared[0]] for b in done
+                # board v in camera a's frame, through a resolved camera b that saw v and shared[0]:
+                # T_a<-v = T_a<-s0 · T_s0<-b · T_b<-v
+                ref_pose = next((poses[a][shared[0]] @ _inv(poses[b][shared[0]]) @ poses[b][v] for b in done
                                  if v in poses[b] and shared[0] in poses[b]), None)
                 if ref_pose is None:
                     choice[v] = 0
@@ -348,16 +350,21 @@ def calibrate_rig(board: Board, obs: Observations, intrinsics: dict[str, Camera]
         return (project_points(Xc, k[cam_c]) - uv).ravel()
 
     n_obs = len(ids)
-    J = lil_matrix((2 * n_obs, len(x0)), dtype=np.int8)
-    rows = np.arange(n_obs)
-    for r in (2 * rows, 2 * rows + 1):
-        for j in range(6):
-            m = cam_c != ref
-            J[r[m], np.array([6 * fidx.get(c, 0) for c in cam_c[m]], dtype=int) + j] = 1
-            J[r, n_e + 6 * ov + j] = 1
-        if refine:
-            for j in range(ni):
-                J[r, n_e + n_v + ni * cam_c + j] = 1
+    # Jacobian sparsity: residual rows 2i, 2i+1 depend on camera cam_c[i]'s extrinsics (unless it is the
+    # reference), board view ov[i]'s pose and, when refined, cam_c[i]'s intrinsics
+    cols = [n_e + 6 * ov[:, None] + np.arange(6)]
+    free_obs = cam_c != ref
+    ext = np.full((n_obs, 6), -1)
+    ext[free_obs] = 6 * np.array([fidx[c] for c in cam_c[free_obs]], dtype=int)[:, None] + np.arange(6)
+    cols.append(ext)
+    if refine:
+        cols.append(n_e + n_v + ni * cam_c[:, None] + np.arange(ni))
+    cols = np.hstack(cols)
+    rows = np.repeat(np.arange(n_obs), cols.shape[1]).reshape(n_obs, -1)
+    keep = cols >= 0
+    r, c = rows[keep], cols[keep]
+    J = coo_matrix((np.ones(2 * r.size, np.int8), (np.concatenate([2 * r, 2 * r + 1]), np.concatenate([c, c]))),
+                   shape=(2 * n_obs, len(x0))).tocsr()
     res = least_squares(residuals, x0, jac_sparsity=J, loss="soft_l1", f_scale=1.0, x_scale="jac", method="trf",
                         max_nfev=max_nfev, ftol=ftol, tr_solver=tr_solver, verbose=0)
     log.info("bundle adjustment: %d evaluations, cost %.4g -> %.4g, %s", res.nfev, 0.5 * np.sum(residuals(x0) ** 2), res.cost, res.message)

@@ -29,7 +29,7 @@ def array(value, shape: tuple[int, ...], path: str | os.PathLike, camera: str | 
     """``value`` as a finite float64 array of ``shape`` (``-1`` = any length ≥ 1).
 
     A flat value with the right number of elements is reshaped (``rotation``
-    written as 9 numbers); anything else raises InputError naming file, camera
+    written as 9 numbers), a row or column matrix is a vector; anything else raises InputError naming file, camera
     and field with the shape found.
     """
     try:
@@ -38,6 +38,9 @@ def array(value, shape: tuple[int, ...], path: str | os.PathLike, camera: str | 
         raise InputError(path, where(camera, name), f"expected numbers of shape {_fmt(shape)}, got {value!r}",
                          "write a (nested) list of numbers") from None
     want = int(np.prod(shape)) if -1 not in shape else None
+    vector = a.ndim == 1 or (a.ndim == 2 and 1 in a.shape)  # [..], [[..]] or a column: OpenCV writes all three
+    if len(shape) == 1 and vector and a.size:
+        a = a.ravel()
     ok = a.shape == tuple(shape) or (want is not None and a.size == want and a.ndim == 1) \
         or (want is None and a.ndim == len(shape) and all(s in (-1, n) for s, n in zip(shape, a.shape)) and a.size)
     if not ok:
@@ -82,3 +85,21 @@ def image_size(value, path, camera: str, name: str = "size") -> tuple[int, int]:
         raise InputError(path, where(camera, name), f"{a.tolist()} is not [width, height] in whole px",
                          "write the image size of the calibrated camera as [width, height]")
     return int(a[0]), int(a[1])
+
+
+def section_at(path, line: int | None, pattern: str) -> str | None:
+    """The last ``pattern`` match (group 1) at or before 1-based ``line`` of a text file, e.g. the
+    ``[table]`` or ``serial="..."`` enclosing a syntax error; None when unknown."""
+    import re
+
+    if not line:
+        return None
+    try:
+        lines = open(path, encoding="utf-8", errors="replace").read().splitlines()[:line]
+    except OSError:
+        return None
+    for text in reversed(lines):
+        m = re.search(pattern, text)
+        if m:
+            return m.group(1)
+    return None

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from .camera import Camera, Rig
-from .fields import check_intrinsics, rotation_matrix_to_rvec, where
+from .fields import check_intrinsics, rotation_matrix_to_rvec, section_at, where
 
 SENSOR_UNITS_PER_PX = 64.0
 
@@ -60,7 +60,9 @@ def read_qualisys_qca(path: str | os.PathLike) -> Rig:
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
-        raise InputError(path, None, f"not valid XML ({exc})", "export the calibration again from QTM") from None
+        cam = section_at(path, exc.position[0], r'serial="([^"]+)"')
+        raise InputError(path, f"camera '{cam}'" if cam else None, f"not valid XML ({exc})",
+                         "export the calibration again from QTM") from None
     rig = Rig(source=path, source_unit="mm")
     for i, el in enumerate(root.iter("camera")):
         name = el.get("serial") or f"camera{i + 1}"

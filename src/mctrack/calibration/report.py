@@ -49,7 +49,7 @@ def plot_calibration(report: dict, sol: RigSolution, obs: Observations, path: st
         C = cam.center
         ax[2].plot(C[0], C[1], "^", ms=10)
         ax[2].annotate(cam.name, C[:2])
-    for v, T in sol.board_poses.items():
+    for T in sol.board_poses.values():
         ax[2].plot(*T[:2, 3], "s", color="grey", ms=4)
     ax[2].set(xlabel="x (m)", ylabel="y (m)", title="cameras (▲) and board origins (■)", aspect="equal")
     fig.suptitle(title)

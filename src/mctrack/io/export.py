@@ -1,10 +1,10 @@
 """Exports of a session file to the formats labs already use.
 
 - **MOTChallenge** (:func:`export_mot`): one ``{camera}.txt`` per camera,
-  ``frame, id, bb_left, bb_top, bb_width, bb_height, conf, -1, -1, -1`` with
-  1-based frames and 1-based pixel coordinates (``bb_left = x1 + 1``; the
-  MOTChallenge convention, Dendorfer et al. 2021), ids = per-camera track ids
-  or global ids. Rows follow the evaluation's ``include_coasted`` rule, so
+  ``frame, id, bb_left, bb_top, bb_width, bb_height, conf`` with 1-based frames
+  and 1-based pixel coordinates, written by :func:`mctrack.io.mot.write_mot`
+  (the one MOT reader/writer pair; boxes to 1/1000 px), ids = per-camera track
+  ids or global ids. Rows follow the evaluation's ``include_coasted`` rule, so
   scoring the file with :mod:`mctrack.evaluate` gives the session's metrics.
 - **3D trajectories** (:func:`export_tracks_3d`): long form CSV or Parquet,
   ``frame, time_s, global_id, x, y, z, position_std, n_cameras,
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, atomic_path
+from .mot import write_mot
 from .session import Session, read_session
 
 EXPORT_FORMATS = ("mot", "csv", "parquet", "movement")
@@ -37,21 +38,6 @@ TRACKS_3D_COLUMNS = ["frame", "time_s", "global_id", "x", "y", "z", "position_st
 
 def _session(s: Session | str | os.PathLike) -> Session:
     return s if isinstance(s, Session) else read_session(s)
-
-
-def mot_lines(frame: np.ndarray, ids: np.ndarray, boxes: np.ndarray, conf: np.ndarray) -> str:
-    """MOTChallenge text of rows: 0-based ``frame (N,)``, ``ids (N,)``, xyxy px ``boxes (N, 4)``, ``conf (N,)``.
-
-    Writes ``frame + 1, id, x1 + 1, y1 + 1, x2 - x1, y2 - y1, conf, -1, -1, -1``
-    (1-based frames and pixels); NaN confidence (coasted boxes) is written as
-    -1. Coordinates keep 10 significant digits, so float32 boxes read back exactly.
-    """
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    c = np.where(np.isfinite(conf), conf, -1.0)
-    order = np.lexsort((ids, frame))
-    out = [f"{f + 1},{i},{x1 + 1:.10g},{y1 + 1:.10g},{x2 - x1:.10g},{y2 - y1:.10g},{cf:.6g},-1,-1,-1"
-           for f, i, (x1, y1, x2, y2), cf in zip(frame[order], ids[order], b[order], c[order])]
-    return "\n".join(out) + ("\n" if out else "")
 
 
 def export_mot(session: Session | str | os.PathLike, out_dir: str | os.PathLike, ids: str = "track",
@@ -87,12 +73,8 @@ def export_mot(session: Session | str | os.PathLike, out_dir: str | os.PathLike,
     paths = {}
     cam_col = tr["camera_id"].to_numpy()
     for cam in s.camera_names:
-        d = tr[cam_col == cam]
-        text = mot_lines(d["frame"].to_numpy(np.int64), d[id_col].to_numpy(np.int64),
-                         d[["x1", "y1", "x2", "y2"]].to_numpy(), d["confidence"].to_numpy(np.float64))
         paths[cam] = out_dir / f"{cam}.txt"
-        with atomic_path(paths[cam]) as tmp:
-            Path(tmp).write_text(text)
+        write_mot(tr[cam_col == cam], paths[cam], id_column=id_col, conf_column="confidence")
     return paths
 
 

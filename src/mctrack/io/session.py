@@ -21,6 +21,8 @@ every dataset carries ``units`` / ``description`` / ``fill_value`` attributes)::
                                  with attrs ``categories`` (JSON list, :data:`mctrack.tables.FRAME_STATUS`)
     /association                 table: ASSOCIATION (tracklet -> global id, ``support`` when present)
     /points3d                    table: POINTS3D (long form, exact float64 positions), sorted by frame
+    /tracks3d                    table: TRACK3D smoothed, gap-filled tracks (raw values beside them, ``filled``
+                                 flags), when the smooth stage ran
     /handoffs                    table: handoff events (only when the association produced them)
     /rig                         attrs: unit, calibration_file, interface (JSON, when any)
         {cam}/K (3,3), dist (n,), rvec (3,), R (3,3), tvec (3,), size (2,) [w, h px];
@@ -60,7 +62,7 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import InputError, atomic_path
-from ..tables import ASSOCIATION, DETECTION, FRAME_STATUS, POINTS3D, TRACKLET2D, TableSpec
+from ..tables import ASSOCIATION, DETECTION, FRAME_STATUS, POINTS3D, TRACK3D, TRACKLET2D, TableSpec
 
 log = logging.getLogger("mctrack.session")
 
@@ -379,36 +381,22 @@ def tracking_block(t0: int, t1: int, K: int, cameras: list[str], tracklets: pd.D
     :meth:`SessionWriter.append`. Raises ValueError if a tracklet has no
     global id in ``association``.
     """
-    n = t1 - t0
-    out: dict[str, np.ndarray] = {"frame_index": np.arange(t0, t1, dtype=np.int64)}
-    for name, (tail, dtype, fill) in TRACKING_FIELDS.items():
-        out[name] = np.full((n, K) + tail, fill, dtype=dtype)
-    p = points[(points["frame"] >= t0) & (points["frame"] < t1)]
-    ti, gi = p["frame"].to_numpy() - t0, p["global_id"].to_numpy()
-    out["centroid_3d"][ti, gi] = p[["x", "y", "z"]].to_numpy(np.float32)
-    out["position_std"][ti, gi] = p["position_std"].to_numpy()
-    out["confidence"][ti, gi] = p["confidence"].to_numpy()
-    out["reprojection_residual"][ti, gi] = p["reprojection_error"].to_numpy()
-    out["n_cameras"][ti, gi] = p["n_cameras"].to_numpy()
-
+    block = _empty_block(t0, t1, K)
+    _scatter_points(block, points[(points["frame"] >= t0) & (points["frame"] < t1)], t0)
     tr = tracklets[(tracklets["frame"] >= t0) & (tracklets["frame"] < t1)]
-    tr = tr.merge(association[["camera_id", "track_id", "global_id"]], on=["camera_id", "track_id"], how="left")
-    if tr["global_id"].isna().any():
-        raise ValueError("tracklets without a global id: the association table does not cover every tracklet")
-    ti, gi = tr["frame"].to_numpy() - t0, tr["global_id"].to_numpy(dtype=np.int64)
-    out["global_id"][ti, gi] = gi
-    det = (tr["frame_status"].astype(str) == "detected").to_numpy()
-    out["is_confirmed"][ti[det], gi[det]] = True
     cam_col = tr["camera_id"].to_numpy()
     for cam in cameras:
-        sel = cam_col == cam
-        ca = np.full((n, K), -1, np.int32)
-        bb = np.full((n, K, 4), np.nan, np.float32)
-        ca[ti[sel], gi[sel]] = tr["det_index"].to_numpy()[sel]
-        bb[ti[sel], gi[sel]] = tr[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)[sel]
-        out[f"camera_assignments/{cam}"] = ca
-        out[f"bboxes/{cam}"] = bb
-    return out
+        a = association[association["camera_id"].to_numpy() == cam]
+        lookup = (pd.Index(a["track_id"].to_numpy()), a["global_id"].to_numpy(np.int64))
+        _scatter_camera(block, cam, tr[cam_col == cam], lookup, t0, t1, K)
+    return block
+
+
+def _empty_block(t0: int, t1: int, K: int) -> dict[str, np.ndarray]:
+    block = {"frame_index": np.arange(t0, t1, dtype=np.int64)}
+    for name, (tail, dtype, fill) in TRACKING_FIELDS.items():
+        block[name] = np.full((t1 - t0, K) + tail, fill, dtype=dtype)
+    return block
 
 
 # --------------------------------------------------------------------------- streaming inputs
@@ -416,33 +404,66 @@ def tracking_block(t0: int, t1: int, K: int, cameras: list[str], tracklets: pd.D
 _BATCH_ROWS = 65536
 
 
-def _sorted_batches(path: str | os.PathLike, spec: TableSpec | None) -> Iterator[pd.DataFrame]:
-    """Rows of one parquet file in frame order, ``_BATCH_ROWS`` at a time when the file is already sorted.
+def _frame_sorted(pf) -> bool:
+    """True when a parquet file's ``frame`` column never decreases (reads that column only, batch by batch)."""
+    last = -np.inf
+    for b in pf.iter_batches(batch_size=_BATCH_ROWS, columns=["frame"]):
+        f = b.column(0).to_numpy()
+        if len(f) and (f[0] < last or (np.diff(f) < 0).any()):
+            return False
+        last = f[-1] if len(f) else last
+    return True
 
-    A file that is not sorted by ``frame`` is read whole and sorted (memory ∝ that file).
+
+def _sorted_batches(path: str | os.PathLike, spec: TableSpec | None,
+                    bucket_frames: int = 1024) -> Iterator[pd.DataFrame]:
+    """Rows of one parquet file in frame order, in bounded memory.
+
+    A file sorted by ``frame`` is read ``_BATCH_ROWS`` rows at a time. A large
+    file in another order (the association's tracklets are sorted by camera and
+    track) is first split on disk into buckets of ``bucket_frames`` frames
+    (at most 256 buckets), which are then read and sorted one at a time. A
+    small file is read whole and sorted.
     """
+    import tempfile
+
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
     n = pf.metadata.num_rows
     if n == 0:
         return
-    if n > _BATCH_ROWS:
-        last, ordered = -np.inf, True
-        for b in pf.iter_batches(batch_size=_BATCH_ROWS, columns=["frame"]):
-            f = b.column(0).to_numpy()
-            if len(f) and (f[0] < last or (np.diff(f) < 0).any()):
-                ordered = False
-                break
-            last = f[-1] if len(f) else last
-        if ordered:
-            for b in pf.iter_batches(batch_size=_BATCH_ROWS):
-                df = b.to_pandas()
-                yield spec.coerce(df, source=path) if spec else df
+    if n <= _BATCH_ROWS or not (ordered := _frame_sorted(pf)):
+        if n <= _BATCH_ROWS:
+            df = pd.read_parquet(path)
+            df = spec.coerce(df, source=path) if spec else df
+            yield df.sort_values("frame", kind="stable").reset_index(drop=True)
             return
-    df = pd.read_parquet(path)
-    df = spec.coerce(df, source=path) if spec else df
-    yield df.sort_values("frame", kind="stable").reset_index(drop=True)
+    if ordered:
+        for b in pf.iter_batches(batch_size=_BATCH_ROWS):
+            df = b.to_pandas()
+            yield spec.coerce(df, source=path) if spec else df
+        return
+    lo, hi, _ = _file_stats(path)
+    width = max(int(bucket_frames), -(-int(hi - lo + 1) // 256))
+    with tempfile.TemporaryDirectory(prefix="mctrack-buckets-") as tmp:
+        writers: dict[int, pq.ParquetWriter] = {}
+        try:
+            for b in pf.iter_batches(batch_size=_BATCH_ROWS):
+                key = (b.column("frame").to_numpy() - int(lo)) // width
+                for k in np.unique(key):
+                    if k not in writers:
+                        writers[k] = pq.ParquetWriter(Path(tmp) / f"{k:06d}.parquet", b.schema)
+                    writers[k].write_table(pa.Table.from_batches([b.filter(pa.array(key == k))]))
+        finally:
+            for w in writers.values():
+                w.close()
+        log.info("%s is not sorted by frame: read through %d frame buckets", path, len(writers))
+        for k in sorted(writers):
+            df = pd.read_parquet(Path(tmp) / f"{k:06d}.parquet")
+            df = spec.coerce(df, source=path) if spec else df
+            yield df.sort_values("frame", kind="stable").reset_index(drop=True)
 
 
 def _file_stats(path) -> tuple[int, int, set]:
@@ -506,21 +527,43 @@ class FrameStream:
         return df.iloc[:cut]
 
 
-def _camera_streams(source, cameras: list[str], spec: TableSpec) -> dict[str, FrameStream]:
-    """One :class:`FrameStream` per camera from a DataFrame or a list of parquet files.
+class CameraStreams:
+    """``take(t1) -> {camera: rows with frame < t1 not returned yet}`` over a table's sources.
 
-    Files are attributed to cameras and ordered by their footer statistics, so
-    only one chunk file per camera is in memory at a time; files holding several
-    cameras, or whose frame ranges overlap, are read together and sorted.
+    Single-camera files (the workflow's per-camera chunk files) stream per
+    camera, one file at a time; multi-camera files (the association's
+    session-wide tracklet table) stream together in frame order and are split
+    by camera. Memory is bounded by one chunk file / one batch, not by session length.
+    """
+
+    def __init__(self, cameras: list[str], per_camera: dict[str, FrameStream], shared: FrameStream | None,
+                 empty: pd.DataFrame):
+        self.cameras, self.per_camera, self.shared, self.empty = list(cameras), per_camera, shared, empty
+
+    def take(self, t1: int) -> dict[str, pd.DataFrame]:
+        out = {c: self.per_camera[c].take(t1) if c in self.per_camera else self.empty for c in self.cameras}
+        if self.shared is not None:
+            rows = self.shared.take(t1)
+            cam = rows["camera_id"].to_numpy()
+            for c in out:
+                part = rows[cam == c]
+                if len(part):
+                    both = pd.concat([out[c], part], ignore_index=True) if len(out[c]) else part
+                    out[c] = both.sort_values("frame", kind="stable").reset_index(drop=True)
+        return out
+
+
+def _camera_streams(source, cameras: list[str], spec: TableSpec) -> CameraStreams:
+    """:class:`CameraStreams` of ``spec`` rows from a DataFrame or a list of parquet files.
+
+    Files are attributed to cameras and ordered by their footer statistics;
+    overlapping single-camera files of one camera are read together and sorted.
     """
     empty = spec.empty()
     if isinstance(source, pd.DataFrame):
         df = spec.coerce(source)
-        out = {}
-        for cam in cameras:
-            d = df[df["camera_id"].to_numpy() == cam].sort_values("frame", kind="stable").reset_index(drop=True)
-            out[cam] = FrameStream([d], empty)
-        return out
+        return CameraStreams(cameras, {}, FrameStream([df.sort_values("frame", kind="stable")
+                                                       .reset_index(drop=True)], empty), empty)
     per_cam: dict[str, list] = {c: [] for c in cameras}
     mixed = []
     for p in source:
@@ -530,23 +573,25 @@ def _camera_streams(source, cameras: list[str], spec: TableSpec) -> dict[str, Fr
         if len(cams) == 1 and next(iter(cams)) in per_cam:
             per_cam[next(iter(cams))].append((lo, hi, p))
         else:
-            mixed.append(p)
-    if mixed:
-        log.info("%d %s files hold several cameras: read together", len(mixed), spec.name)
-        allrows = spec.coerce(pd.concat([pd.read_parquet(p) for p in mixed], ignore_index=True))
-    out = {}
+            mixed.append((lo, hi, p))
+    streams = {}
     for cam in cameras:
         files = sorted(per_cam[cam], key=lambda x: (x[0], x[1]))
-        overlap = any(files[i + 1][0] <= files[i][1] for i in range(len(files) - 1))
-        if mixed or overlap:
-            frames = [spec.coerce(pd.read_parquet(p), source=p) for _, _, p in files]
-            if mixed:
-                frames.append(allrows[allrows["camera_id"].to_numpy() == cam])
-            d = pd.concat(frames, ignore_index=True) if frames else empty
-            out[cam] = FrameStream([d.sort_values("frame", kind="stable").reset_index(drop=True)], empty)
+        if any(files[i + 1][0] <= files[i][1] for i in range(len(files) - 1)):
+            d = pd.concat([spec.coerce(pd.read_parquet(p), source=p) for _, _, p in files], ignore_index=True)
+            streams[cam] = FrameStream([d.sort_values("frame", kind="stable").reset_index(drop=True)], empty)
         else:
-            out[cam] = FrameStream((b for _, _, p in files for b in _sorted_batches(p, spec)), empty)
-    return out
+            streams[cam] = FrameStream((b for _, _, p in files for b in _sorted_batches(p, spec)), empty)
+    shared = None
+    if mixed:
+        mixed.sort(key=lambda x: (x[0], x[1]))
+        if any(mixed[i + 1][0] <= mixed[i][1] for i in range(len(mixed) - 1)):
+            log.info("%d %s files with several cameras overlap in frames: read together", len(mixed), spec.name)
+            d = pd.concat([spec.coerce(pd.read_parquet(p), source=p) for _, _, p in mixed], ignore_index=True)
+            shared = FrameStream([d.sort_values("frame", kind="stable").reset_index(drop=True)], empty)
+        else:
+            shared = FrameStream((b for _, _, p in mixed for b in _sorted_batches(p, spec)), empty)
+    return CameraStreams(cameras, streams, shared, empty)
 
 
 def _point_stream(source) -> tuple[FrameStream, pd.DataFrame]:
@@ -631,14 +676,15 @@ def assemble_session(path: str | os.PathLike, n_frames: int, cameras: list[str],
                      points=None, detections=None, session: str = "", fps: float | None = None,
                      config: dict | None = None, chunk_frames: int = 1024, rig: Mapping | None = None,
                      rig_attrs: Mapping | None = None, provenance: Mapping | None = None,
-                     handoffs: pd.DataFrame | None = None, gid_chunk: int = 16) -> None:
+                     handoffs: pd.DataFrame | None = None, gid_chunk: int = 16, tracks3d=None) -> None:
     """Assemble the session HDF5 from the stage tables, ``chunk_frames`` frames at a time.
 
     ``tracklets`` / ``detections``: a TRACKLET2D / DETECTION DataFrame or a
     list of parquet files (per-camera chunk files are streamed one at a time:
     memory does not grow with session length). ``points``: POINTS3D DataFrame
     or a parquet path (streamed when sorted by frame). ``rig``: ``{camera:
-    Camera}``; ``rig_attrs``: ``unit``, ``calibration_file``, ``interface``,
+    Camera}``; ``tracks3d``: TRACK3D (smoothed tracks) DataFrame or parquet
+    path, stored as ``/tracks3d`` batch by batch; ``rig_attrs``: ``unit``, ``calibration_file``, ``interface``,
     ``names`` (camera -> entry in the file). ``K`` = number of global ids in
     ``association`` (max + 1; a target is never dropped). Raises ValueError if a
     tracklet has no global id or a 3D point names a global id outside
@@ -662,26 +708,30 @@ def assemble_session(path: str | os.PathLike, n_frames: int, cameras: list[str],
         pw = w.table("points3d", _table_columns(pts_empty, POINTS3D), table=POINTS3D.name)
         for t0 in range(0, max(n_frames, 0), chunk_frames):
             t1 = min(t0 + chunk_frames, n_frames)
-            block = {"frame_index": np.arange(t0, t1, dtype=np.int64)}
-            for name, (tail, dtype, fill) in TRACKING_FIELDS.items():
-                block[name] = np.full((t1 - t0, K) + tail, fill, dtype=dtype)
+            block = _empty_block(t0, t1, K)
+            dets, trs = det_streams.take(t1), tr_streams.take(t1)
             for cam in cameras:
-                d = det_streams[cam].take(t1)
-                dw[cam].append(d.drop(columns="camera_id"))
-                tr = tr_streams[cam].take(t1)
-                tw[cam].append(tr.drop(columns="camera_id"))
-                _scatter_camera(block, cam, tr, lookup[cam], t0, t1, K)
+                dw[cam].append(dets[cam].drop(columns="camera_id"))
+                tw[cam].append(trs[cam].drop(columns="camera_id"))
+                _scatter_camera(block, cam, trs[cam], lookup[cam], t0, t1, K)
             p = pts.take(t1)
             if len(p) and (p["global_id"].to_numpy() >= K).any():
                 raise ValueError("3D points reference a global id missing from the association table")
             pw.append(p)
             _scatter_points(block, p, t0)
             w.append(block)
-        for c in cameras:  # rows past n_frames (should not exist) are stored too, never dropped silently
-            tw[c].append(tr_streams[c].take(np.iinfo(np.int64).max).drop(columns="camera_id"))
-            dw[c].append(det_streams[c].take(np.iinfo(np.int64).max).drop(columns="camera_id"))
+        end = np.iinfo(np.int64).max  # rows past n_frames (should not exist) are stored too, never dropped silently
+        dets, trs = det_streams.take(end), tr_streams.take(end)
+        for c in cameras:
+            tw[c].append(trs[c].drop(columns="camera_id"))
+            dw[c].append(dets[c].drop(columns="camera_id"))
         pw.append(pts.take(np.iinfo(np.int64).max))
         w.write_table("association", association, ASSOCIATION)
+        if tracks3d is not None:
+            tw3 = w.table("tracks3d", _table_columns(TRACK3D.empty(), TRACK3D), table=TRACK3D.name)
+            for b in ([tracks3d.sort_values("frame", kind="stable")] if isinstance(tracks3d, pd.DataFrame)
+                      else _sorted_batches(tracks3d, TRACK3D)):
+                tw3.append(TRACK3D.coerce(b))
         if handoffs is not None:
             w.write_table("handoffs", handoffs)
         if rig:
@@ -763,7 +813,8 @@ class Session:
 
     DataFrames: :attr:`detections` (DETECTION), :attr:`tracklets` (TRACKLET2D),
     :attr:`association` (ASSOCIATION, plus ``support`` when written),
-    :attr:`points3d` (POINTS3D, exact), :attr:`handoffs` (or None),
+    :attr:`points3d` (POINTS3D, exact), :attr:`tracks3d_smoothed` (TRACK3D or None),
+    :attr:`handoffs` (or None),
     :meth:`tracks_3d` (long form with ``time_s``), :attr:`videos`.
     numpy: :attr:`tracking` (the dense ``/tracking`` block: ``frame_index (T,)``,
     each :data:`TRACKING_FIELDS` array ``(T, K[, 3])``, ``camera_assignments`` /
@@ -833,6 +884,12 @@ class Session:
             if "points3d" in f:
                 return _read_table(f["points3d"], POINTS3D)
         return _points_from_dense(self.tracking)
+
+    @cached_property
+    def tracks3d_smoothed(self) -> pd.DataFrame | None:
+        """TRACK3D: smoothed, gap-filled tracks (``x_raw..`` raw, ``filled`` flags), or None when not smoothed."""
+        with self._open() as f:
+            return _read_table(f["tracks3d"], TRACK3D) if "tracks3d" in f else None
 
     @cached_property
     def handoffs(self) -> pd.DataFrame | None:

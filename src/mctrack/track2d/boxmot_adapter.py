@@ -184,22 +184,30 @@ def _read_tracker_state(trk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     """
     if hasattr(trk, "lost_stracks"):
         fc = trk.frame_count
+        mtl = trk.max_time_lost
+        ids, matched, visible, det_row, pred = [], [], [], [], []
+        # one pass over the tracks (this runs every frame; keep Python work per track minimal).
+        # Matched = an active track updated in this frame; lost tracks are the coasted ones.
         n_act = len(trk.active_tracks)
-        tracks = list(trk.active_tracks) + list(trk.lost_stracks)
-        n = len(tracks)
-        ids = np.fromiter((t.id for t in tracks), np.int64, n)
-        matched = np.fromiter((i < n_act and t.frame_id == fc for i, t in enumerate(tracks)), bool, n)
-        last = np.fromiter((t.frame_id for t in tracks), np.int64, n)
-        removed = np.fromiter((t.state == t.removed_state for t in tracks), bool, n)
-        visible = matched | (~removed & (fc - last <= trk.max_time_lost))
-        det_row = np.full(n, -1, np.int64)
-        pred = np.zeros((n, 4), np.float32)
-        for i, t in enumerate(tracks):
-            if matched[i]:
-                det_row[i] = round(float(t.det_ind))
-            elif visible[i]:
-                pred[i] = np.asarray(t.xyxy, dtype=np.float64)[:4]
-        return ids, matched, visible, det_row, pred
+        for i, t in enumerate((*trk.active_tracks, *trk.lost_stracks)):
+            ids.append(t.id)
+            if i < n_act and t.frame_id == fc:
+                matched.append(True)
+                visible.append(True)
+                det_row.append(round(float(t.det_ind)))
+                continue
+            matched.append(False)
+            vis = t.state != t.removed_state and fc - t.frame_id <= mtl
+            visible.append(vis)
+            det_row.append(-1)
+            if vis:
+                pred.append((len(ids) - 1, t.xyxy))
+        n = len(ids)
+        p = np.zeros((n, 4), np.float32)
+        if pred:
+            p[[i for i, _ in pred]] = np.asarray([np.asarray(b, np.float64)[:4] for _, b in pred])
+        return (np.asarray(ids, np.int64), np.asarray(matched, bool), np.asarray(visible, bool),
+                np.asarray(det_row, np.int64), p)
     tracks = list(trk.active_tracks)
     n = len(tracks)
     ids = np.fromiter((t.id for t in tracks), np.int64, n)

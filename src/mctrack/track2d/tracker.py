@@ -18,10 +18,10 @@ from .boxmot_adapter import _RESERVED_PARAMS, TRACKERS, BoxmotTracker, allowed_p
 __all__ = ["TRACKERS", "Tracker2D", "TrackerConfig", "track_chunk"]
 
 # Defaults (documented in TrackerConfig).
-DEFAULT_KIND = "bytetrack"
+DEFAULT_KIND = "botsort"
 DEFAULT_N_INIT = 3
 DEFAULT_COAST_SECONDS = 1.0
-DEFAULT_DET_THRESH = 0.5
+DEFAULT_DET_THRESH = 0.6
 DEFAULT_FPS = 30.0
 
 # ---------------------------------------------------------------------------
@@ -35,10 +35,14 @@ class TrackerConfig:
     Attributes
     ----------
     kind : str
-        Tracker in :data:`TRACKERS`: ``"bytetrack"`` (default; ByteTrack, two-stage
-        association that also uses low-score detections), ``"ocsort"``
-        (OC-SORT), ``"botsort"`` (BoT-SORT; no camera-motion compensation), or
-        the other kinds listed in :data:`TRACKERS`.
+        Tracker in :data:`TRACKERS`: ``"botsort"`` (default; BoT-SORT without
+        camera-motion compensation: ByteTrack's two-stage association that also
+        uses low-score detections, a Kalman filter on box width/height, and
+        appearance when ``reid`` is set), ``"bytetrack"`` (ByteTrack),
+        ``"ocsort"`` (OC-SORT). BoT-SORT reports higher HOTA/IDF1 than
+        ByteTrack on MOT17/MOT20 (Aharon et al., 2022, table 5) and was the best
+        of the three here on TUD-Campus with YOLOv8n detections (see
+        ``benchmarks/bench_tracking_accuracy.py``).
     n_init : int
         Probation length: number of matched detections (in total, consecutive or
         not) before a track is confirmed and its rows are emitted. ``>= 1``.
@@ -54,12 +58,14 @@ class TrackerConfig:
         first association stage and may start a new track; in ``[0, 1)``.
         Lower-scoring detections (down to boxmot's ``min_conf``, 0.1) are used by
         the second (BYTE) stage of ByteTrack / BoT-SORT, so the detector should
-        keep them (``detect.*.conf`` 0.1). Default 0.5: the ByteTrack paper's
-        high-score threshold is 0.6 with ``det_thresh + 0.1`` for new tracks
-        (Zhang et al., ECCV 2022, sec. 4.1); boxmot's default ``track_thresh``
-        0.45; 0.5 is between them and scored best of {0.3, 0.4, 0.45, 0.5, 0.6}
-        on GT-derived noisy detections of the synthetic scene and on
-        TUD-Campus (see ``benchmarks/bench_tracking_accuracy.py``).
+        keep them (``detect.*.conf`` 0.1). Default 0.6: the high-score threshold
+        of the ByteTrack and BoT-SORT papers for YOLO-family person detectors
+        (Zhang et al., ECCV 2022, sec. 4.1; Aharon et al., 2022, sec. 4.2);
+        boxmot's own defaults are 0.45 (ByteTrack) / 0.5 (BoT-SORT). The best
+        value depends on the detector's score calibration: with YOLOv8n on
+        TUD-Campus 0.6 beat 0.3-0.5; on the synthetic walkers
+        (``benchmarks/walkers.py``, whose scores are not a real detector's)
+        0.4-0.5 did. For BoT-SORT it also sets ``new_track_thresh``.
     reid : str or None
         Path of an OSNet-style ReID model in ONNX format (e.g.
         ``osnet_x0_25_msmt17.onnx``); when set, every detection gets an
