@@ -101,7 +101,8 @@ def mouse_figures() -> None:
                         "z": s["centroid_3d"][fr, k, 2]})
     import glob
 
-    trk = pd.concat([pd.read_parquet(f) for f in sorted(glob.glob("results/mouse_arena/track_2d/*/*.parquet"))])
+    chunks = sorted(glob.glob("results/mouse_arena/track_2d/*/[0-9][0-9][0-9][0-9].parquet"))
+    trk = pd.concat([pd.read_parquet(f) for f in chunks])
     asc = pd.read_parquet("results/mouse_arena/associate/association.parquet")
     rows = trk[trk.frame_status == "detected"].merge(asc, on=["camera_id", "track_id"])
     ids = rows.groupby("frame")["global_id"].nunique().reindex(range(T), fill_value=0).to_numpy()

@@ -87,7 +87,8 @@ def test_pose2sim_from_qualisys_calibration(tmp_path):
 
     cfg = yaml.safe_load((REPO / "config/pose2sim_qca.yaml").read_text())  # association / triangulation settings
     wd = board_config_run(tmp_path, "pose2sim_qca", max_frames=30, chunk_frames=30)
-    trk = read_tables(sorted(glob.glob(str(wd / "results/pose2sim_qca/track_2d/*/*.parquet"))), TRACKLET2D)
+    chunks = glob.glob(str(wd / "results/pose2sim_qca/track_2d/*/[0-9][0-9][0-9][0-9].parquet"))
+    trk = read_tables(sorted(chunks), TRACKLET2D)
     qca = load_calibration(shared_path("data", "pose2sim_multiperson", "Calib.qca.txt"))
     toml = load_calibration(shared_path("data", "pose2sim_multiperson", "Calib_scene.toml"))
     rigs = {"qca": dict(qca), "toml": {k: find_camera(toml, k) for k in qca}}

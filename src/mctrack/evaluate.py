@@ -125,8 +125,6 @@ def _select_tracklet_rows(tr: pd.DataFrame, include_coasted: str) -> pd.DataFram
 
 def _eval_camera(tr: pd.DataFrame, gt: pd.DataFrame) -> dict:
     """TrackEval HOTA / CLEAR / Identity of one camera (tracker rows already selected)."""
-    from trackeval.metrics import CLEAR, HOTA, Identity
-
     g_frame = gt["frame"].to_numpy(np.int64)
     g_id = gt["id"].to_numpy(np.int64)
     g_box = gt[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
@@ -162,41 +160,7 @@ def _eval_camera(tr: pd.DataFrame, gt: pd.DataFrame) -> dict:
         tr_ids.append(tid)
         sims.append(sim[gval])
 
-    # relabel ids to 0..n-1 as TrackEval's datasets do
-    all_g = np.unique(np.concatenate(gt_ids)) if gt_ids else np.empty(0, np.int64)
-    all_t = np.unique(np.concatenate(tr_ids)) if tr_ids else np.empty(0, np.int64)
-    data = {
-        "gt_ids": [np.searchsorted(all_g, x).astype(int) for x in gt_ids],
-        "tracker_ids": [np.searchsorted(all_t, x).astype(int) for x in tr_ids],
-        "similarity_scores": sims,
-        "num_gt_ids": len(all_g),
-        "num_tracker_ids": len(all_t),
-        "num_gt_dets": int(sum(len(x) for x in gt_ids)),
-        "num_tracker_dets": int(sum(len(x) for x in tr_ids)),
-        "num_timesteps": len(frames),
-    }
-    cfg = {"THRESHOLD": IOU_THRESHOLD, "PRINT_CONFIG": False}
-    hota = HOTA().eval_sequence(data)
-    clear = CLEAR(dict(cfg)).eval_sequence(data)
-    ident = Identity(dict(cfg)).eval_sequence(data)
-    return {
-        "HOTA": float(np.mean(hota["HOTA"])),
-        "DetA": float(np.mean(hota["DetA"])),
-        "AssA": float(np.mean(hota["AssA"])),
-        "LocA": float(np.mean(hota["LocA"])),
-        "IDF1": float(ident["IDF1"]),
-        "IDP": float(ident["IDP"]),
-        "IDR": float(ident["IDR"]),
-        "MOTA": float(clear["MOTA"]),
-        "MOTP": float(clear["MOTP"]),
-        "IDSW": int(clear["IDSW"]),
-        "FP": int(clear["CLR_FP"]),
-        "FN": int(clear["CLR_FN"]),
-        "n_gt_ids": int(data["num_gt_ids"]),
-        "n_tracks": int(data["num_tracker_ids"]),
-        "n_gt_dets": int(data["num_gt_dets"]),
-        "n_tracker_dets": int(data["num_tracker_dets"]),
-    }
+    return _trackeval_scores(gt_ids, tr_ids, sims, IOU_THRESHOLD)
 
 
 def evaluate_2d(tracklets: pd.DataFrame, gt: pd.DataFrame | Mapping[str, pd.DataFrame],

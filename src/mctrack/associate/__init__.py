@@ -181,7 +181,7 @@ def _run(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None, cfg: Associ
         if feedback and cfg.reproject:
             if stitch_sup:  # labels changed: solve the points of the joined groups again
                 pts = group_points(idx, labels, cams)
-            tr = reprojected_rows(idx, labels, pts, cams, tr)
+            tr = reprojected_rows(idx, labels, pts, cams, tr, cfg.reproject_min_cameras)
     # support per group (before numbering; stitching links count as links)
     G = int(labels.max()) + 1 if len(labels) else 0
     support = np.full(G, np.nan)

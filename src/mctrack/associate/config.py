@@ -61,6 +61,8 @@ class AssociationConfig:
     ``reproject``: add ``"reprojected"`` rows where a camera that shows a
     target's tracklet has no row but its 3D point projects into the image
     (default True).
+    ``reproject_min_cameras``: cameras a 3D point needs before it is
+    reprojected into a camera that missed it (default 2).
     """
 
     distance_scale: float | None = None
@@ -79,6 +81,7 @@ class AssociationConfig:
     split_min_frames: int = 8
     stitch_max_gap: int = 60
     reproject: bool = True
+    reproject_min_cameras: int = 2
     # accepted for old configs; no longer used (the vote thresholds were replaced by the soft score)
     min_votes: int | None = None
     min_vote_ratio: float | None = None

@@ -66,7 +66,7 @@ def group_points(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera]) -> 
     X = np.full((G, 3), np.nan)
     ok = n_cam >= 2
     X[ok] = _solve3(S[ok], b[ok])
-    out = {"frame": uk // nG, "group": uk % nG, "X": X}
+    out = {"frame": uk // nG, "group": uk % nG, "X": X, "n": n_cam}
     return out
 
 
@@ -339,10 +339,10 @@ def _velocity(f: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 def reprojected_rows(idx: TrackletIndex, labels: np.ndarray, pts: dict, cams: list[Camera],
-                     tracklets: pd.DataFrame) -> pd.DataFrame:
+                     tracklets: pd.DataFrame, min_cameras: int = 2) -> pd.DataFrame:
     """TRACKLET2D table with coasted/missing rows of tracked targets replaced by reprojections (see module docstring)."""
     keys = idx.keys
-    ok = np.isfinite(pts["X"]).all(1)
+    ok = np.isfinite(pts["X"]).all(1) & (pts["n"] >= min_cameras)
     if not ok.any():
         return tracklets
     pf, pg, PX = pts["frame"][ok], pts["group"][ok], pts["X"][ok]
