@@ -146,3 +146,13 @@ def test_chunked_equals_unchunked_with_reid(kind, tmp_path):
     assert b"onnxruntime" not in blob and b"InferenceSession" not in blob
     with pytest.raises(InputError, match="no video"):
         track_chunk(cfg, _tud_detections(), 0, 5, "cam", None, tmp_path / "x.state", tmp_path / "x.parquet")
+
+
+def test_auto_refinement_is_off_only_for_calibrated_multi_camera_sessions():
+    cfg = RefineConfig.from_dict({})
+    assert cfg.enabled == "auto"
+    assert cfg.resolve(multi_view=True).enabled is False  # association + 3D stitching bridge the gaps
+    assert cfg.resolve(multi_view=False).enabled is True  # one camera: refinement is the only linker
+    assert RefineConfig.from_dict({"enabled": True}).resolve(multi_view=True).enabled is True
+    with pytest.raises(InputError, match="track_2d.refine.enabled"):
+        RefineConfig.from_dict({"enabled": "sometimes"})

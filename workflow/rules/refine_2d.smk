@@ -9,5 +9,6 @@ rule refine_2d:
     params:
         refine=config["track_2d"].get("refine") or {},
         fps=lambda wc: PLANS[wc.session].fps,
+        multi_view=lambda wc: PLANS[wc.session].calibrated,
     script:
         "../scripts/refine_2d.py"

@@ -3,9 +3,9 @@ from mctrack.log import setup_logging
 from mctrack.track2d import RefineConfig, refine_camera
 
 log = setup_logging(snakemake.log[0], "mctrack.refine_2d")
-cfg = RefineConfig.from_dict(snakemake.params.refine)
+cfg = RefineConfig.from_dict(snakemake.params.refine).resolve(snakemake.params.multi_view)
 out = refine_camera(list(snakemake.input.chunks), snakemake.output[0], snakemake.params.fps, cfg,
                     list(snakemake.input.embeddings), camera_id=snakemake.wildcards.camera)
 counts = out["frame_status"].value_counts().to_dict()
 log.info("%s: %d refined rows, %d tracks (%s; refinement %s)", snakemake.wildcards.camera, len(out),
-         out["track_id"].nunique(), counts, "on" if cfg.enabled else "off")
+         out["track_id"].nunique(), counts, "on" if cfg.enabled else "off (calibrated multi-camera session: association bridges gaps)" if snakemake.params.multi_view else "off")
