@@ -104,8 +104,14 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def _select_tracklet_rows(tr: pd.DataFrame, include_coasted: str) -> pd.DataFrame:
-    """Keep the tracker rows to evaluate according to ``include_coasted``."""
+def select_tracklet_rows(tr: pd.DataFrame, include_coasted: str) -> pd.DataFrame:
+    """TRACKLET2D rows to score (and to export) under ``include_coasted``.
+
+    ``"none"``: detected rows only; ``"all"``: every row; ``"bridged"``:
+    detected rows plus non-detected rows between a track's first and last
+    detected frame (coasting that ended in a re-detection). Shared by
+    evaluation and the MOTChallenge export so both count the same rows.
+    """
     detected = tr["frame_status"].astype(str).to_numpy() == "detected"
     if include_coasted == "all":
         return tr
@@ -222,7 +228,7 @@ def evaluate_2d(tracklets: pd.DataFrame, gt: pd.DataFrame | Mapping[str, pd.Data
     if tr.duplicated(["camera_id", "track_id", "frame"]).any():
         raise InputError(None, "Tracklet2D", "several rows for one (camera_id, track_id, frame)",
                          "pass each track's rows once (do not concatenate a chunk twice)")
-    tr = _select_tracklet_rows(tr, include_coasted)
+    tr = select_tracklet_rows(tr, include_coasted)
 
     if isinstance(gt, Mapping):
         gts = {str(k): v for k, v in gt.items()}

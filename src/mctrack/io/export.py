@@ -51,7 +51,7 @@ def export_mot(session: Session | str | os.PathLike, out_dir: str | os.PathLike,
     ``"bridged"``). A camera without tracklets gets an empty file. Raises
     InputError for an unknown ``ids``.
     """
-    from ..evaluate import INCLUDE_COASTED, _select_tracklet_rows
+    from ..evaluate import INCLUDE_COASTED, select_tracklet_rows
 
     s = _session(session)
     if ids not in MOT_IDS:
@@ -61,7 +61,7 @@ def export_mot(session: Session | str | os.PathLike, out_dir: str | os.PathLike,
     if include_coasted not in INCLUDE_COASTED:
         raise InputError(None, "include_coasted", f"unknown value {include_coasted!r}",
                          f"use one of {list(INCLUDE_COASTED)}")
-    tr = _select_tracklet_rows(s.tracklets, include_coasted)
+    tr = select_tracklet_rows(s.tracklets, include_coasted)
     if ids == "global":
         tr = tr.merge(s.association[["camera_id", "track_id", "global_id"]], on=["camera_id", "track_id"],
                       how="left")
