@@ -1,0 +1,451 @@
+"""Association by per-frame 3D tracking of detections (``associate.method: frames``).
+
+The tracklet method (:mod:`.evidence`, :mod:`.solve`) groups whole 2D
+tracklets, so an identity switch inside one camera's tracklet (two fish
+crossing, a merged blob) becomes a wrong group or needs splitting afterwards.
+This method decides identity where it is most reliable — in 3D, frame by
+frame — and uses the 2D tracklets only as a tie-breaker:
+
+1. **Predict** every 3D track with a constant-velocity Kalman filter (one
+   ``(2, 2)`` position/velocity covariance per track, shared by the three
+   axes; white-noise acceleration ``σ_a = motion_noise × target size`` per
+   frame², Bar-Shalom et al. 2001, *Estimation with Applications to Tracking
+   and Navigation*, §6.3.2) and project it into every camera.
+2. **Assign**, per camera, the frame's detected rows to the projected tracks
+   at minimum total cost (``scipy.optimize.linear_sum_assignment``); the cost
+   of a row and a track is the squared normalised image distance
+   ``(d / τ)²`` with ``τ² = (box_fraction·s)² + centroid_sigma² + σ_pred²``
+   (``s = sqrt(w·h)`` of the row's box, px; ``σ_pred`` the track's predicted
+   position std projected to px), gated at ``d ≤ gate·τ``, minus
+   ``continuity_bonus`` when the row's 2D tracklet was assigned to that track
+   within the last ``continuity_frames`` frames.
+3. **Update**: each track's rows are triangulated (least-squares ray
+   intersection, the N-view midpoint method); a row whose reprojection from
+   the others is outside the gate is dropped (one pass). Two or more rays give
+   a 3D measurement; one ray gives the point on that ray nearest to the
+   prediction. Tracks with no row coast.
+4. **Birth**: rows left unassigned in ≥ 2 cameras are paired across cameras
+   (ray midpoint within the gate in both images), extended by the nearest
+   unassigned row of every other camera within the gate, and accepted
+   greedily by number of cameras, then cost. A new track is *tentative* until
+   it has had ≥ 2 cameras in ``n_init`` consecutive frames; a tentative track
+   that misses one is dropped and its rows return to unassigned (this
+   removes ghost points where two targets' rays cross).
+5. **Death**: a track with no 2-camera update for ``max_coast_frames``
+   frames ends; a confirmed track that stays within a quarter target size of
+   an older one for ``n_init + 10`` frames is a duplicate and ends. A target
+   that every camera lost and that reappears gets a new track, which
+   :func:`~mctrack.associate.refine.stitch_groups` joins again.
+
+Each detected row ends with the track it was assigned to (or -1). The rows
+of one 2D tracklet are then cut into pieces of constant track
+(:func:`tracklet_pieces`): unassigned and coasted rows take the track of the
+rows around them in the same tracklet, and runs shorter than ``min_run``
+rows are absorbed by their neighbours. Each piece becomes one tracklet of
+the ASSOCIATION table (``parent_track_id`` = the tracker's track id), so the
+downstream tables are unchanged.
+
+Cost: one Python iteration per frame with numpy work over that frame's rows
+and tracks (no per-target loop); memory is that of the rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from ..calibration import Camera
+from .config import AssociationConfig
+from .data import TrackletIndex
+from .evidence import closest_points
+from .refine import _ray_sums, _runs, _segment, _solve3
+
+_BIG = 1e12
+
+
+class _Tracks:
+    """Struct of arrays of 3D tracks (capacity grows by doubling)."""
+
+    def __init__(self, cap: int = 64):
+        self.n = 0
+        self.X = np.zeros((cap, 3))
+        self.V = np.zeros((cap, 3))
+        self.P = np.zeros((cap, 2, 2))
+        self.size = np.zeros(cap)          # target size, m (EMA)
+        self.alive = np.zeros(cap, bool)
+        self.confirmed = np.zeros(cap, bool)
+        self.streak = np.zeros(cap, np.int64)   # consecutive frames with >= 2 cameras
+        self.last_multi = np.zeros(cap, np.int64)  # last frame with >= 2 cameras
+        self.born = np.zeros(cap, np.int64)
+        self.close = np.zeros(cap, np.int64)    # consecutive frames near an older track
+
+    def add(self, X: np.ndarray, size: np.ndarray, frame: int, p0: np.ndarray) -> np.ndarray:
+        m = len(X)
+        while self.n + m > len(self.alive):
+            for name in ("X", "V", "P", "size", "alive", "confirmed", "streak", "last_multi", "born", "close"):
+                a = getattr(self, name)
+                setattr(self, name, np.concatenate([a, np.zeros_like(a)]))
+        ids = np.arange(self.n, self.n + m)
+        self.n += m
+        self.X[ids], self.V[ids], self.size[ids] = X, 0.0, size
+        self.P[ids] = p0
+        self.alive[ids], self.confirmed[ids] = True, False
+        self.streak[ids], self.last_multi[ids], self.born[ids], self.close[ids] = 1, frame, frame, 0
+        return ids
+
+
+def _project(cam: Camera, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Projection ``(M, 2)`` px (NaN outside the image or behind) and depth ``(M,)`` m of world points."""
+    uv = cam.project(X)
+    depth = cam.world_to_camera(X)[:, 2]
+    W, H = cam.size
+    out = ~(np.isfinite(uv).all(1) & (uv[:, 0] >= -0.5) & (uv[:, 0] < W) & (uv[:, 1] >= -0.5) & (uv[:, 1] < H))
+    uv[out] = np.nan
+    return uv, depth
+
+
+def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """3D tracks of the detected rows of ``idx`` (see module docstring).
+
+    Parameters
+    ----------
+    idx : rows of all calibrated cameras (``idx.camera_names[c]`` is ``cams[c]``).
+    cams : cameras in ``idx.camera_names`` order, world unit m.
+    cfg : uses ``gate, box_fraction, centroid_sigma, continuity_bonus,
+        continuity_frames, n_init, max_coast_frames, motion_noise``.
+
+    Returns
+    -------
+    track : (N,) int64 per row of ``idx``: the confirmed 3D track of a
+        detected row, -1 for unassigned detected rows, -2 for rows that are
+        not detected.
+    cost : (N,) float64 normalised image distance ``d / τ`` of the row to its
+        track's prediction (NaN when unassigned).
+    """
+    N = len(idx.frame)
+    track = np.full(N, -2, np.int64)
+    cost = np.full(N, np.nan)
+    det = np.flatnonzero(idx.detected)
+    track[det] = -1
+    if not det.size:
+        return track, cost
+    cam_of = idx.keys["cam"].to_numpy()[idx.tk]
+    o_all, d_all = idx.row_rays(dict(zip(idx.camera_names, cams)))
+    order = det[np.lexsort((cam_of[det], idx.frame[det]))]
+    fr = idx.frame[order]
+    frames, starts = np.unique(fr, return_index=True)
+    ends = np.r_[starts[1:], len(order)]
+    size_px = np.sqrt(np.abs(idx.w * idx.h))
+    f_px = np.array([0.5 * (c.K[0, 0] + c.K[1, 1]) for c in cams])
+    C = len(cams)
+    T = _Tracks()
+    gate = cfg.gate
+    bf, sc = cfg.box_fraction, cfg.centroid_sigma
+    K = len(idx.keys)
+    last_track = np.full(K, -1, np.int64)   # per tracklet: track of its last assigned row and when
+    last_frame = np.full(K, -10 ** 9, np.int64)
+    prev_t = None
+    for t, a, b in zip(frames, starts, ends):
+        rows = order[a:b]
+        rc = cam_of[rows]
+        uv = np.column_stack([idx.cx[rows], idx.cy[rows]])
+        act = np.flatnonzero(T.alive[:T.n])
+        assigned = np.full(len(rows), -1, np.int64)
+        dn = np.full(len(rows), np.nan)
+        step = 1 if prev_t is None else int(t - prev_t)
+        prev_t = t
+        if act.size:
+            _predict(T, act, step, cfg.motion_noise)
+            proj = [None] * C
+            for c in np.unique(rc):
+                sel = np.flatnonzero(rc == c)
+                uvp, depth = _project(cams[c], T.X[act])
+                proj[c] = (uvp, depth)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    sp = np.sqrt(T.P[act, 0, 0]) * f_px[c] / depth
+                tau = np.sqrt((bf * size_px[rows[sel]])[:, None] ** 2 + sc ** 2 + sp[None, :] ** 2)
+                dist = np.hypot(uv[sel, 0, None] - uvp[None, :, 0], uv[sel, 1, None] - uvp[None, :, 1]) / tau
+                ok = np.isfinite(dist) & (dist <= gate) & (depth > 0)[None, :]
+                if not ok.any():
+                    continue
+                c2 = dist ** 2
+                tk = idx.tk[rows[sel]]
+                cont = (last_track[tk][:, None] == act[None, :]) & \
+                    ((t - last_frame[tk]) <= cfg.continuity_frames)[:, None]
+                c2 = c2 - cfg.continuity_bonus * cont
+                c2 = np.where(ok, c2, _BIG)
+                ri, ji = linear_sum_assignment(c2)
+                keep = c2[ri, ji] < _BIG
+                assigned[sel[ri[keep]]] = act[ji[keep]]
+                dn[sel[ri[keep]]] = dist[ri[keep], ji[keep]]
+            _update(T, rows, rc, assigned, dn, uv, o_all, d_all, cams, size_px, f_px, cfg, t)
+        # births from the rows nobody claimed
+        free = np.flatnonzero(assigned < 0)
+        if free.size >= 2 and len(np.unique(rc[free])) >= 2:
+            groups = _births(rows[free], rc[free], uv[free], o_all, d_all, cams, size_px, cfg)
+            for grp_rows, X, sz in groups:
+                p0 = np.array([[(0.25 * sz) ** 2, 0.0], [0.0, (0.5 * sz) ** 2]])
+                j = int(T.add(X[None], np.array([sz]), int(t), p0)[0])
+                pos = np.flatnonzero(np.isin(rows, grp_rows))
+                assigned[pos] = j
+                dn[pos] = 0.0
+        # bookkeeping of tentative tracks and deaths
+        _bookkeeping(T, t, cfg, assigned)
+        hit = assigned >= 0
+        track[rows[hit]] = assigned[hit]
+        cost[rows[hit]] = dn[hit]
+        tk = idx.tk[rows[hit]]
+        last_track[tk] = assigned[hit]
+        last_frame[tk] = t
+    # rows of tracks never confirmed are unassigned
+    conf = np.zeros(T.n + 1, bool)
+    conf[:T.n] = T.confirmed[:T.n]
+    bad = (track >= 0) & ~conf[np.where(track >= 0, track, T.n)]
+    track[bad] = -1
+    cost[bad] = np.nan
+    return track, cost
+
+
+def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> None:
+    """Constant-velocity prediction over ``step`` frames (discrete white-noise acceleration)."""
+    dt = float(step)
+    T.X[act] += T.V[act] * dt
+    F = np.array([[1.0, dt], [0.0, 1.0]])
+    Q = np.array([[dt ** 4 / 4, dt ** 3 / 2], [dt ** 3 / 2, dt ** 2]])
+    qa = (motion_noise * T.size[act]) ** 2
+    T.P[act] = F @ T.P[act] @ F.T + qa[:, None, None] * Q
+
+
+def _update(T: _Tracks, rows, rc, assigned, dn, uv, o_all, d_all, cams, size_px, f_px, cfg, t) -> None:
+    """Triangulate each track's rows, drop the worst row outside the gate, Kalman-update the tracks."""
+    hit = np.flatnonzero(assigned >= 0)
+    if not hit.size:
+        return
+    for _ in range(2):
+        tr_ids, gi = np.unique(assigned[hit], return_inverse=True)
+        S, bb, n = _ray_sums(gi, o_all[rows[hit]], d_all[rows[hit]], len(tr_ids))
+        Xm = np.full((len(tr_ids), 3), np.nan)
+        multi = n >= 2
+        Xm[multi] = _solve3(S[multi], bb[multi])
+        # reprojection check of multi-camera tracks: drop each track's worst row if it is beyond the gate
+        e_all = np.zeros(len(hit))
+        for c in np.unique(rc[hit]):
+            sel = np.flatnonzero(rc[hit] == c)
+            g = gi[sel]
+            good = multi[g] & np.isfinite(Xm[g]).all(1)
+            if not good.any():
+                continue
+            k = sel[good]
+            r = rows[hit[k]]
+            tau = np.sqrt((cfg.box_fraction * size_px[r]) ** 2 + cfg.centroid_sigma ** 2)
+            e = np.hypot(*(uv[hit[k]] - cams[c].project(Xm[g[good]])).T) / tau
+            e_all[k] = np.where(np.isfinite(e), e, np.inf)
+        worst = np.zeros(len(tr_ids))
+        np.maximum.at(worst, gi, e_all)
+        bad = (e_all > cfg.gate) & (e_all == worst[gi])
+        _, first_bad = np.unique(gi[bad], return_index=True)  # one row per track
+        worst_row = hit[np.flatnonzero(bad)[first_bad]]
+        drop = worst_row
+        if not drop.size:
+            break
+        assigned[drop] = -1
+        dn[drop] = np.nan
+        hit = np.flatnonzero(assigned >= 0)
+        if not hit.size:
+            return
+    tr_ids, gi = np.unique(assigned[hit], return_inverse=True)
+    r = rows[hit]
+    S, bb, n = _ray_sums(gi, o_all[r], d_all[r], len(tr_ids))
+    Xm = np.full((len(tr_ids), 3), np.nan)
+    multi = n >= 2
+    Xm[multi] = _solve3(S[multi], bb[multi])
+    single = ~multi | ~np.isfinite(Xm).all(1)
+    if single.any():  # one ray: its point nearest to the prediction
+        first = np.zeros(len(tr_ids), np.int64)
+        first[gi[::-1]] = np.arange(len(gi))[::-1]
+        o, d = o_all[r[first[single]]], d_all[r[first[single]]]
+        Xp = T.X[tr_ids[single]]
+        s = np.einsum("ij,ij->i", Xp - o, d)
+        Xm[single] = o + np.maximum(s, 0)[:, None] * d
+    # target size in m from the rows (box size px * depth / f), EMA
+    depth = np.einsum("ij,ij->i", Xm[gi] - o_all[r], d_all[r])
+    sz = size_px[r] * np.maximum(depth, 0) / f_px[rc[hit]]
+    sz_t = np.bincount(gi, weights=sz, minlength=len(tr_ids)) / np.maximum(np.bincount(gi, minlength=len(tr_ids)), 1)
+    T.size[tr_ids] = np.where(T.size[tr_ids] > 0, 0.9 * T.size[tr_ids] + 0.1 * sz_t, sz_t)
+    # Kalman update, isotropic measurement noise (m): 0.15 target sizes for a multi-camera point,
+    # 0.3 along the unobserved depth of a single ray (its residual there is zero anyway)
+    rm = np.where(multi & ~single, 0.15, 0.3) * T.size[tr_ids]
+    P = T.P[tr_ids]
+    Sx = P[:, 0, 0] + rm ** 2
+    Kg = P[:, :, 0] / Sx[:, None]                   # (M, 2)
+    innov = Xm - T.X[tr_ids]
+    T.X[tr_ids] += Kg[:, 0, None] * innov
+    T.V[tr_ids] += Kg[:, 1, None] * innov
+    T.P[tr_ids] = P - Kg[:, :, None] * P[:, None, 0, :]
+    m = tr_ids[multi & ~single]
+    T.streak[m] += 1
+    T.last_multi[m] = t
+    s1 = tr_ids[~(multi & ~single)]
+    T.streak[s1] = 0
+
+
+def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarray) -> None:
+    """Confirm tentative tracks, drop failed ones, end lost tracks and duplicates."""
+    act = np.flatnonzero(T.alive[:T.n])
+    if not act.size:
+        return
+    born_now = T.born[act] == t
+    multi_now = T.last_multi[act] == t
+    tent = act[~T.confirmed[act] & ~born_now]
+    fail = tent[~multi_now[~T.confirmed[act] & ~born_now]]
+    T.alive[fail] = False
+    assigned[np.isin(assigned, fail)] = -1
+    newc = act[~T.confirmed[act] & (T.streak[act] >= cfg.n_init) & T.alive[act]]
+    T.confirmed[newc] = True
+    lost = act[T.confirmed[act] & (t - T.last_multi[act] > cfg.max_coast_frames)]
+    T.alive[lost] = False
+    # duplicates: two confirmed tracks within a quarter target size for n_init + 10 frames
+    live = act[T.alive[act] & T.confirmed[act]]
+    if live.size >= 2:
+        D = np.linalg.norm(T.X[live, None] - T.X[None, live], axis=2)
+        thr = 0.25 * np.minimum(T.size[live, None], T.size[None, live])
+        near = (D < thr) & ~np.eye(len(live), dtype=bool)
+        younger = T.born[live, None] > T.born[None, live]
+        younger |= (T.born[live, None] == T.born[None, live]) & (live[:, None] > live[None, :])
+        is_dup = (near & younger).any(1)
+        T.close[live] = np.where(is_dup, T.close[live] + 1, 0)
+        T.alive[live[T.close[live] > cfg.n_init + 10]] = False
+
+
+def _births(rows, rc, uv, o_all, d_all, cams, size_px, cfg) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """New 3D points from unassigned rows of ≥ 2 cameras: ``[(rows, X (3,), size m)]`` (see module docstring)."""
+    cam_list = np.unique(rc)
+    tau = np.sqrt((cfg.box_fraction * size_px[rows]) ** 2 + cfg.centroid_sigma ** 2)
+    cands = []
+    for ia, ca in enumerate(cam_list):
+        for cb in cam_list[ia + 1:]:
+            A = np.flatnonzero(rc == ca)
+            B = np.flatnonzero(rc == cb)
+            ia_, ib_ = np.repeat(A, len(B)), np.tile(B, len(A))
+            ra, rb = rows[ia_], rows[ib_]
+            _, s, tt, Xm = closest_points(o_all[ra], d_all[ra], o_all[rb], d_all[rb])
+            front = (s > 0) & (tt > 0)
+            ea = np.hypot(*(cams[ca].project(Xm) - uv[ia_]).T) / tau[ia_]
+            eb = np.hypot(*(cams[cb].project(Xm) - uv[ib_]).T) / tau[ib_]
+            ok = front & (ea <= cfg.gate) & (eb <= cfg.gate)
+            for i, j, X, e in zip(ia_[ok], ib_[ok], Xm[ok], np.maximum(ea, eb)[ok]):
+                cands.append((i, j, X))
+    if not cands:
+        return []
+    # extend each pair by the nearest free row of every other camera within the gate
+    ext = []
+    for i, j, X in cands:
+        members = [i, j]
+        for c in cam_list:
+            if c in (rc[i], rc[j]):
+                continue
+            sel = np.flatnonzero(rc == c)
+            p = cams[c].project(X[None])[0]
+            e = np.hypot(uv[sel, 0] - p[0], uv[sel, 1] - p[1]) / tau[sel]
+            if np.isfinite(e).any() and np.nanmin(e) <= cfg.gate:
+                members.append(int(sel[np.nanargmin(e)]))
+        m = np.array(members)
+        r = rows[m]
+        S, bb, _ = _ray_sums(np.zeros(len(m), np.int64), o_all[r], d_all[r], 1)
+        Xn = _solve3(S, bb)[0]
+        if not np.isfinite(Xn).all():
+            continue
+        errs = np.array([np.hypot(*(cams[rc[k]].project(Xn[None])[0] - uv[k])) / tau[k] for k in m])
+        if not (errs <= cfg.gate).all():
+            m, Xn, errs = np.array([i, j]), X, errs[:2]
+        ext.append((len(m), float(errs.mean()), m, Xn))
+    ext.sort(key=lambda e: (-e[0], e[1]))
+    used = np.zeros(len(rows), bool)
+    out = []
+    for _, _, m, X in ext:
+        if used[m].any():
+            continue
+        used[m] = True
+        r = rows[m]
+        depth = np.einsum("ij,ij->i", X[None] - o_all[r], d_all[r])
+        f = np.array([0.5 * (cams[c].K[0, 0] + cams[c].K[1, 1]) for c in rc[m]])
+        out.append((r, X, float(np.median(size_px[r] * depth / f))))
+    return out
+
+
+def tracklet_pieces(idx: TrackletIndex, track: np.ndarray, min_run: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut every 2D tracklet where its rows' 3D track changes.
+
+    Parameters
+    ----------
+    idx : the rows (sorted by tracklet, frame).
+    track : (N,) from :func:`track_detections` (-1 unassigned, -2 not detected).
+    min_run : detected rows a run of one track needs to stand on its own;
+        shorter runs take their longer neighbour's track.
+
+    Returns
+    -------
+    piece : (N,) int64 piece number per row, unique over the session
+        (consecutive rows of one tracklet with one track).
+    piece_track : (n_pieces,) int64 3D track of each piece, -1 for a piece
+        no 3D track claimed (rows of a tracklet that never met one).
+    """
+    lab = track.copy()
+    N = len(lab)
+    piece = np.zeros(N, np.int64)
+    piece_track: list[int] = []
+    if not N:
+        return piece, np.zeros(0, np.int64)
+    bounds = np.r_[0, np.flatnonzero(np.diff(idx.tk)) + 1, N]
+    nxt = 0
+    for lo, hi in zip(bounds[:-1], bounds[1:]):  # per tracklet; the work inside is vectorised
+        v = lab[lo:hi]
+        known = v >= 0
+        if not known.any():
+            piece[lo:hi] = nxt
+            piece_track.append(-1)
+            nxt += 1
+            continue
+        pos = np.flatnonzero(known)
+        if min_run > 1 and len(np.unique(v[pos])) > 1:
+            v_known = _segment(v[pos], min_run)
+        else:
+            v_known = v[pos]
+        # every row takes the track of the nearest known row before it (after it for leading rows)
+        j = np.searchsorted(pos, np.arange(hi - lo), "right") - 1
+        filled = v_known[np.maximum(j, 0)]
+        vals, st, ln = _runs(filled)
+        piece[lo:hi] = nxt + np.repeat(np.arange(len(vals)), ln)
+        piece_track.extend(int(x) for x in vals)
+        nxt += len(vals)
+    return piece, np.asarray(piece_track, np.int64)
+
+
+def pieces_table(tracklets: pd.DataFrame, idx: TrackletIndex, piece: np.ndarray
+                 ) -> tuple[pd.DataFrame, np.ndarray]:
+    """TRACKLET2D rows with one track id per piece and the parent (original) track id of each piece.
+
+    The first piece of a tracklet keeps its id; later pieces get new ids per
+    camera (max id + 1, + 2, ... in tracklet order). Returns the new table (in
+    ``idx`` row order) and ``(n_pieces,)`` int64 parent track ids.
+    """
+    src = tracklets.iloc[idx.source_row].reset_index(drop=True)
+    cam = idx.keys["camera_id"].to_numpy()[idx.tk]
+    old = idx.keys["track_id"].to_numpy()[idx.tk]
+    n_p = int(piece.max()) + 1 if len(piece) else 0
+    first_row = np.full(n_p, len(piece))
+    np.minimum.at(first_row, piece, np.arange(len(piece)))
+    p_cam = cam[first_row]
+    p_old = old[first_row]
+    p_tk = idx.tk[first_row]
+    is_first = np.r_[True, p_tk[1:] != p_tk[:-1]] if n_p else np.zeros(0, bool)
+    new_id = p_old.copy()
+    base = pd.Series(old).groupby(cam).max()
+    extra = ~is_first
+    if extra.any():
+        cnt = pd.Series(np.ones(extra.sum(), np.int64)).groupby(p_cam[extra]).cumsum().to_numpy()
+        new_id[extra] = base.reindex(p_cam[extra]).to_numpy(np.int64) + cnt
+    out = src.assign(track_id=new_id[piece])
+    return out, p_old
