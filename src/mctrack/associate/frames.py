@@ -170,6 +170,18 @@ def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationCon
                 ok = np.isfinite(dist) & (dist <= gate) & (depth > 0)[None, :]
                 if not ok.any():
                     continue
+                # a row larger than one target whose box holds the predictions of >= 2 confirmed tracks within
+                # the gate is a merged blob: its centroid lies between the targets, so it is nobody's measurement
+                r_sel = rows[sel]
+                inside = (uvp[None, :, 0] >= idx.cx[r_sel, None] - idx.w[r_sel, None] / 2) & \
+                    (uvp[None, :, 0] <= idx.cx[r_sel, None] + idx.w[r_sel, None] / 2) & \
+                    (uvp[None, :, 1] >= idx.cy[r_sel, None] - idx.h[r_sel, None] / 2) & \
+                    (uvp[None, :, 1] <= idx.cy[r_sel, None] + idx.h[r_sel, None] / 2)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    expect = T.size[act] * f_px[c] / depth          # px size of one target at that depth
+                big = size_px[r_sel, None] > 1.3 * expect[None, :]
+                merged = (inside & ok & big & T.confirmed[act][None, :]).sum(1) >= 2
+                ok &= ~merged[:, None]
                 c2 = dist ** 2
                 tk = idx.tk[rows[sel]]
                 cont = (last_track[tk][:, None] == act[None, :]) & \
