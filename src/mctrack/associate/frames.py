@@ -95,14 +95,49 @@ class _Tracks:
         return ids
 
 
-def _project(cam: Camera, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Projection ``(M, 2)`` px (NaN outside the image or behind) and depth ``(M,)`` m of world points."""
-    uv = cam.project(X)
-    depth = cam.world_to_camera(X)[:, 2]
-    W, H = cam.size
-    out = ~(np.isfinite(uv).all(1) & (uv[:, 0] >= -0.5) & (uv[:, 0] < W) & (uv[:, 1] >= -0.5) & (uv[:, 1] < H))
-    uv[out] = np.nan
-    return uv, depth
+class _Projector:
+    """Projection of world points into all cameras at once.
+
+    Plain pinhole cameras with up to 5 OpenCV distortion coefficients
+    ``(k1, k2, p1, p2, k3)`` are projected in one vectorised step with OpenCV's
+    model (``cv2.projectPoints`` documentation, "Detailed description");
+    other cameras (fisheye, rational model, refractive) through their own
+    ``project``. ``__call__(X (M, 3))`` returns ``uv (C, M, 2)`` px (NaN
+    behind a camera or outside its image) and ``depth (C, M)`` m.
+    """
+
+    def __init__(self, cams: list[Camera]):
+        self.cams = cams
+        self.fast = all(type(c) is Camera and not c.fisheye and len(c.dist) <= 5 for c in cams)
+        self.R = np.stack([c.R for c in cams])
+        self.t = np.stack([c.tvec for c in cams])
+        K = np.stack([c.K for c in cams])
+        self.fx, self.fy, self.cx, self.cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]  # skew ignored, as OpenCV
+        D = np.zeros((len(cams), 5))
+        for i, c in enumerate(cams):
+            D[i, :min(5, len(c.dist))] = c.dist[:5]
+        self.k1, self.k2, self.p1, self.p2, self.k3 = (D[:, i, None] for i in range(5))
+        self.W = np.array([c.size[0] for c in cams], np.float64)[:, None]
+        self.H = np.array([c.size[1] for c in cams], np.float64)[:, None]
+
+    def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        Xc = np.einsum("cij,mj->cmi", self.R, X) + self.t[:, None, :]
+        depth = Xc[..., 2]
+        if self.fast:
+            x, y = Xc[..., 0] / depth, Xc[..., 1] / depth
+            r2 = x * x + y * y
+            rad = 1 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3))
+            xd = x * rad + 2 * self.p1 * x * y + self.p2 * (r2 + 2 * x * x)
+            yd = y * rad + self.p1 * (r2 + 2 * y * y) + 2 * self.p2 * x * y
+            u = self.fx[:, None] * xd + self.cx[:, None]
+            v = self.fy[:, None] * yd + self.cy[:, None]
+            uv = np.stack([u, v], -1)
+        else:
+            uv = np.stack([c.project(X) for c in self.cams]) if len(X) else np.zeros((len(self.cams), 0, 2))
+        out = ~((depth > 0) & (uv[..., 0] >= -0.5) & (uv[..., 0] < self.W) & (uv[..., 1] >= -0.5) &
+                (uv[..., 1] < self.H))
+        uv[out] = np.nan
+        return uv, depth
 
 
 def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig
@@ -124,6 +159,11 @@ def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationCon
     cost : (N,) float64 normalised image distance ``d / τ`` of the row to its
         track's prediction (NaN when unassigned).
     """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _track(idx, cams, cfg)
+
+
+def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tuple[np.ndarray, np.ndarray]:
     N = len(idx.frame)
     track = np.full(N, -2, np.int64)
     cost = np.full(N, np.nan)
@@ -136,74 +176,71 @@ def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationCon
     order = det[np.lexsort((cam_of[det], idx.frame[det]))]
     fr = idx.frame[order]
     frames, starts = np.unique(fr, return_index=True)
-    ends = np.r_[starts[1:], len(order)]
+    ends = np.append(starts[1:], len(order))
     size_px = np.sqrt(np.abs(idx.w * idx.h))
+    # per row: tau of the detection alone (px), half box
+    tau0_sq = (cfg.box_fraction * size_px) ** 2 + cfg.centroid_sigma ** 2
+    hw, hh = idx.w / 2, idx.h / 2
+    cxy = np.column_stack([idx.cx, idx.cy])
     f_px = np.array([0.5 * (c.K[0, 0] + c.K[1, 1]) for c in cams])
-    C = len(cams)
+    proj = _Projector(cams)
+    cam_range = np.arange(len(cams) + 1)
     T = _Tracks()
-    gate = cfg.gate
-    bf, sc = cfg.box_fraction, cfg.centroid_sigma
+    gate2 = cfg.gate ** 2
     K = len(idx.keys)
     last_track = np.full(K, -1, np.int64)   # per tracklet: track of its last assigned row and when
     last_frame = np.full(K, -10 ** 9, np.int64)
     prev_t = None
-    for t, a, b in zip(frames, starts, ends):
+    for t, a, b in zip(frames.tolist(), starts.tolist(), ends.tolist()):
         rows = order[a:b]
         rc = cam_of[rows]
-        uv = np.column_stack([idx.cx[rows], idx.cy[rows]])
+        cxr, cyr = idx.cx[rows], idx.cy[rows]
         act = np.flatnonzero(T.alive[:T.n])
         assigned = np.full(len(rows), -1, np.int64)
         dn = np.full(len(rows), np.nan)
-        step = 1 if prev_t is None else int(t - prev_t)
+        step = 1 if prev_t is None else t - prev_t
         prev_t = t
         if act.size:
             _predict(T, act, step, cfg.motion_noise)
-            proj = [None] * C
-            for c in np.unique(rc):
-                sel = np.flatnonzero(rc == c)
-                uvp, depth = _project(cams[c], T.X[act])
-                proj[c] = (uvp, depth)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    sp = np.sqrt(T.P[act, 0, 0]) * f_px[c] / depth
-                tau = np.sqrt((bf * size_px[rows[sel]])[:, None] ** 2 + sc ** 2 + sp[None, :] ** 2)
-                dist = np.hypot(uv[sel, 0, None] - uvp[None, :, 0], uv[sel, 1, None] - uvp[None, :, 1]) / tau
-                ok = np.isfinite(dist) & (dist <= gate) & (depth > 0)[None, :]
-                if not ok.any():
+            uvp, depth = proj(T.X[act])                       # (C, A, 2), (C, A)
+            U, Dp = uvp[rc], depth[rc]                         # (R, A, 2), (R, A)
+            fr_ = f_px[rc][:, None] / Dp
+            d2 = ((cxr[:, None] - U[..., 0]) ** 2 + (cyr[:, None] - U[..., 1]) ** 2) / \
+                (tau0_sq[rows][:, None] + T.P[act, 0, 0][None, :] * fr_ ** 2)
+            ok = d2 <= gate2
+            # a row larger than one target whose box holds the predictions of >= 2 confirmed tracks
+            # within the gate is a merged blob: its centroid lies between the targets, nobody's measurement
+            inside = ok & (np.abs(U[..., 0] - cxr[:, None]) <= hw[rows][:, None]) & \
+                (np.abs(U[..., 1] - cyr[:, None]) <= hh[rows][:, None]) & \
+                (size_px[rows][:, None] > 1.3 * T.size[act][None, :] * fr_) & T.confirmed[act][None, :]
+            ok &= (inside.sum(1) < 2)[:, None]
+            tk = idx.tk[rows]
+            cont = (last_track[tk][:, None] == act[None, :]) & ((t - last_frame[tk]) <= cfg.continuity_frames)[:, None]
+            c2 = np.where(ok, d2 - cfg.continuity_bonus * cont, _BIG)
+            cut = np.searchsorted(rc, cam_range).tolist()
+            for lo, hi in zip(cut[:-1], cut[1:]):   # per camera: one assignment
+                if lo == hi:
                     continue
-                # a row larger than one target whose box holds the predictions of >= 2 confirmed tracks within
-                # the gate is a merged blob: its centroid lies between the targets, so it is nobody's measurement
-                r_sel = rows[sel]
-                inside = (uvp[None, :, 0] >= idx.cx[r_sel, None] - idx.w[r_sel, None] / 2) & \
-                    (uvp[None, :, 0] <= idx.cx[r_sel, None] + idx.w[r_sel, None] / 2) & \
-                    (uvp[None, :, 1] >= idx.cy[r_sel, None] - idx.h[r_sel, None] / 2) & \
-                    (uvp[None, :, 1] <= idx.cy[r_sel, None] + idx.h[r_sel, None] / 2)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    expect = T.size[act] * f_px[c] / depth          # px size of one target at that depth
-                big = size_px[r_sel, None] > 1.3 * expect[None, :]
-                merged = (inside & ok & big & T.confirmed[act][None, :]).sum(1) >= 2
-                ok &= ~merged[:, None]
-                c2 = dist ** 2
-                tk = idx.tk[rows[sel]]
-                cont = (last_track[tk][:, None] == act[None, :]) & \
-                    ((t - last_frame[tk]) <= cfg.continuity_frames)[:, None]
-                c2 = c2 - cfg.continuity_bonus * cont
-                c2 = np.where(ok, c2, _BIG)
-                ri, ji = linear_sum_assignment(c2)
-                keep = c2[ri, ji] < _BIG
-                assigned[sel[ri[keep]]] = act[ji[keep]]
-                dn[sel[ri[keep]]] = dist[ri[keep], ji[keep]]
-            _update(T, rows, rc, assigned, dn, uv, o_all, d_all, cams, size_px, f_px, cfg, t)
+                sub = c2[lo:hi]
+                cols = np.flatnonzero((sub < _BIG).any(0))
+                if not cols.size:
+                    continue
+                ri, ji = linear_sum_assignment(sub[:, cols])
+                ji = cols[ji]
+                keep = sub[ri, ji] < _BIG
+                assigned[lo + ri[keep]] = act[ji[keep]]
+                dn[lo + ri[keep]] = np.sqrt(d2[lo + ri[keep], ji[keep]])
+            _update(T, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t)
         # births from the rows nobody claimed
         free = np.flatnonzero(assigned < 0)
-        if free.size >= 2 and len(np.unique(rc[free])) >= 2:
-            groups = _births(rows[free], rc[free], uv[free], o_all, d_all, cams, size_px, cfg)
-            for grp_rows, X, sz in groups:
+        if free.size >= 2 and rc[free].min() != rc[free].max():
+            uv = np.column_stack([cxr, cyr])
+            for grp_rows, X, sz in _births(rows[free], rc[free], uv[free], o_all, d_all, cams, size_px, cfg):
                 p0 = np.array([[(0.25 * sz) ** 2, 0.0], [0.0, (0.5 * sz) ** 2]])
-                j = int(T.add(X[None], np.array([sz]), int(t), p0)[0])
+                j = int(T.add(X[None], np.array([sz]), t, p0)[0])
                 pos = np.flatnonzero(np.isin(rows, grp_rows))
                 assigned[pos] = j
                 dn[pos] = 0.0
-        # bookkeeping of tentative tracks and deaths
         _bookkeeping(T, t, cfg, assigned)
         hit = assigned >= 0
         track[rows[hit]] = assigned[hit]
@@ -224,83 +261,94 @@ def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> Non
     """Constant-velocity prediction over ``step`` frames (discrete white-noise acceleration)."""
     dt = float(step)
     T.X[act] += T.V[act] * dt
-    F = np.array([[1.0, dt], [0.0, 1.0]])
-    Q = np.array([[dt ** 4 / 4, dt ** 3 / 2], [dt ** 3 / 2, dt ** 2]])
+    P = T.P[act]
     qa = (motion_noise * T.size[act]) ** 2
-    T.P[act] = F @ T.P[act] @ F.T + qa[:, None, None] * Q
+    p00 = P[:, 0, 0] + 2 * dt * P[:, 0, 1] + dt * dt * P[:, 1, 1] + qa * dt ** 4 / 4
+    p01 = P[:, 0, 1] + dt * P[:, 1, 1] + qa * dt ** 3 / 2
+    p11 = P[:, 1, 1] + qa * dt * dt
+    T.P[act, 0, 0], T.P[act, 0, 1], T.P[act, 1, 0], T.P[act, 1, 1] = p00, p01, p01, p11
 
 
-def _update(T: _Tracks, rows, rc, assigned, dn, uv, o_all, d_all, cams, size_px, f_px, cfg, t) -> None:
-    """Triangulate each track's rows, drop the worst row outside the gate, Kalman-update the tracks."""
+def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t) -> None:
+    """Triangulate each track's rows, drop each track's worst row beyond the gate once, Kalman-update."""
     hit = np.flatnonzero(assigned >= 0)
     if not hit.size:
         return
-    for _ in range(2):
-        tr_ids, gi = np.unique(assigned[hit], return_inverse=True)
-        S, bb, n = _ray_sums(gi, o_all[rows[hit]], d_all[rows[hit]], len(tr_ids))
-        Xm = np.full((len(tr_ids), 3), np.nan)
+    A = len(act)
+    pos_of = np.full(T.n, -1, np.int64)
+    pos_of[act] = np.arange(A)
+    for attempt in range(2):
+        ap = pos_of[assigned[hit]]
+        r = rows[hit]
+        S, bb, n = _ray_sums(ap, o_all[r], d_all[r], A)
         multi = n >= 2
+        Xm = np.full((A, 3), np.nan)
         Xm[multi] = _solve3(S[multi], bb[multi])
-        # reprojection check of multi-camera tracks: drop each track's worst row if it is beyond the gate
-        e_all = np.zeros(len(hit))
-        for c in np.unique(rc[hit]):
-            sel = np.flatnonzero(rc[hit] == c)
-            g = gi[sel]
-            good = multi[g] & np.isfinite(Xm[g]).all(1)
-            if not good.any():
-                continue
-            k = sel[good]
-            r = rows[hit[k]]
-            tau = np.sqrt((cfg.box_fraction * size_px[r]) ** 2 + cfg.centroid_sigma ** 2)
-            e = np.hypot(*(uv[hit[k]] - cams[c].project(Xm[g[good]])).T) / tau
-            e_all[k] = np.where(np.isfinite(e), e, np.inf)
-        worst = np.zeros(len(tr_ids))
-        np.maximum.at(worst, gi, e_all)
-        bad = (e_all > cfg.gate) & (e_all == worst[gi])
-        _, first_bad = np.unique(gi[bad], return_index=True)  # one row per track
-        worst_row = hit[np.flatnonzero(bad)[first_bad]]
-        drop = worst_row
-        if not drop.size:
+        if attempt == 1 or not multi.any():
             break
+        # reprojection of each multi-camera point into the cameras of its rows; only tracks with a row
+        # farther than one tau from the prediction can hold a row that disagrees with the others
+        sus = np.zeros(A, bool)
+        sus[ap[dn[hit] > 1.0]] = True
+        check = multi & sus
+        if not check.any():
+            break
+        uvq, _ = proj(Xm[check])
+        q = np.cumsum(check) - 1
+        sel = check[ap]
+        e = np.full(len(hit), 0.0)
+        u = uvq[rc[hit[sel]], q[ap[sel]]]
+        e[sel] = np.sqrt(((cxy[r[sel]] - u) ** 2).sum(1) / tau0_sq[r[sel]])
+        e = np.where(np.isfinite(e), e, np.inf)
+        worst = np.zeros(A)
+        np.maximum.at(worst, ap, e)
+        bad = np.flatnonzero((e > cfg.gate) & (e == worst[ap]))
+        if not bad.size:
+            break
+        _, first_bad = np.unique(ap[bad], return_index=True)   # one row per track
+        drop = hit[bad[first_bad]]
         assigned[drop] = -1
         dn[drop] = np.nan
         hit = np.flatnonzero(assigned >= 0)
         if not hit.size:
             return
-    tr_ids, gi = np.unique(assigned[hit], return_inverse=True)
+    ap = pos_of[assigned[hit]]
     r = rows[hit]
-    S, bb, n = _ray_sums(gi, o_all[r], d_all[r], len(tr_ids))
-    Xm = np.full((len(tr_ids), 3), np.nan)
-    multi = n >= 2
-    Xm[multi] = _solve3(S[multi], bb[multi])
-    single = ~multi | ~np.isfinite(Xm).all(1)
+    seen = n >= 1
+    single = seen & ~(multi & np.isfinite(Xm).all(1))
     if single.any():  # one ray: its point nearest to the prediction
-        first = np.zeros(len(tr_ids), np.int64)
-        first[gi[::-1]] = np.arange(len(gi))[::-1]
-        o, d = o_all[r[first[single]]], d_all[r[first[single]]]
-        Xp = T.X[tr_ids[single]]
-        s = np.einsum("ij,ij->i", Xp - o, d)
-        Xm[single] = o + np.maximum(s, 0)[:, None] * d
-    # target size in m from the rows (box size px * depth / f), EMA
-    depth = np.einsum("ij,ij->i", Xm[gi] - o_all[r], d_all[r])
+        first = np.full(A, -1, np.int64)
+        first[ap[::-1]] = np.arange(len(ap))[::-1]
+        k = r[first[single]]
+        o, d = o_all[k], d_all[k]
+        s_ = np.einsum("ij,ij->i", T.X[act[single]] - o, d)
+        Xm[single] = o + np.maximum(s_, 0)[:, None] * d
+    tr_ids = act[seen]
+    Xs = Xm[seen]
+    # target size in m from the rows (box size px * depth along the ray / f), EMA
+    depth = np.einsum("ij,ij->i", Xm[ap] - o_all[r], d_all[r])
     sz = size_px[r] * np.maximum(depth, 0) / f_px[rc[hit]]
-    sz_t = np.bincount(gi, weights=sz, minlength=len(tr_ids)) / np.maximum(np.bincount(gi, minlength=len(tr_ids)), 1)
-    T.size[tr_ids] = np.where(T.size[tr_ids] > 0, 0.9 * T.size[tr_ids] + 0.1 * sz_t, sz_t)
+    sz_t = (np.bincount(ap, weights=sz, minlength=A) / np.maximum(n, 1))[seen]
+    old = T.size[tr_ids]
+    T.size[tr_ids] = np.where(old > 0, 0.9 * old + 0.1 * sz_t, sz_t)
     # Kalman update, isotropic measurement noise (m): 0.15 target sizes for a multi-camera point,
-    # 0.3 along the unobserved depth of a single ray (its residual there is zero anyway)
-    rm = np.where(multi & ~single, 0.15, 0.3) * T.size[tr_ids]
+    # 0.3 for the point on a single ray (its residual along the ray is zero anyway)
+    good_multi = (multi & ~single)[seen]
+    rm = np.where(good_multi, 0.15, 0.3) * T.size[tr_ids]
     P = T.P[tr_ids]
     Sx = P[:, 0, 0] + rm ** 2
-    Kg = P[:, :, 0] / Sx[:, None]                   # (M, 2)
-    innov = Xm - T.X[tr_ids]
-    T.X[tr_ids] += Kg[:, 0, None] * innov
-    T.V[tr_ids] += Kg[:, 1, None] * innov
-    T.P[tr_ids] = P - Kg[:, :, None] * P[:, None, 0, :]
-    m = tr_ids[multi & ~single]
+    k0, k1 = P[:, 0, 0] / Sx, P[:, 1, 0] / Sx
+    innov = Xs - T.X[tr_ids]
+    T.X[tr_ids] += k0[:, None] * innov
+    T.V[tr_ids] += k1[:, None] * innov
+    p00, p01, p11 = P[:, 0, 0], P[:, 0, 1], P[:, 1, 1]
+    T.P[tr_ids, 0, 0] = (1 - k0) * p00
+    T.P[tr_ids, 0, 1] = T.P[tr_ids, 1, 0] = (1 - k0) * p01
+    T.P[tr_ids, 1, 1] = p11 - k1 * p01
+    m = tr_ids[good_multi]
     T.streak[m] += 1
     T.last_multi[m] = t
-    s1 = tr_ids[~(multi & ~single)]
-    T.streak[s1] = 0
+    T.streak[tr_ids[~good_multi]] = 0
 
 
 def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarray) -> None:
@@ -308,6 +356,26 @@ def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarra
     act = np.flatnonzero(T.alive[:T.n])
     if not act.size:
         return
+    if not T.confirmed[act].all():
+        _tentative(T, act, t, cfg, assigned)
+    lost = act[T.confirmed[act] & (t - T.last_multi[act] > cfg.max_coast_frames)]
+    T.alive[lost] = False
+    # duplicates: two confirmed tracks within a quarter target size for n_init + 10 frames
+    live = act[T.alive[act] & T.confirmed[act]]
+    if live.size >= 2:
+        D2 = ((T.X[live, None] - T.X[None, live]) ** 2).sum(2)
+        near = D2 < (0.25 * np.minimum(T.size[live, None], T.size[None, live])) ** 2
+        # the younger of two near tracks (born later, or later index) is the duplicate
+        older = (T.born[live, None] > T.born[None, live]) | \
+            ((T.born[live, None] == T.born[None, live]) & (live[:, None] > live[None, :]))
+        is_dup = (near & older).any(1)
+        if is_dup.any() or T.close[live].any():
+            T.close[live] = np.where(is_dup, T.close[live] + 1, 0)
+            T.alive[live[T.close[live] > cfg.n_init + 10]] = False
+
+
+def _tentative(T: _Tracks, act: np.ndarray, t: int, cfg: AssociationConfig, assigned: np.ndarray) -> None:
+    """Confirm tentative tracks with ``n_init`` multi-camera frames; drop those that missed this frame."""
     born_now = T.born[act] == t
     multi_now = T.last_multi[act] == t
     tent = act[~T.confirmed[act] & ~born_now]
@@ -316,19 +384,6 @@ def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarra
     assigned[np.isin(assigned, fail)] = -1
     newc = act[~T.confirmed[act] & (T.streak[act] >= cfg.n_init) & T.alive[act]]
     T.confirmed[newc] = True
-    lost = act[T.confirmed[act] & (t - T.last_multi[act] > cfg.max_coast_frames)]
-    T.alive[lost] = False
-    # duplicates: two confirmed tracks within a quarter target size for n_init + 10 frames
-    live = act[T.alive[act] & T.confirmed[act]]
-    if live.size >= 2:
-        D = np.linalg.norm(T.X[live, None] - T.X[None, live], axis=2)
-        thr = 0.25 * np.minimum(T.size[live, None], T.size[None, live])
-        near = (D < thr) & ~np.eye(len(live), dtype=bool)
-        younger = T.born[live, None] > T.born[None, live]
-        younger |= (T.born[live, None] == T.born[None, live]) & (live[:, None] > live[None, :])
-        is_dup = (near & younger).any(1)
-        T.close[live] = np.where(is_dup, T.close[live] + 1, 0)
-        T.alive[live[T.close[live] > cfg.n_init + 10]] = False
 
 
 def _births(rows, rc, uv, o_all, d_all, cams, size_px, cfg) -> list[tuple[np.ndarray, np.ndarray, float]]:
@@ -347,7 +402,7 @@ def _births(rows, rc, uv, o_all, d_all, cams, size_px, cfg) -> list[tuple[np.nda
             ea = np.hypot(*(cams[ca].project(Xm) - uv[ia_]).T) / tau[ia_]
             eb = np.hypot(*(cams[cb].project(Xm) - uv[ib_]).T) / tau[ib_]
             ok = front & (ea <= cfg.gate) & (eb <= cfg.gate)
-            for i, j, X, e in zip(ia_[ok], ib_[ok], Xm[ok], np.maximum(ea, eb)[ok]):
+            for i, j, X in zip(ia_[ok], ib_[ok], Xm[ok]):
                 cands.append((i, j, X))
     if not cands:
         return []
