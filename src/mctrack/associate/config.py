@@ -13,12 +13,16 @@ class AssociationConfig:
 
     Method
     ------
-    ``method``: ``"tracklets"`` (default) groups whole 2D tracklets by their
-    pairwise geometric evidence (:mod:`~mctrack.associate.evidence`,
-    :mod:`~mctrack.associate.solve`); ``"frames"`` tracks the detections in
-    3D frame by frame and cuts 2D tracklets where their 3D track changes
-    (:mod:`~mctrack.associate.frames`) — for many similar targets that cross
-    often (fish), where 2D tracklets switch identities.
+    ``method``: ``"frames"`` (default) tracks the detections in 3D frame by
+    frame and cuts 2D tracklets where their 3D track changes
+    (:mod:`~mctrack.associate.frames`); ``"tracklets"`` groups whole 2D
+    tracklets by their pairwise geometric evidence
+    (:mod:`~mctrack.associate.evidence`, :mod:`~mctrack.associate.solve`).
+    The default was chosen on measurements: on the synthetic tank (6 fish) the
+    frames method gives 3D IDF1 0.97 with 4 cameras vs 0.91, and is better on
+    every 2- and 3-camera subset (0.71-0.93 vs 0.68-0.81); on Pose2Sim (two
+    people, 4 cameras) both keep each person one id in 100/100 frames.
+    ``tracklets`` is faster (no per-frame loop) and needs no motion model.
 
     Per-frame 3D tracking (``method: frames``; see :mod:`mctrack.associate.frames`)
     --------------------------------------------------------------------------
@@ -92,7 +96,7 @@ class AssociationConfig:
     reprojected into a camera that missed it (default 2).
     """
 
-    method: str = "tracklets"
+    method: str = "frames"
     gate: float = 3.0
     continuity_bonus: float = 1.0
     continuity_frames: int = 5
