@@ -59,7 +59,7 @@ from ..calibration import Camera
 from .config import AssociationConfig
 from .data import TrackletIndex
 from .evidence import closest_points
-from .refine import _ray_sums, _runs, _segment, _solve3
+from .refine import _ray_sums, _segment, _solve3
 
 _BIG = 1e12
 
@@ -513,35 +513,36 @@ def tracklet_pieces(idx: TrackletIndex, track: np.ndarray, min_run: int) -> tupl
     piece_track : (n_pieces,) int64 3D track of each piece, -1 for a piece
         no 3D track claimed (rows of a tracklet that never met one).
     """
-    lab = track.copy()
-    N = len(lab)
-    piece = np.zeros(N, np.int64)
-    piece_track: list[int] = []
+    N = len(track)
     if not N:
-        return piece, np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    L = np.full(N, -1, np.int64)
     bounds = np.r_[0, np.flatnonzero(np.diff(idx.tk)) + 1, N]
-    nxt = 0
-    for lo, hi in zip(bounds[:-1], bounds[1:]):  # per tracklet; the work inside is vectorised
-        v = lab[lo:hi]
-        known = v >= 0
-        if not known.any():
-            piece[lo:hi] = nxt
-            piece_track.append(-1)
-            nxt += 1
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):  # per tracklet; vectorised inside
+        v = track[lo:hi]
+        pos = np.flatnonzero(v >= 0)
+        if not pos.size:
             continue
-        pos = np.flatnonzero(known)
-        if min_run > 1 and len(np.unique(v[pos])) > 1:
-            v_known = _segment(v[pos], min_run)
-        else:
-            v_known = v[pos]
+        v_known = _segment(v[pos], min_run) if min_run > 1 and (v[pos] != v[pos[0]]).any() else v[pos]
         # every row takes the track of the nearest known row before it (after it for leading rows)
         j = np.searchsorted(pos, np.arange(hi - lo), "right") - 1
-        filled = v_known[np.maximum(j, 0)]
-        vals, st, ln = _runs(filled)
-        piece[lo:hi] = nxt + np.repeat(np.arange(len(vals)), ln)
-        piece_track.extend(int(x) for x in vals)
-        nxt += len(vals)
-    return piece, np.asarray(piece_track, np.int64)
+        L[lo:hi] = v_known[np.maximum(j, 0)]
+    # a filled or absorbed row must not give its track a second row in a camera-frame where the tracker
+    # assigned that track another row: such rows stay unclaimed
+    cam = idx.keys["cam"].to_numpy()[idx.tk]
+    n_t = int(max(L.max(), track.max())) + 2
+    span = int(idx.frame.max()) + 1
+    key = (cam * span + idx.frame) * n_t
+    own = np.sort(key[track >= 0] + track[track >= 0])
+    other = np.flatnonzero((L >= 0) & (L != track))
+    if other.size and own.size:
+        q = key[other] + L[other]
+        hit = own[np.minimum(np.searchsorted(own, q), len(own) - 1)] == q
+        L[other[hit]] = -1
+    new = np.ones(N, bool)
+    new[1:] = (idx.tk[1:] != idx.tk[:-1]) | (L[1:] != L[:-1])
+    piece = np.cumsum(new) - 1
+    return piece.astype(np.int64), L[new]
 
 
 def pieces_table(tracklets: pd.DataFrame, idx: TrackletIndex, piece: np.ndarray
