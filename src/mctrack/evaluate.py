@@ -558,7 +558,8 @@ def _in_range(df: pd.DataFrame | None, n_frames: int | None) -> pd.DataFrame | N
 def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.PathLike], association: pd.DataFrame,
                      points: pd.DataFrame, gt3d_path: str | os.PathLike | None, cfg: Mapping | None = None,
                      detections: pd.DataFrame | None = None, tracks3d: pd.DataFrame | None = None,
-                     frame_offsets: Mapping[str, int] | None = None, n_frames: int | None = None) -> dict:
+                     frame_offsets: Mapping[str, int] | None = None, n_frames: int | None = None,
+                     raw_tracklets: pd.DataFrame | None = None) -> dict:
     """All metrics that the available ground truth allows, as one JSON-able dict.
 
     ``cfg`` is the config's ``evaluate`` section (``include_coasted``,
@@ -578,7 +579,12 @@ def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.
     unassociated_fraction(...), "tracking_3d": evaluate_3d_tracking(...) merged
     with evaluate_3d(...) of the triangulated ``points`` (when 3D GT is given),
     "tracking_3d_smoothed": the same for ``tracks3d`` (TRACK3D, smoothed and
-    gap-filled, when given), "summary": {...}}``.
+    gap-filled, when given), "cameras_global": per camera 2D metrics of the
+    associated rows identified by their *global* id (what a user of one
+    identity per animal sees in each view), "cameras_track2d": per camera 2D
+    metrics of ``raw_tracklets`` (the per-camera tracker before association,
+    when given), "summary": {...}}``. Comparing the three per-camera blocks
+    shows whether association helped or hurt each view.
     """
     cfg = dict(cfg or {})
     offs = dict(frame_offsets or {})
@@ -589,6 +595,16 @@ def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.
     if detections is not None:
         for cam, m in evaluate_detections(detections, gts).items():
             out["cameras"].setdefault(cam, {}).update(m)
+    if gts and len(association):
+        ids = tracklets.merge(association[["camera_id", "track_id", "global_id"]], on=["camera_id", "track_id"])
+        ids = ids.assign(track_id=ids["global_id"]).drop(columns="global_id")
+        rank = ids["frame_status"].astype(str).map({"detected": 0, "reprojected": 1}).fillna(2)
+        ids = ids.assign(_r=rank).sort_values(["camera_id", "track_id", "frame", "_r"], kind="stable")
+        ids = ids.drop_duplicates(["camera_id", "track_id", "frame"]).drop(columns="_r")
+        out["cameras_global"] = evaluate_2d(ids, gts, cfg.get("include_coasted", "bridged"))
+    if gts and raw_tracklets is not None:
+        out["cameras_track2d"] = evaluate_2d(_in_range(raw_tracklets, n_frames), gts,
+                                             cfg.get("include_coasted", "bridged"))
     if len(gts) >= 2 and cfg.get("gt_ids_shared", False):
         out["association"] = association_purity(tracklets, association, gts)
     if len(association):
@@ -604,6 +620,10 @@ def evaluate_session(tracklets: pd.DataFrame, gt2d_paths: Mapping[str, str | os.
                                            else 0.0}
     cams = out["cameras"].values()
     summary = {f"mean_{k}": float(np.mean([c[k] for c in cams])) for k in ("HOTA", "IDF1", "MOTA") if cams}
+    for block in ("cameras_global", "cameras_track2d"):
+        if out.get(block):
+            summary.update({f"mean_{k}_{block.split('_')[1]}": float(np.mean([c[k] for c in out[block].values()]))
+                            for k in ("HOTA", "IDF1")})
     if "tracking_3d" in out:
         summary.update({f"3d_{k}": out["tracking_3d"][k] for k in ("HOTA", "IDF1", "MOTA", "IDSW", "n_tracks_3d",
                                                                     "median_error_m", "coverage", "id_consistency")})

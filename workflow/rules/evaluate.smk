@@ -2,6 +2,7 @@ rule evaluate:
     input:
         detections=detection_files,
         tracklets=associated_tracklets,
+        raw_tracklets=tracklet_files,
         gt=gt_files,
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",

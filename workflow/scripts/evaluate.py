@@ -16,6 +16,7 @@ metrics = evaluate_session(read_tables(snakemake.input.tracklets, TRACKLET2D), g
                            detections=read_tables(snakemake.input.detections, DETECTION),
                            tracks3d=read_table(snakemake.input.tracks3d, TRACK3D),
                            frame_offsets={name: c.frame_offset for name, c in plan.cameras.items()},
-                           n_frames=plan.n_frames)
+                           n_frames=plan.n_frames,
+                           raw_tracklets=read_tables(snakemake.input.raw_tracklets, TRACKLET2D))
 write_metrics(metrics, snakemake.output.metrics, snakemake.output.table)
 log.info("metrics: %s", metrics["summary"])
