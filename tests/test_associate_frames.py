@@ -9,8 +9,8 @@ import pytest
 from conftest import make_tracklets
 
 from mctrack.associate import AssociationConfig, associate_session
-from mctrack.associate.frames import _Projector, tracklet_pieces
 from mctrack.associate.data import TrackletIndex
+from mctrack.associate.frames import _Projector, tracklet_pieces
 from mctrack.calibration import Camera
 from mctrack.tables import TRACKLET2D
 
@@ -118,7 +118,7 @@ def test_false_positives_do_not_make_targets(rig_scene):
     tr = make_tracklets(cams, pos, noise_px=1.0)
     rng = np.random.default_rng(5)
     fp = []
-    for c, (name, cam) in enumerate(cams.items()):
+    for name, cam in cams.items():
         u = rng.uniform(0, cam.size[0], len(pos))
         v = rng.uniform(0, cam.size[1], len(pos))
         fp.append(pd.DataFrame({"camera_id": name, "track_id": 9000 + np.arange(len(pos)), "frame": np.arange(len(pos)),

@@ -42,8 +42,8 @@ from ..calibration import Camera
 from ..tables import ASSOCIATION, PAIR_EVIDENCE, TRACKLET2D
 from .config import AssociationConfig
 from .data import TrackletIndex
-from .frames import pieces_table, track_detections, tracklet_pieces
 from .evidence import EVIDENCE_COLUMNS, candidate_pairs, closest_points, kernel_evidence, pair_scores, ray_distance
+from .frames import pieces_table, track_detections, tracklet_pieces
 from .refine import apply_splits, find_splits, group_points, reprojected_rows, row_labels, stitch_groups
 from .solve import group_support, solve_groups
 
@@ -154,9 +154,13 @@ def _frames_labels(tr, idx, cams, cfg):
     """Groups from per-frame 3D tracking (``method: frames``): tracklets cut into pieces of one 3D track.
 
     Returns the re-numbered tracklets, their index, one label per piece
-    (pieces no 3D track claimed are their own group) and the parent track ids.
+    (pieces no 3D track claimed are their own group), the parent track ids,
+    each piece's support (mean over the rows the tracker assigned of the
+    Gaussian kernel ``exp(-d²/2τ²)`` of the row's distance to its track's
+    prediction; NaN for pieces with fewer than ``min_run`` such rows) and the kernel width in m for stitching
+    (``box_fraction`` × the median target size).
     """
-    track, _ = track_detections(idx, cams, cfg)
+    track, cost, size_m = track_detections(idx, cams, cfg)
     piece, ptrack = tracklet_pieces(idx, track, cfg.min_run)
     tr, parent_of_piece = pieces_table(tr, idx, piece)
     new_idx = TrackletIndex.build(tr)
@@ -173,9 +177,15 @@ def _frames_labels(tr, idx, cams, cfg):
     _, lab = np.unique(lab, return_inverse=True)
     parent = np.empty(len(new_idx.keys), np.int64)
     parent[k_of_piece] = parent_of_piece
+    hit = np.isfinite(cost)  # rows the tracker assigned (cost = their normalised distance to the prediction)
+    n_hit = np.bincount(piece[hit], minlength=len(ptrack))
+    sup = np.bincount(piece[hit], weights=np.exp(-0.5 * cost[hit] ** 2), minlength=len(ptrack)) / np.maximum(n_hit, 1)
+    sup = np.where(lone | (n_hit < cfg.min_run), np.nan, sup)  # pieces attached by 2D continuity alone: not judged
+    piece_support = np.empty(len(new_idx.keys))
+    piece_support[k_of_piece] = sup
     log.info("per-frame 3D tracking: %d 3D tracks; %d tracklets cut into %d pieces (%d unclaimed)",
              n_track, idx.keys.shape[0], len(ptrack), int(lone.sum()))
-    return tr, new_idx, lab.ravel().astype(np.int64), parent
+    return tr, new_idx, lab.ravel().astype(np.int64), parent, piece_support, cfg.box_fraction * size_m
 
 
 def _numbered(idx: TrackletIndex, labels: np.ndarray) -> np.ndarray:
@@ -203,9 +213,10 @@ def _run(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None, cfg: Associ
     cams = [cameras[n] for n in idx.camera_names] if calibrated else []
     parent = idx.keys["track_id"].to_numpy().copy()
     stitch_sup: dict[int, float] = {}
+    piece_support = None
     if calibrated and len(idx.keys) and cfg.method == "frames" and feedback:
-        tr, idx, labels, parent = _frames_labels(tr, idx, cams, cfg)
-        ev = pair_scores(idx, cameras, cfg)
+        tr, idx, labels, parent, piece_support, sig = _frames_labels(tr, idx, cams, cfg)
+        ev = None  # identity was decided per frame: no tracklet-pair evidence
     else:
         ev = pair_scores(idx, cameras, cfg) if calibrated and len(idx.keys) else None
         labels = _group(idx, ev, cfg) if ev is not None else np.arange(len(idx.keys), dtype=np.int64)
@@ -213,7 +224,8 @@ def _run(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None, cfg: Associ
             tr, idx, labels, parent, ev = _split_and_regroup(tr, idx, labels, parent, ev, cams, cameras, cfg)
     if calibrated and len(idx.keys) and cfg.refine:
         pts = group_points(idx, labels, cams)
-        sig = float(np.nanmedian(ev["sigma"])) if len(ev) else 0.0
+        if ev is not None:
+            sig = float(np.nanmedian(ev["sigma"])) if len(ev) else 0.0
         labels, stitch_sup = stitch_groups(idx, labels, pts, sig, cfg.stitch_max_gap)
         if stitch_sup:
             log.info("3D stitching joined %d track(s) across gaps", len(stitch_sup))
@@ -224,7 +236,13 @@ def _run(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None, cfg: Associ
     # support per group (before numbering; stitching links count as links)
     G = int(labels.max()) + 1 if len(labels) else 0
     support = np.full(G, np.nan)
-    if ev is not None and len(ev) and G:
+    if piece_support is not None and G:  # weakest piece of each global id (pieces of one camera alone: NaN)
+        multi = pd.Series(idx.keys["cam"].to_numpy()).groupby(labels).transform("nunique").to_numpy() >= 2
+        ps = np.where(multi, piece_support, np.nan)
+        support = pd.Series(ps).groupby(labels).min().reindex(np.arange(G)).to_numpy(np.float64)
+        for g, s in stitch_sup.items():
+            support[g] = s if np.isnan(support[g]) else min(support[g], s)
+    elif ev is not None and len(ev) and G:
         support = group_support(labels, ev["a"].to_numpy(), ev["b"].to_numpy(), ev["score"].to_numpy(),
                                 ev["support"].to_numpy())
         for g, s in stitch_sup.items():

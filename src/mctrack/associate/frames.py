@@ -141,7 +141,7 @@ class _Projector:
 
 
 def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     ) -> tuple[np.ndarray, np.ndarray, float]:
     """3D tracks of the detected rows of ``idx`` (see module docstring).
 
     Parameters
@@ -158,19 +158,21 @@ def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationCon
         not detected.
     cost : (N,) float64 normalised image distance ``d / τ`` of the row to its
         track's prediction (NaN when unassigned).
+    size : median target size (m, ``sqrt(w·h)`` of the boxes back-projected
+        at the target's depth) over the confirmed tracks; NaN when none.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         return _track(idx, cams, cfg)
 
 
-def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tuple[np.ndarray, np.ndarray]:
+def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tuple[np.ndarray, np.ndarray, float]:
     N = len(idx.frame)
     track = np.full(N, -2, np.int64)
     cost = np.full(N, np.nan)
     det = np.flatnonzero(idx.detected)
     track[det] = -1
     if not det.size:
-        return track, cost
+        return track, cost, float("nan")
     cam_of = idx.keys["cam"].to_numpy()[idx.tk]
     o_all, d_all = idx.row_rays(dict(zip(idx.camera_names, cams)))
     order = det[np.lexsort((cam_of[det], idx.frame[det]))]
@@ -254,7 +256,8 @@ def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tu
     bad = (track >= 0) & ~conf[np.where(track >= 0, track, T.n)]
     track[bad] = -1
     cost[bad] = np.nan
-    return track, cost
+    sizes = T.size[:T.n][T.confirmed[:T.n]]
+    return track, cost, float(np.median(sizes)) if sizes.size else float("nan")
 
 
 def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> None:

@@ -53,7 +53,6 @@ def group_points(idx: TrackletIndex, labels: np.ndarray, cams: list[Camera]) -> 
     (NaN when < 2 cameras).
     """
     det = np.flatnonzero(idx.detected)
-    cam = idx.keys["cam"].to_numpy()[idx.tk[det]]
     grp = labels[idx.tk[det]]
     fr = idx.frame[det]
     nG = int(labels.max()) + 1 if len(labels) else 1
