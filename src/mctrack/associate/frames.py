@@ -209,7 +209,9 @@ def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tu
             fr_ = f_px[rc][:, None] / Dp
             d2 = ((cxr[:, None] - U[..., 0]) ** 2 + (cyr[:, None] - U[..., 1]) ** 2) / \
                 (tau0_sq[rows][:, None] + T.P[act, 0, 0][None, :] * fr_ ** 2)
-            ok = d2 <= gate2
+            # a row more than 3x the size of the target it would be matched to is not that target
+            # (a lighting flash or a camera going dark makes frame-sized foreground blobs)
+            ok = (d2 <= gate2) & ~(size_px[rows][:, None] > 3.0 * T.size[act][None, :] * fr_)
             # a row larger than one target whose box holds the predictions of >= 2 confirmed tracks
             # within the gate is a merged blob: its centroid lies between the targets, nobody's measurement
             inside = ok & (np.abs(U[..., 0] - cxr[:, None]) <= hw[rows][:, None]) & \
