@@ -62,6 +62,7 @@ from .evidence import closest_points
 from .refine import _ray_sums, _segment, _solve3
 
 _BIG = 1e12
+_DUP_EVERY = 5  # frames between duplicate-track checks (the check needs n_init + 10 frames anyway)
 
 
 class _Tracks:
@@ -225,10 +226,10 @@ def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tu
             for lo, hi in zip(cut[:-1], cut[1:]):   # per camera: one assignment
                 if lo == hi:
                     continue
-                sub = c2[lo:hi]
-                cols = np.flatnonzero((sub < _BIG).any(0))
+                cols = np.flatnonzero(ok[lo:hi].any(0))
                 if not cols.size:
                     continue
+                sub = c2[lo:hi]
                 ri, ji = linear_sum_assignment(sub[:, cols])
                 ji = cols[ji]
                 keep = sub[ri, ji] < _BIG
@@ -285,7 +286,7 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     for attempt in range(2):
         ap = pos_of[assigned[hit]]
         r = rows[hit]
-        Xm, n = _intersect(ap, o_all[r], d_all[r], A)
+        Xm, n = _intersect(ap, rc[hit], o_all[r], d_all[r], A, len(f_px))
         multi = n >= 2
         if attempt == 1 or not multi.any():
             break
@@ -354,31 +355,34 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     T.streak[tr_ids[~good_multi]] = 0
 
 
-def _intersect(g: np.ndarray, o: np.ndarray, d: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]:
+def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: int, C: int
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares intersection of the rays of each group (midpoint method, as :func:`.refine.group_points`).
 
-    ``g (n,)`` group of each ray, ``o, d (n, 3)`` origins and unit directions.
-    Returns ``X (G, 3)`` (NaN for groups with < 2 rays or parallel rays) and
-    the ray count ``(G,)``. Solves the 3×3 normal equations in closed form
-    (adjugate / determinant), which for a few dozen groups is several times
-    faster than ``np.linalg.solve`` on the stack.
+    ``g, cam (n,)`` group and camera of each ray (at most one ray per group and
+    camera), ``o, d (n, 3)`` origins and unit directions. Returns ``X (G, 3)``
+    (NaN for groups with < 2 rays or parallel rays) and the ray count
+    ``(G,)``. The rays are laid out densely as ``(G, C, 3)`` (zeros where a
+    camera has no ray, which adds nothing to the sums) and the 3×3 normal
+    equations ``Σ(I − d dᵀ) X = Σ(I − d dᵀ) o`` are solved in closed form
+    (adjugate / determinant): a few dozen small numpy operations per frame
+    instead of a batched ``np.linalg.solve``.
     """
     n = np.bincount(g, minlength=G)
-    dd = d[:, :, None] * d[:, None, :]                       # (n, 3, 3)
-    S = np.zeros((G, 3, 3))
-    np.add.at(S, g, -dd)
-    S[:, [0, 1, 2], [0, 1, 2]] += n[:, None]
-    pv = o - d * np.einsum("ij,ij->i", d, o)[:, None]
-    b = np.zeros((G, 3))
-    np.add.at(b, g, pv)
-    a, bq, c = S[:, 0, 0], S[:, 0, 1], S[:, 0, 2]
-    e, f, i = S[:, 1, 1], S[:, 1, 2], S[:, 2, 2]
+    D = np.zeros((G, C, 3))
+    O = np.zeros((G, C, 3))
+    D[g, cam] = d
+    O[g, cam] = o - d * (d * o).sum(1)[:, None]
+    b = O.sum(1)
+    dx, dy, dz = D[..., 0], D[..., 1], D[..., 2]
+    a, e, i = n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1)
+    bq, c, f = -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)
     A0, A1, A2 = e * i - f * f, c * f - bq * i, bq * f - c * e
     B1, B2, C2 = a * i - c * c, bq * c - a * f, a * e - bq * bq
     det = a * A0 + bq * A1 + c * A2
-    X = np.column_stack([A0 * b[:, 0] + A1 * b[:, 1] + A2 * b[:, 2],
-                         A1 * b[:, 0] + B1 * b[:, 1] + B2 * b[:, 2],
-                         A2 * b[:, 0] + B2 * b[:, 1] + C2 * b[:, 2]]) / det[:, None]
+    X = np.stack([A0 * b[:, 0] + A1 * b[:, 1] + A2 * b[:, 2],
+                  A1 * b[:, 0] + B1 * b[:, 1] + B2 * b[:, 2],
+                  A2 * b[:, 0] + B2 * b[:, 1] + C2 * b[:, 2]], 1) / det[:, None]
     X[(n < 2) | ~(np.abs(det) > 1e-12)] = np.nan
     return X, n
 
@@ -394,7 +398,7 @@ def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarra
     T.alive[lost] = False
     # duplicates: two confirmed tracks within a quarter target size for n_init + 10 frames
     live = act[T.alive[act] & T.confirmed[act]]
-    if live.size >= 2:
+    if live.size >= 2 and t % _DUP_EVERY == 0:
         D2 = ((T.X[live, None] - T.X[None, live]) ** 2).sum(2)
         near = D2 < (0.25 * np.minimum(T.size[live, None], T.size[None, live])) ** 2
         # the younger of two near tracks (born later, or later index) is the duplicate
@@ -402,7 +406,7 @@ def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarra
             ((T.born[live, None] == T.born[None, live]) & (live[:, None] > live[None, :]))
         is_dup = (near & older).any(1)
         if is_dup.any() or T.close[live].any():
-            T.close[live] = np.where(is_dup, T.close[live] + 1, 0)
+            T.close[live] = np.where(is_dup, T.close[live] + _DUP_EVERY, 0)
             T.alive[live[T.close[live] > cfg.n_init + 10]] = False
 
 
