@@ -370,10 +370,10 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
     """
     n = np.bincount(g, minlength=G)
     D = np.zeros((G, C, 3))
-    O = np.zeros((G, C, 3))
+    P = np.zeros((G, C, 3))
     D[g, cam] = d
-    O[g, cam] = o - d * (d * o).sum(1)[:, None]
-    b = O.sum(1)
+    P[g, cam] = o - d * (d * o).sum(1)[:, None]
+    b = P.sum(1)
     dx, dy, dz = D[..., 0], D[..., 1], D[..., 2]
     a, e, i = n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1)
     bq, c, f = -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)
