@@ -58,7 +58,7 @@ N_WATER = 1.333
 INTERFACE_KEYS = ("normal", "point", "height", "n1", "n2")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FlatInterface:
     """A flat refractive interface (plane) in world coordinates (m).
 
@@ -97,6 +97,13 @@ class FlatInterface:
         object.__setattr__(self, "point", p)
         object.__setattr__(self, "n1", n1)
         object.__setattr__(self, "n2", n2)
+
+    def __eq__(self, other) -> bool:
+        """Exact equality of normal, point and indices (e.g. after a TOML round trip)."""
+        return isinstance(other, FlatInterface) and np.array_equal(self.normal, other.normal) \
+            and np.array_equal(self.point, other.point) and (self.n1, self.n2) == (other.n1, other.n2)
+
+    __hash__ = object.__hash__
 
     @classmethod
     def horizontal(cls, height: float, n1: float = N_AIR, n2: float = N_WATER) -> "FlatInterface":
