@@ -145,8 +145,9 @@ def test_toml_round_trip_and_units(tmp_path, scene):
         np.testing.assert_allclose(r.project(X), RefractiveCamera.of(c, iface).project(X), atol=1e-9)
     assert rig["c1"].meta["interface"]["n2"] == 1.34  # what the session HDF5 stores under /rig
     # a file in mm with `height`: converted to metres on read
-    import tomli_w
     import tomllib
+
+    import tomli_w
 
     doc = tomllib.loads(path.read_text())
     for c in plain:

@@ -302,15 +302,15 @@ def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
     """
     G, C = mask.shape
     if is_refractive(cameras):
-        O = np.full((G, C, 3), np.nan)
+        orig = np.full((G, C, 3), np.nan)
         D = np.full((G, C, 3), np.nan)
         for c, cam in enumerate(cameras):
             sel = mask[:, c]
             if sel.any():
-                O[sel, c], D[sel, c] = cam.rays(uv[sel, c])
+                orig[sel, c], D[sel, c] = cam.rays(uv[sel, c])
 
         def solve(todo, use):
-            return _refine_general(_ray_point(O[todo], D[todo], use), uv[todo], use, cameras, refine_iterations)
+            return _refine_general(_ray_point(orig[todo], D[todo], use), uv[todo], use, cameras, refine_iterations)
     else:
         rig = _Rig.of(cameras)
         xy = np.full((G, C, 2), np.nan)
