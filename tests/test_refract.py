@@ -297,3 +297,20 @@ def test_simulation_config_refraction_fields():
         SimulationConfig(refraction=True, water_index=0.9)
     with pytest.raises(InputError, match="refraction"):
         SimulationConfig(refraction="yes")
+
+
+def test_session_file_keeps_the_interface(tmp_path, scene):
+    """The session HDF5's /rig gives back refraction-aware cameras (read_session(...).rig)."""
+    import mctrack
+    from mctrack.io.session import SessionWriter
+
+    _, refr, _, X = scene
+    path = tmp_path / "s.h5"
+    with SessionWriter(path, [c.name for c in refr], n_targets=1, session="s") as w:
+        w.write_rig({c.name: c for c in refr}, interface=WATER.to_dict())
+    s = mctrack.read_session(path)
+    assert s.rig_attrs["interface"]["n2"] == 1.333
+    for c in refr:
+        back = s.rig[c.name]
+        assert isinstance(back, RefractiveCamera) and back.interface == WATER
+        np.testing.assert_allclose(back.project(X[:20]), c.project(X[:20]), atol=1e-12)
