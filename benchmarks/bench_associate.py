@@ -16,7 +16,11 @@ thread, i.e. one core, so a busy machine inflates them less than wall time.
 
 Usage::
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_associate.py [--quick | --full]
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_associate.py [--quick | --full] \
+        [--method frames|tracklets]
+
+``--method`` picks ``associate.method`` (default ``frames``, the per-frame 3D
+tracking the fish configs use; ``tracklets`` is whole-tracklet grouping).
 
 Ends with one JSON line ``{"camera_frames_per_s": <4×10 at the largest
 length>, "frames": [...], "peak_rss_mb": [...], "cases": [...]}``.
@@ -64,7 +68,7 @@ def _scene(n_cams: int, n_targets: int, n_frames: int, seed: int = 0):
     return cams, TRACKLET2D.coerce(pd.concat(parts, ignore_index=True))
 
 
-def run_case(n_cams: int, n_targets: int, n_frames: int) -> dict:
+def run_case(n_cams: int, n_targets: int, n_frames: int, method: str = "frames") -> dict:
     """Time one case in this process; returns a dict with the figures."""
     import resource
 
@@ -77,7 +81,7 @@ def run_case(n_cams: int, n_targets: int, n_frames: int) -> dict:
     cv2.setNumThreads(1)
     cams, tr = _scene(n_cams, n_targets, n_frames)
     t0 = time.process_time()
-    res = associate_session(tr, cams, AssociationConfig())
+    res = associate_session(tr, cams, AssociationConfig(method=method))
     t1 = time.process_time()
     points, _ = triangulate(res.tracklets, res.association, cams, TriangulationConfig())
     t2 = time.process_time()
@@ -88,7 +92,7 @@ def run_case(n_cams: int, n_targets: int, n_frames: int) -> dict:
     t4 = time.process_time()
     cam_frames = n_cams * n_frames
     n_targets_found = int(res.association.loc[res.association["n_linked_cameras"] >= 2, "global_id"].nunique())
-    return {"cameras": n_cams, "targets": n_targets, "frames": n_frames, "rows": len(tr),
+    return {"method": method, "cameras": n_cams, "targets": n_targets, "frames": n_frames, "rows": len(tr),
             "tracklets": int(len(res.association)), "global_ids_multi_camera": n_targets_found,
             "associate_s": t1 - t0, "triangulate_s": t2 - t1,
             "camera_frames_per_s": cam_frames / (t2 - t0), "undistort_all_rows_s": t4 - t3,
@@ -100,8 +104,9 @@ def main() -> None:
     quick = "--quick" in sys.argv
     full = "--full" in sys.argv
     if len(sys.argv) > 1 and sys.argv[1] == "--case":
-        print(json.dumps(run_case(*map(int, sys.argv[2:5]))))
+        print(json.dumps(run_case(*map(int, sys.argv[2:5]), method=sys.argv[5])))
         return
+    method = sys.argv[sys.argv.index("--method") + 1] if "--method" in sys.argv else "frames"
     lengths = [1000, 10000] if quick else [1000, 10000, 100000]
     # 12 x 50 is ~50x slower per camera-frame (dense scene: many near-intersecting ray pairs) and
     # 100k frames are 60 M tracklet rows: 1k frames by default, all lengths with --full
@@ -109,7 +114,7 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     results = []
     for c, t, n in cases:
-        proc = subprocess.run([sys.executable, __file__, "--case", str(c), str(t), str(n)], capture_output=True,
+        proc = subprocess.run([sys.executable, __file__, "--case", str(c), str(t), str(n), method], capture_output=True,
                               text=True, env=env)
         if proc.returncode != 0:
             print(f"{c} cameras x {t} targets x {n} frames: FAILED\n{proc.stderr[-2000:]}", flush=True)
@@ -128,7 +133,7 @@ def main() -> None:
         t_b = b["associate_s"] + b["triangulate_s"]
         print(f"4x10 growth {a['frames']} -> {b['frames']} frames: time x{t_b / t_a:.2f} for frames "
               f"x{b['frames'] / a['frames']:.0f} ({t_b / t_a / (b['frames'] / a['frames']):.2f} of linear)")
-    print(json.dumps({"camera_frames_per_s": small[-1]["camera_frames_per_s"] if small else None,
+    print(json.dumps({"method": method, "camera_frames_per_s": small[-1]["camera_frames_per_s"] if small else None,
                       "frames": [r["frames"] for r in results],
                       "peak_rss_mb": [r.get("peak_rss_mb") for r in results],
                       "cases": [f"{r['cameras']}x{r['targets']}" for r in results]}))

@@ -42,6 +42,7 @@ from ..calibration import Camera
 from ..tables import ASSOCIATION, PAIR_EVIDENCE, TRACKLET2D
 from .config import AssociationConfig
 from .data import TrackletIndex
+from .frames import pieces_table, track_detections, tracklet_pieces
 from .evidence import EVIDENCE_COLUMNS, candidate_pairs, closest_points, kernel_evidence, pair_scores, ray_distance
 from .refine import apply_splits, find_splits, group_points, reprojected_rows, row_labels, stitch_groups
 from .solve import group_support, solve_groups
@@ -129,6 +130,54 @@ def _merge_back(tr, idx, labels, parent, cameras, cfg):
     return tr, new_idx, labels[j], parent[j], ev
 
 
+def _split_and_regroup(tr, idx, labels, parent, ev, cams, cameras, cfg):
+    """Split tracklets that leave their group's 3D track and group everything again (``split: true``)."""
+    splits = find_splits(idx, labels, row_labels(idx, labels, cams, cfg), cfg)
+    if not splits:
+        return tr, idx, labels, parent, ev
+    tr, pieces = apply_splits(tr, idx, splits)
+    new_idx = TrackletIndex.build(tr)
+    extra = _contradiction_links(idx, labels, pieces, new_idx)
+    log.info("3D feedback: %d tracklet(s) split into %d piece(s); %d contradicting piece(s)",
+             len({(c, o) for c, _, o, _ in pieces}), len(pieces), sum(d for *_, d in pieces))
+    par = {(c, n): o for c, n, o, _ in pieces}
+    parent = np.array([par.get((c, t), t) for c, t in zip(new_idx.keys["camera_id"],
+                                                          new_idx.keys["track_id"])], np.int64)
+    idx = new_idx
+    ev = pair_scores(idx, cameras, cfg)
+    labels = _group(idx, ev, cfg, extra)
+    tr, idx, labels, parent, ev2 = _merge_back(tr, idx, labels, parent, cameras, cfg)
+    return tr, idx, labels, parent, (ev if ev2 is None else ev2)
+
+
+def _frames_labels(tr, idx, cams, cfg):
+    """Groups from per-frame 3D tracking (``method: frames``): tracklets cut into pieces of one 3D track.
+
+    Returns the re-numbered tracklets, their index, one label per piece
+    (pieces no 3D track claimed are their own group) and the parent track ids.
+    """
+    track, _ = track_detections(idx, cams, cfg)
+    piece, ptrack = tracklet_pieces(idx, track, cfg.min_run)
+    tr, parent_of_piece = pieces_table(tr, idx, piece)
+    new_idx = TrackletIndex.build(tr)
+    # pieces in new_idx key order: the key of each piece is (camera_id, new track id) of its rows
+    keys_of_row = pd.MultiIndex.from_arrays([tr["camera_id"].astype(str).to_numpy(), tr["track_id"].to_numpy()])
+    first = pd.Series(np.arange(len(piece))).groupby(piece).first().to_numpy()
+    pos = pd.Series(np.arange(len(new_idx.keys)),
+                    index=pd.MultiIndex.from_frame(new_idx.keys[["camera_id", "track_id"]]))
+    k_of_piece = pos.reindex(keys_of_row[first]).to_numpy()
+    lab = np.empty(len(new_idx.keys), np.int64)
+    n_track = int(ptrack.max()) + 1 if len(ptrack) and ptrack.max() >= 0 else 0
+    lone = ptrack < 0
+    lab[k_of_piece] = np.where(lone, n_track + np.cumsum(lone) - 1, ptrack)
+    _, lab = np.unique(lab, return_inverse=True)
+    parent = np.empty(len(new_idx.keys), np.int64)
+    parent[k_of_piece] = parent_of_piece
+    log.info("per-frame 3D tracking: %d 3D tracks; %d tracklets cut into %d pieces (%d unclaimed)",
+             n_track, idx.keys.shape[0], len(ptrack), int(lone.sum()))
+    return tr, new_idx, lab.ravel().astype(np.int64), parent
+
+
 def _numbered(idx: TrackletIndex, labels: np.ndarray) -> np.ndarray:
     """Relabel groups 0..G-1 by decreasing detected observations (ties: first member)."""
     G = int(labels.max()) + 1 if len(labels) else 0
@@ -152,27 +201,17 @@ def _run(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None, cfg: Associ
     rest = tracklets[~cam_ids.isin(names)] if calibrated else tracklets
     idx = TrackletIndex.build(tr)
     cams = [cameras[n] for n in idx.camera_names] if calibrated else []
-    ev = pair_scores(idx, cameras, cfg) if calibrated and len(idx.keys) else None
-    labels = _group(idx, ev, cfg) if ev is not None else np.arange(len(idx.keys), dtype=np.int64)
     parent = idx.keys["track_id"].to_numpy().copy()
     stitch_sup: dict[int, float] = {}
+    if calibrated and len(idx.keys) and cfg.method == "frames" and feedback:
+        tr, idx, labels, parent = _frames_labels(tr, idx, cams, cfg)
+        ev = pair_scores(idx, cameras, cfg)
+    else:
+        ev = pair_scores(idx, cameras, cfg) if calibrated and len(idx.keys) else None
+        labels = _group(idx, ev, cfg) if ev is not None else np.arange(len(idx.keys), dtype=np.int64)
+        if calibrated and len(idx.keys) and cfg.refine and feedback and cfg.split:
+            tr, idx, labels, parent, ev = _split_and_regroup(tr, idx, labels, parent, ev, cams, cameras, cfg)
     if calibrated and len(idx.keys) and cfg.refine:
-        if feedback and cfg.split:
-            splits = find_splits(idx, labels, row_labels(idx, labels, cams, cfg), cfg)
-            if splits:
-                tr, pieces = apply_splits(tr, idx, splits)
-                new_idx = TrackletIndex.build(tr)
-                extra = _contradiction_links(idx, labels, pieces, new_idx)
-                log.info("3D feedback: %d tracklet(s) split into %d piece(s); %d contradicting piece(s)",
-                         len({(c, o) for c, _, o, _ in pieces}), len(pieces), sum(d for *_, d in pieces))
-                par = {(c, n): o for c, n, o, _ in pieces}
-                parent = np.array([par.get((c, t), t) for c, t in zip(new_idx.keys["camera_id"],
-                                                                      new_idx.keys["track_id"])], np.int64)
-                idx = new_idx
-                ev = pair_scores(idx, cameras, cfg)
-                labels = _group(idx, ev, cfg, extra)
-                tr, idx, labels, parent, ev2 = _merge_back(tr, idx, labels, parent, cameras, cfg)
-                ev = ev if ev2 is None else ev2
         pts = group_points(idx, labels, cams)
         sig = float(np.nanmedian(ev["sigma"])) if len(ev) else 0.0
         labels, stitch_sup = stitch_groups(idx, labels, pts, sig, cfg.stitch_max_gap)
@@ -249,6 +288,9 @@ def associate_session(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None
 def associate(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None,
               cfg: AssociationConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Give every tracklet of a session a global id (no tracklet is split or extended).
+
+    Whole tracklets are grouped (``method: tracklets``) whatever ``cfg.method``
+    says: the ``frames`` method cuts tracklets, which this function must not.
 
     Same parameters and errors as :func:`associate_session`. Returns the
     ASSOCIATION table (one row per ``(camera_id, track_id)`` of the input) and

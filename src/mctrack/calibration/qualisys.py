@@ -7,18 +7,28 @@ Layout (one ``<camera serial=...>`` per camera under ``<cameras>``)::
                radialDistortion1..3= tangentalDistortion1..2=/>       normalised coordinates
     <fov_video left= top= right= bottom=/>                              px, inclusive
 
-Conversion to OpenCV (the same as Pose2Sim's ``calib_qca_fun``: ``read_qca``
-→ ``world_to_camera_persp`` → ``rotate_cam(ang_x=π)``; checked on the
-Pose2Sim demo, whose rotations then agree with ``Calib_scene.toml`` to 1–3°):
+Conversion to OpenCV (Pose2Sim's ``calib_qca_fun`` — ``read_qca`` →
+``world_to_camera_persp`` → ``rotate_cam(ang_x=π)`` — gives the same K, R,
+t, image size and camera centres to machine precision on the Pose2Sim demo;
+tests/test_calibration_qualisys.py pins them):
 
 - ``M = [[r11, r12, r13], [r21, r22, r23], [r31, r32, r33]]`` rotates world
   into a camera frame whose y and z axes point opposite to OpenCV's, so
   ``R = diag(1, −1, −1) · M`` and ``t = −R · C`` with ``C = (x, y, z) / 1000`` m;
 - ``fx = focalLengthU / 64``, ``cx = centerPointU / 64 − fov_video.left``
-  (likewise v / top), multiplied by ``res / 1080`` when the camera has a
-  ``video_resolution="<res>p"`` attribute;
-- distortion ``[k1, k2, p1, p2, k3]`` = radialDistortion1, 2, tangentalDistortion1, 2, radialDistortion3;
-- image size = ``(right − left + 1, bottom − top + 1)`` (× the same factor).
+  (likewise v / top): K in the pixel grid of the ``fov_video`` window;
+- image size = ``(right − left + 1, bottom − top + 1)``. ``video_resolution``
+  is not applied (Pose2Sim dropped its ``res / 1080`` factor in 2026 after it
+  broke 1440p Miqus Video Plus files, Pose2Sim issues #200/#212); a video of
+  another size is caught by :mod:`.checks` and scaled only by its explicit
+  ``calibrate.rescale`` rule (which also covers Pose2Sim's ``binning_factor``);
+- distortion ``[k1, k2, p1, p2, k3]`` = radialDistortion1, 2,
+  tangentalDistortion1, 2, radialDistortion3, as written (coefficients of
+  normalised coordinates). Pose2Sim divides them by 64 too; that is not
+  followed: on the demo the raw values match the independent checkerboard
+  calibration of the same lenses (``Calib_scene.toml``: k1 −0.053 vs −0.046,
+  k2 0.151 vs 0.140), the /64 ones (−0.0007, 0.0022) describe a
+  distortion-free lens (Pose2Sim issue #31 reports the same).
 """
 
 from __future__ import annotations
@@ -79,18 +89,16 @@ def read_qualisys_qca(path: str | os.PathLike) -> Rig:
         left, top = _num(fov, "left", path, name), _num(fov, "top", path, name)
         w = _num(fov, "right", path, name) - left + 1
         h = _num(fov, "bottom", path, name) - top + 1
-        res = el.get("video_resolution")
-        f = float(res.rstrip("p")) / 1080.0 if res and res.rstrip("p").isdigit() else 1.0
         s = 1.0 / SENSOR_UNITS_PER_PX
-        K = np.array([[_num(intr, "focalLengthU", path, name) * s * f, 0, (_num(intr, "centerPointU", path, name) * s - left) * f],
-                      [0, _num(intr, "focalLengthV", path, name) * s * f, (_num(intr, "centerPointV", path, name) * s - top) * f],
+        K = np.array([[_num(intr, "focalLengthU", path, name) * s, 0, _num(intr, "centerPointU", path, name) * s - left],
+                      [0, _num(intr, "focalLengthV", path, name) * s, _num(intr, "centerPointV", path, name) * s - top],
                       [0, 0, 1]])
         dist = np.array([_num(intr, k, path, name) for k in ("radialDistortion1", "radialDistortion2",
                                                            "tangentalDistortion1", "tangentalDistortion2",
                                                            "radialDistortion3")])
         check_intrinsics(K, dist, False, path, name)
-        rig[name] = Camera(name, K, dist, rvec, -R @ C, (round(w * f), round(h * f)),
-                           meta={"avg_residual": el.get("avg-residual")})
+        rig[name] = Camera(name, K, dist, rvec, -R @ C, (round(w), round(h)),
+                           meta={"avg_residual": el.get("avg-residual"), "video_resolution": el.get("video_resolution")})
     if not rig:
         raise InputError(path, None, "no active <camera> elements", "export the calibration again from QTM")
     return rig

@@ -1,0 +1,572 @@
+"""Association by per-frame 3D tracking of detections (``associate.method: frames``).
+
+The tracklet method (:mod:`.evidence`, :mod:`.solve`) groups whole 2D
+tracklets, so an identity switch inside one camera's tracklet (two fish
+crossing, a merged blob) becomes a wrong group or needs splitting afterwards.
+This method decides identity where it is most reliable — in 3D, frame by
+frame — and uses the 2D tracklets only as a tie-breaker:
+
+1. **Predict** every 3D track with a constant-velocity Kalman filter (one
+   ``(2, 2)`` position/velocity covariance per track, shared by the three
+   axes; white-noise acceleration ``σ_a = motion_noise × target size`` per
+   frame², Bar-Shalom et al. 2001, *Estimation with Applications to Tracking
+   and Navigation*, §6.3.2) and project it into every camera.
+2. **Assign**, per camera, the frame's detected rows to the projected tracks
+   at minimum total cost (``scipy.optimize.linear_sum_assignment``); the cost
+   of a row and a track is the squared normalised image distance
+   ``(d / τ)²`` with ``τ² = (box_fraction·s)² + centroid_sigma² + σ_pred²``
+   (``s = sqrt(w·h)`` of the row's box, px; ``σ_pred`` the track's predicted
+   position std projected to px), gated at ``d ≤ gate·τ``, minus
+   ``continuity_bonus`` when the row's 2D tracklet was assigned to that track
+   within the last ``continuity_frames`` frames.
+3. **Update**: each track's rows are triangulated (least-squares ray
+   intersection, the N-view midpoint method); a row whose reprojection from
+   the others is outside the gate is dropped (one pass). Two or more rays give
+   a 3D measurement; one ray gives the point on that ray nearest to the
+   prediction. Tracks with no row coast.
+4. **Birth**: rows left unassigned in ≥ 2 cameras are paired across cameras
+   (ray midpoint within the gate in both images), extended by the nearest
+   unassigned row of every other camera within the gate, and accepted
+   greedily by number of cameras, then cost. A new track is *tentative* until
+   it has had ≥ 2 cameras in ``n_init`` consecutive frames; a tentative track
+   that misses one is dropped and its rows return to unassigned (this
+   removes ghost points where two targets' rays cross).
+5. **Death**: a track with no 2-camera update for ``max_coast_frames``
+   frames ends; a confirmed track that stays within a quarter target size of
+   an older one for ``n_init + 10`` frames is a duplicate and ends. A target
+   that every camera lost and that reappears gets a new track, which
+   :func:`~mctrack.associate.refine.stitch_groups` joins again.
+
+Each detected row ends with the track it was assigned to (or -1). The rows
+of one 2D tracklet are then cut into pieces of constant track
+(:func:`tracklet_pieces`): unassigned and coasted rows take the track of the
+rows around them in the same tracklet, and runs shorter than ``min_run``
+rows are absorbed by their neighbours. Each piece becomes one tracklet of
+the ASSOCIATION table (``parent_track_id`` = the tracker's track id), so the
+downstream tables are unchanged.
+
+Cost: one Python iteration per frame with numpy work over that frame's rows
+and tracks (no per-target loop); memory is that of the rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from ..calibration import Camera
+from .config import AssociationConfig
+from .data import TrackletIndex
+from .evidence import closest_points
+from .refine import _ray_sums, _runs, _segment, _solve3
+
+_BIG = 1e12
+
+
+class _Tracks:
+    """Struct of arrays of 3D tracks (capacity grows by doubling)."""
+
+    def __init__(self, cap: int = 64):
+        self.n = 0
+        self.X = np.zeros((cap, 3))
+        self.V = np.zeros((cap, 3))
+        self.P = np.zeros((cap, 2, 2))
+        self.size = np.zeros(cap)          # target size, m (EMA)
+        self.alive = np.zeros(cap, bool)
+        self.confirmed = np.zeros(cap, bool)
+        self.streak = np.zeros(cap, np.int64)   # consecutive frames with >= 2 cameras
+        self.last_multi = np.zeros(cap, np.int64)  # last frame with >= 2 cameras
+        self.born = np.zeros(cap, np.int64)
+        self.close = np.zeros(cap, np.int64)    # consecutive frames near an older track
+
+    def add(self, X: np.ndarray, size: np.ndarray, frame: int, p0: np.ndarray) -> np.ndarray:
+        m = len(X)
+        while self.n + m > len(self.alive):
+            for name in ("X", "V", "P", "size", "alive", "confirmed", "streak", "last_multi", "born", "close"):
+                a = getattr(self, name)
+                setattr(self, name, np.concatenate([a, np.zeros_like(a)]))
+        ids = np.arange(self.n, self.n + m)
+        self.n += m
+        self.X[ids], self.V[ids], self.size[ids] = X, 0.0, size
+        self.P[ids] = p0
+        self.alive[ids], self.confirmed[ids] = True, False
+        self.streak[ids], self.last_multi[ids], self.born[ids], self.close[ids] = 1, frame, frame, 0
+        return ids
+
+
+class _Projector:
+    """Projection of world points into all cameras at once.
+
+    Plain pinhole cameras with up to 5 OpenCV distortion coefficients
+    ``(k1, k2, p1, p2, k3)`` are projected in one vectorised step with OpenCV's
+    model (``cv2.projectPoints`` documentation, "Detailed description");
+    other cameras (fisheye, rational model, refractive) through their own
+    ``project``. ``__call__(X (M, 3))`` returns ``uv (C, M, 2)`` px (NaN
+    behind a camera or outside its image) and ``depth (C, M)`` m.
+    """
+
+    def __init__(self, cams: list[Camera]):
+        self.cams = cams
+        self.fast = all(type(c) is Camera and not c.fisheye and len(c.dist) <= 5 for c in cams)
+        self.R = np.stack([c.R for c in cams])
+        self.t = np.stack([c.tvec for c in cams])
+        K = np.stack([c.K for c in cams])
+        self.fx, self.fy, self.cx, self.cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]  # skew ignored, as OpenCV
+        D = np.zeros((len(cams), 5))
+        for i, c in enumerate(cams):
+            D[i, :min(5, len(c.dist))] = c.dist[:5]
+        self.k1, self.k2, self.p1, self.p2, self.k3 = (D[:, i, None] for i in range(5))
+        self.W = np.array([c.size[0] for c in cams], np.float64)[:, None]
+        self.H = np.array([c.size[1] for c in cams], np.float64)[:, None]
+
+    def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        Xc = np.einsum("cij,mj->cmi", self.R, X) + self.t[:, None, :]
+        depth = Xc[..., 2]
+        if self.fast:
+            x, y = Xc[..., 0] / depth, Xc[..., 1] / depth
+            r2 = x * x + y * y
+            rad = 1 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3))
+            xd = x * rad + 2 * self.p1 * x * y + self.p2 * (r2 + 2 * x * x)
+            yd = y * rad + self.p1 * (r2 + 2 * y * y) + 2 * self.p2 * x * y
+            u = self.fx[:, None] * xd + self.cx[:, None]
+            v = self.fy[:, None] * yd + self.cy[:, None]
+            uv = np.stack([u, v], -1)
+        else:
+            uv = np.stack([c.project(X) for c in self.cams]) if len(X) else np.zeros((len(self.cams), 0, 2))
+        out = ~((depth > 0) & (uv[..., 0] >= -0.5) & (uv[..., 0] < self.W) & (uv[..., 1] >= -0.5) &
+                (uv[..., 1] < self.H))
+        uv[out] = np.nan
+        return uv, depth
+
+
+def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """3D tracks of the detected rows of ``idx`` (see module docstring).
+
+    Parameters
+    ----------
+    idx : rows of all calibrated cameras (``idx.camera_names[c]`` is ``cams[c]``).
+    cams : cameras in ``idx.camera_names`` order, world unit m.
+    cfg : uses ``gate, box_fraction, centroid_sigma, continuity_bonus,
+        continuity_frames, n_init, max_coast_frames, motion_noise``.
+
+    Returns
+    -------
+    track : (N,) int64 per row of ``idx``: the confirmed 3D track of a
+        detected row, -1 for unassigned detected rows, -2 for rows that are
+        not detected.
+    cost : (N,) float64 normalised image distance ``d / τ`` of the row to its
+        track's prediction (NaN when unassigned).
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _track(idx, cams, cfg)
+
+
+def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tuple[np.ndarray, np.ndarray]:
+    N = len(idx.frame)
+    track = np.full(N, -2, np.int64)
+    cost = np.full(N, np.nan)
+    det = np.flatnonzero(idx.detected)
+    track[det] = -1
+    if not det.size:
+        return track, cost
+    cam_of = idx.keys["cam"].to_numpy()[idx.tk]
+    o_all, d_all = idx.row_rays(dict(zip(idx.camera_names, cams)))
+    order = det[np.lexsort((cam_of[det], idx.frame[det]))]
+    fr = idx.frame[order]
+    frames, starts = np.unique(fr, return_index=True)
+    ends = np.append(starts[1:], len(order))
+    size_px = np.sqrt(np.abs(idx.w * idx.h))
+    # per row: tau of the detection alone (px), half box
+    tau0_sq = (cfg.box_fraction * size_px) ** 2 + cfg.centroid_sigma ** 2
+    hw, hh = idx.w / 2, idx.h / 2
+    cxy = np.column_stack([idx.cx, idx.cy])
+    f_px = np.array([0.5 * (c.K[0, 0] + c.K[1, 1]) for c in cams])
+    proj = _Projector(cams)
+    cam_range = np.arange(len(cams) + 1)
+    T = _Tracks()
+    gate2 = cfg.gate ** 2
+    K = len(idx.keys)
+    last_track = np.full(K, -1, np.int64)   # per tracklet: track of its last assigned row and when
+    last_frame = np.full(K, -10 ** 9, np.int64)
+    prev_t = None
+    for t, a, b in zip(frames.tolist(), starts.tolist(), ends.tolist()):
+        rows = order[a:b]
+        rc = cam_of[rows]
+        cxr, cyr = idx.cx[rows], idx.cy[rows]
+        act = np.flatnonzero(T.alive[:T.n])
+        assigned = np.full(len(rows), -1, np.int64)
+        dn = np.full(len(rows), np.nan)
+        step = 1 if prev_t is None else t - prev_t
+        prev_t = t
+        if act.size:
+            _predict(T, act, step, cfg.motion_noise)
+            uvp, depth = proj(T.X[act])                       # (C, A, 2), (C, A)
+            U, Dp = uvp[rc], depth[rc]                         # (R, A, 2), (R, A)
+            fr_ = f_px[rc][:, None] / Dp
+            d2 = ((cxr[:, None] - U[..., 0]) ** 2 + (cyr[:, None] - U[..., 1]) ** 2) / \
+                (tau0_sq[rows][:, None] + T.P[act, 0, 0][None, :] * fr_ ** 2)
+            ok = d2 <= gate2
+            # a row larger than one target whose box holds the predictions of >= 2 confirmed tracks
+            # within the gate is a merged blob: its centroid lies between the targets, nobody's measurement
+            inside = ok & (np.abs(U[..., 0] - cxr[:, None]) <= hw[rows][:, None]) & \
+                (np.abs(U[..., 1] - cyr[:, None]) <= hh[rows][:, None]) & \
+                (size_px[rows][:, None] > 1.3 * T.size[act][None, :] * fr_) & T.confirmed[act][None, :]
+            ok &= (inside.sum(1) < 2)[:, None]
+            tk = idx.tk[rows]
+            cont = (last_track[tk][:, None] == act[None, :]) & ((t - last_frame[tk]) <= cfg.continuity_frames)[:, None]
+            c2 = np.where(ok, d2 - cfg.continuity_bonus * cont, _BIG)
+            cut = np.searchsorted(rc, cam_range).tolist()
+            for lo, hi in zip(cut[:-1], cut[1:]):   # per camera: one assignment
+                if lo == hi:
+                    continue
+                sub = c2[lo:hi]
+                cols = np.flatnonzero((sub < _BIG).any(0))
+                if not cols.size:
+                    continue
+                ri, ji = linear_sum_assignment(sub[:, cols])
+                ji = cols[ji]
+                keep = sub[ri, ji] < _BIG
+                assigned[lo + ri[keep]] = act[ji[keep]]
+                dn[lo + ri[keep]] = np.sqrt(d2[lo + ri[keep], ji[keep]])
+            _update(T, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t)
+        # births from the rows nobody claimed
+        free = np.flatnonzero(assigned < 0)
+        if free.size >= 2 and rc[free].min() != rc[free].max():
+            uv = np.column_stack([cxr, cyr])
+            for grp_rows, X, sz in _births(rows[free], rc[free], uv[free], o_all, d_all, proj, f_px, size_px, cfg):
+                p0 = np.array([[(0.25 * sz) ** 2, 0.0], [0.0, (0.5 * sz) ** 2]])
+                j = int(T.add(X[None], np.array([sz]), t, p0)[0])
+                pos = np.flatnonzero(np.isin(rows, grp_rows))
+                assigned[pos] = j
+                dn[pos] = 0.0
+        _bookkeeping(T, t, cfg, assigned)
+        hit = assigned >= 0
+        track[rows[hit]] = assigned[hit]
+        cost[rows[hit]] = dn[hit]
+        tk = idx.tk[rows[hit]]
+        last_track[tk] = assigned[hit]
+        last_frame[tk] = t
+    # rows of tracks never confirmed are unassigned
+    conf = np.zeros(T.n + 1, bool)
+    conf[:T.n] = T.confirmed[:T.n]
+    bad = (track >= 0) & ~conf[np.where(track >= 0, track, T.n)]
+    track[bad] = -1
+    cost[bad] = np.nan
+    return track, cost
+
+
+def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> None:
+    """Constant-velocity prediction over ``step`` frames (discrete white-noise acceleration)."""
+    dt = float(step)
+    T.X[act] += T.V[act] * dt
+    P = T.P[act]
+    qa = (motion_noise * T.size[act]) ** 2
+    p00 = P[:, 0, 0] + 2 * dt * P[:, 0, 1] + dt * dt * P[:, 1, 1] + qa * dt ** 4 / 4
+    p01 = P[:, 0, 1] + dt * P[:, 1, 1] + qa * dt ** 3 / 2
+    p11 = P[:, 1, 1] + qa * dt * dt
+    T.P[act, 0, 0], T.P[act, 0, 1], T.P[act, 1, 0], T.P[act, 1, 1] = p00, p01, p01, p11
+
+
+def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t) -> None:
+    """Triangulate each track's rows, drop each track's worst row beyond the gate once, Kalman-update."""
+    hit = np.flatnonzero(assigned >= 0)
+    if not hit.size:
+        return
+    A = len(act)
+    pos_of = np.full(T.n, -1, np.int64)
+    pos_of[act] = np.arange(A)
+    for attempt in range(2):
+        ap = pos_of[assigned[hit]]
+        r = rows[hit]
+        Xm, n = _intersect(ap, o_all[r], d_all[r], A)
+        multi = n >= 2
+        if attempt == 1 or not multi.any():
+            break
+        # reprojection of each multi-camera point into the cameras of its rows; only tracks with a row
+        # farther than one tau from the prediction can hold a row that disagrees with the others
+        sus = np.zeros(A, bool)
+        sus[ap[dn[hit] > 1.0]] = True
+        check = multi & sus
+        if not check.any():
+            break
+        uvq, _ = proj(Xm[check])
+        q = np.cumsum(check) - 1
+        sel = check[ap]
+        e = np.full(len(hit), 0.0)
+        u = uvq[rc[hit[sel]], q[ap[sel]]]
+        e[sel] = np.sqrt(((cxy[r[sel]] - u) ** 2).sum(1) / tau0_sq[r[sel]])
+        e = np.where(np.isfinite(e), e, np.inf)
+        worst = np.zeros(A)
+        np.maximum.at(worst, ap, e)
+        bad = np.flatnonzero((e > cfg.gate) & (e == worst[ap]))
+        if not bad.size:
+            break
+        _, first_bad = np.unique(ap[bad], return_index=True)   # one row per track
+        drop = hit[bad[first_bad]]
+        assigned[drop] = -1
+        dn[drop] = np.nan
+        hit = np.flatnonzero(assigned >= 0)
+        if not hit.size:
+            return
+    ap = pos_of[assigned[hit]]
+    r = rows[hit]
+    seen = n >= 1
+    single = seen & ~(multi & np.isfinite(Xm).all(1))
+    if single.any():  # one ray: its point nearest to the prediction
+        first = np.full(A, -1, np.int64)
+        first[ap[::-1]] = np.arange(len(ap))[::-1]
+        k = r[first[single]]
+        o, d = o_all[k], d_all[k]
+        s_ = np.einsum("ij,ij->i", T.X[act[single]] - o, d)
+        Xm[single] = o + np.maximum(s_, 0)[:, None] * d
+    tr_ids = act[seen]
+    Xs = Xm[seen]
+    # target size in m from the rows (box size px * depth along the ray / f), EMA
+    depth = np.einsum("ij,ij->i", Xm[ap] - o_all[r], d_all[r])
+    sz = size_px[r] * np.maximum(depth, 0) / f_px[rc[hit]]
+    sz_t = (np.bincount(ap, weights=sz, minlength=A) / np.maximum(n, 1))[seen]
+    old = T.size[tr_ids]
+    T.size[tr_ids] = np.where(old > 0, 0.9 * old + 0.1 * sz_t, sz_t)
+    # Kalman update, isotropic measurement noise (m): 0.15 target sizes for a multi-camera point,
+    # 0.3 for the point on a single ray (its residual along the ray is zero anyway)
+    good_multi = (multi & ~single)[seen]
+    rm = np.where(good_multi, 0.15, 0.3) * T.size[tr_ids]
+    P = T.P[tr_ids]
+    Sx = P[:, 0, 0] + rm ** 2
+    k0, k1 = P[:, 0, 0] / Sx, P[:, 1, 0] / Sx
+    innov = Xs - T.X[tr_ids]
+    T.X[tr_ids] += k0[:, None] * innov
+    T.V[tr_ids] += k1[:, None] * innov
+    p00, p01, p11 = P[:, 0, 0], P[:, 0, 1], P[:, 1, 1]
+    T.P[tr_ids, 0, 0] = (1 - k0) * p00
+    T.P[tr_ids, 0, 1] = T.P[tr_ids, 1, 0] = (1 - k0) * p01
+    T.P[tr_ids, 1, 1] = p11 - k1 * p01
+    m = tr_ids[good_multi]
+    T.streak[m] += 1
+    T.last_multi[m] = t
+    T.streak[tr_ids[~good_multi]] = 0
+
+
+def _intersect(g: np.ndarray, o: np.ndarray, d: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares intersection of the rays of each group (midpoint method, as :func:`.refine.group_points`).
+
+    ``g (n,)`` group of each ray, ``o, d (n, 3)`` origins and unit directions.
+    Returns ``X (G, 3)`` (NaN for groups with < 2 rays or parallel rays) and
+    the ray count ``(G,)``. Solves the 3×3 normal equations in closed form
+    (adjugate / determinant), which for a few dozen groups is several times
+    faster than ``np.linalg.solve`` on the stack.
+    """
+    n = np.bincount(g, minlength=G)
+    dd = d[:, :, None] * d[:, None, :]                       # (n, 3, 3)
+    S = np.zeros((G, 3, 3))
+    np.add.at(S, g, -dd)
+    S[:, [0, 1, 2], [0, 1, 2]] += n[:, None]
+    pv = o - d * np.einsum("ij,ij->i", d, o)[:, None]
+    b = np.zeros((G, 3))
+    np.add.at(b, g, pv)
+    a, bq, c = S[:, 0, 0], S[:, 0, 1], S[:, 0, 2]
+    e, f, i = S[:, 1, 1], S[:, 1, 2], S[:, 2, 2]
+    A0, A1, A2 = e * i - f * f, c * f - bq * i, bq * f - c * e
+    B1, B2, C2 = a * i - c * c, bq * c - a * f, a * e - bq * bq
+    det = a * A0 + bq * A1 + c * A2
+    X = np.column_stack([A0 * b[:, 0] + A1 * b[:, 1] + A2 * b[:, 2],
+                         A1 * b[:, 0] + B1 * b[:, 1] + B2 * b[:, 2],
+                         A2 * b[:, 0] + B2 * b[:, 1] + C2 * b[:, 2]]) / det[:, None]
+    X[(n < 2) | ~(np.abs(det) > 1e-12)] = np.nan
+    return X, n
+
+
+def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarray) -> None:
+    """Confirm tentative tracks, drop failed ones, end lost tracks and duplicates."""
+    act = np.flatnonzero(T.alive[:T.n])
+    if not act.size:
+        return
+    if not T.confirmed[act].all():
+        _tentative(T, act, t, cfg, assigned)
+    lost = act[T.confirmed[act] & (t - T.last_multi[act] > cfg.max_coast_frames)]
+    T.alive[lost] = False
+    # duplicates: two confirmed tracks within a quarter target size for n_init + 10 frames
+    live = act[T.alive[act] & T.confirmed[act]]
+    if live.size >= 2:
+        D2 = ((T.X[live, None] - T.X[None, live]) ** 2).sum(2)
+        near = D2 < (0.25 * np.minimum(T.size[live, None], T.size[None, live])) ** 2
+        # the younger of two near tracks (born later, or later index) is the duplicate
+        older = (T.born[live, None] > T.born[None, live]) | \
+            ((T.born[live, None] == T.born[None, live]) & (live[:, None] > live[None, :]))
+        is_dup = (near & older).any(1)
+        if is_dup.any() or T.close[live].any():
+            T.close[live] = np.where(is_dup, T.close[live] + 1, 0)
+            T.alive[live[T.close[live] > cfg.n_init + 10]] = False
+
+
+def _tentative(T: _Tracks, act: np.ndarray, t: int, cfg: AssociationConfig, assigned: np.ndarray) -> None:
+    """Confirm tentative tracks with ``n_init`` multi-camera frames; drop those that missed this frame."""
+    born_now = T.born[act] == t
+    multi_now = T.last_multi[act] == t
+    tent = act[~T.confirmed[act] & ~born_now]
+    fail = tent[~multi_now[~T.confirmed[act] & ~born_now]]
+    T.alive[fail] = False
+    assigned[np.isin(assigned, fail)] = -1
+    newc = act[~T.confirmed[act] & (T.streak[act] >= cfg.n_init) & T.alive[act]]
+    T.confirmed[newc] = True
+
+
+def _births(rows, rc, uv, o_all, d_all, proj: "_Projector", f_px, size_px, cfg
+            ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """New 3D points from unassigned rows of ≥ 2 cameras: ``[(rows, X (3,), size m)]`` (see module docstring).
+
+    Vectorised over candidates: every cross-camera pair of rows whose ray
+    midpoint reprojects within the gate in both images is a candidate; it is
+    extended by the nearest row of every other camera within the gate and
+    triangulated again from all its rows (falling back to the pair if a row
+    then leaves the gate); candidates are accepted greedily by number of
+    cameras, then mean normalised error, each row used once.
+    """
+    C = len(f_px)
+    tau = np.sqrt((cfg.box_fraction * size_px[rows]) ** 2 + cfg.centroid_sigma ** 2)
+    by_cam = [np.flatnonzero(rc == c) for c in range(C)]
+    ia, ib = [], []
+    for ca in range(C):
+        for cb in range(ca + 1, C):
+            A, B = by_cam[ca], by_cam[cb]
+            if A.size and B.size:
+                ia.append(np.repeat(A, len(B)))
+                ib.append(np.tile(B, len(A)))
+    if not ia:
+        return []
+    ia, ib = np.concatenate(ia), np.concatenate(ib)
+    ra, rb = rows[ia], rows[ib]
+    _, s, tt, X = closest_points(o_all[ra], d_all[ra], o_all[rb], d_all[rb])
+    uvp, _ = proj(X)                                              # (C, M, 2)
+    M = len(X)
+    ea = np.hypot(*(uvp[rc[ia], np.arange(M)] - uv[ia]).T) / tau[ia]
+    eb = np.hypot(*(uvp[rc[ib], np.arange(M)] - uv[ib]).T) / tau[ib]
+    ok = (s > 0) & (tt > 0) & (ea <= cfg.gate) & (eb <= cfg.gate)
+    if not ok.any():
+        return []
+    ia, ib, X, uvp = ia[ok], ib[ok], X[ok], uvp[:, ok]
+    M = len(X)
+    # members (M, C): the pair, plus the nearest row of every other camera within the gate
+    mem = np.full((M, C), -1, np.int64)
+    mem[np.arange(M), rc[ia]] = ia
+    mem[np.arange(M), rc[ib]] = ib
+    for c in range(C):
+        sel = by_cam[c]
+        if not sel.size:
+            continue
+        e = np.hypot(uvp[c][:, None, 0] - uv[sel, 0][None], uvp[c][:, None, 1] - uv[sel, 1][None]) / tau[sel][None]
+        e = np.where(np.isfinite(e), e, np.inf)
+        k = e.argmin(1)
+        near = (e[np.arange(M), k] <= cfg.gate) & (mem[:, c] < 0)
+        mem[near, c] = sel[k[near]]
+    # triangulate every candidate from all its members; check they all stay within the gate
+    cand, cam = np.nonzero(mem >= 0)
+    m_rows = rows[mem[cand, cam]]
+    S, bb, n = _ray_sums(cand, o_all[m_rows], d_all[m_rows], M)
+    Xn = _solve3(S, bb)
+    uvn, _ = proj(Xn)
+    en = np.hypot(*(uvn[cam, cand] - uv[mem[cand, cam]]).T) / tau[mem[cand, cam]]
+    en = np.where(np.isfinite(en), en, np.inf)
+    worst = np.zeros(M)
+    np.maximum.at(worst, cand, en)
+    full_ok = (worst <= cfg.gate) & np.isfinite(Xn).all(1)
+    pair_only = ~full_ok
+    mem[pair_only] = -1
+    mem[pair_only, rc[ia[pair_only]]] = ia[pair_only]
+    mem[pair_only, rc[ib[pair_only]]] = ib[pair_only]
+    Xn[pair_only] = X[pair_only]
+    n_cam = (mem >= 0).sum(1)
+    mean_e = np.where(full_ok, np.bincount(cand, weights=np.where(np.isfinite(en), en, 0), minlength=M) /
+                      np.maximum(n, 1), 0.5 * (np.hypot(*(uvp[rc[ia], np.arange(M)] - uv[ia]).T) / tau[ia] +
+                                               np.hypot(*(uvp[rc[ib], np.arange(M)] - uv[ib]).T) / tau[ib]))
+    used = np.zeros(len(rows), bool)
+    out = []
+    for q in np.lexsort((mean_e, -n_cam)).tolist():   # greedy; cheap per candidate
+        m = mem[q][mem[q] >= 0]
+        if used[m].any():
+            continue
+        used[m] = True
+        r = rows[m]
+        depth = np.einsum("ij,ij->i", Xn[q][None] - o_all[r], d_all[r])
+        out.append((r, Xn[q], float(np.median(size_px[r] * depth / f_px[rc[m]]))))
+        if used.all():
+            break
+    return out
+
+
+def tracklet_pieces(idx: TrackletIndex, track: np.ndarray, min_run: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut every 2D tracklet where its rows' 3D track changes.
+
+    Parameters
+    ----------
+    idx : the rows (sorted by tracklet, frame).
+    track : (N,) from :func:`track_detections` (-1 unassigned, -2 not detected).
+    min_run : detected rows a run of one track needs to stand on its own;
+        shorter runs take their longer neighbour's track.
+
+    Returns
+    -------
+    piece : (N,) int64 piece number per row, unique over the session
+        (consecutive rows of one tracklet with one track).
+    piece_track : (n_pieces,) int64 3D track of each piece, -1 for a piece
+        no 3D track claimed (rows of a tracklet that never met one).
+    """
+    lab = track.copy()
+    N = len(lab)
+    piece = np.zeros(N, np.int64)
+    piece_track: list[int] = []
+    if not N:
+        return piece, np.zeros(0, np.int64)
+    bounds = np.r_[0, np.flatnonzero(np.diff(idx.tk)) + 1, N]
+    nxt = 0
+    for lo, hi in zip(bounds[:-1], bounds[1:]):  # per tracklet; the work inside is vectorised
+        v = lab[lo:hi]
+        known = v >= 0
+        if not known.any():
+            piece[lo:hi] = nxt
+            piece_track.append(-1)
+            nxt += 1
+            continue
+        pos = np.flatnonzero(known)
+        if min_run > 1 and len(np.unique(v[pos])) > 1:
+            v_known = _segment(v[pos], min_run)
+        else:
+            v_known = v[pos]
+        # every row takes the track of the nearest known row before it (after it for leading rows)
+        j = np.searchsorted(pos, np.arange(hi - lo), "right") - 1
+        filled = v_known[np.maximum(j, 0)]
+        vals, st, ln = _runs(filled)
+        piece[lo:hi] = nxt + np.repeat(np.arange(len(vals)), ln)
+        piece_track.extend(int(x) for x in vals)
+        nxt += len(vals)
+    return piece, np.asarray(piece_track, np.int64)
+
+
+def pieces_table(tracklets: pd.DataFrame, idx: TrackletIndex, piece: np.ndarray
+                 ) -> tuple[pd.DataFrame, np.ndarray]:
+    """TRACKLET2D rows with one track id per piece and the parent (original) track id of each piece.
+
+    The first piece of a tracklet keeps its id; later pieces get new ids per
+    camera (max id + 1, + 2, ... in tracklet order). Returns the new table (in
+    ``idx`` row order) and ``(n_pieces,)`` int64 parent track ids.
+    """
+    src = tracklets.iloc[idx.source_row].reset_index(drop=True)
+    cam = idx.keys["camera_id"].to_numpy()[idx.tk]
+    old = idx.keys["track_id"].to_numpy()[idx.tk]
+    n_p = int(piece.max()) + 1 if len(piece) else 0
+    first_row = np.full(n_p, len(piece))
+    np.minimum.at(first_row, piece, np.arange(len(piece)))
+    p_cam = cam[first_row]
+    p_old = old[first_row]
+    p_tk = idx.tk[first_row]
+    is_first = np.r_[True, p_tk[1:] != p_tk[:-1]] if n_p else np.zeros(0, bool)
+    new_id = p_old.copy()
+    base = pd.Series(old).groupby(cam).max()
+    extra = ~is_first
+    if extra.any():
+        cnt = pd.Series(np.ones(extra.sum(), np.int64)).groupby(p_cam[extra]).cumsum().to_numpy()
+        new_id[extra] = base.reindex(p_cam[extra]).to_numpy(np.int64) + cnt
+    out = src.assign(track_id=new_id[piece])
+    return out, p_old

@@ -1,0 +1,156 @@
+"""associate.method = frames: per-frame 3D tracking of detections (mctrack.associate.frames).
+
+Tracklets come from tests/conftest.py::make_tracklets (track id = 10·target + 1 on the
+4-camera simulate rig, 5 targets, 120 frames), so every row's true target is known.
+"""
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_tracklets
+
+from mctrack.associate import AssociationConfig, associate_session
+from mctrack.associate.frames import _Projector, tracklet_pieces
+from mctrack.associate.data import TrackletIndex
+from mctrack.calibration import Camera
+from mctrack.tables import TRACKLET2D
+
+FRAMES = AssociationConfig(method="frames")
+
+
+def _target(track_id):
+    return (np.asarray(track_id) % 1000) // 10
+
+
+def _row_ids(res):
+    """Detected rows with their global id and true target (target from the parent track id)."""
+    tr = res.tracklets[res.tracklets["frame_status"] == "detected"]
+    m = tr.merge(res.association[["camera_id", "track_id", "global_id", "parent_track_id"]],
+                 on=["camera_id", "track_id"])
+    return m.assign(target=_target(m["det_index"].where(m["det_index"] >= 0) * 10 + 1))
+
+
+def _assert_one_id_per_target(res, n_targets):
+    m = _row_ids(res)
+    assert m.groupby("target")["global_id"].nunique().eq(1).all(), m.groupby("target")["global_id"].unique()
+    assert m.groupby("global_id")["target"].nunique().eq(1).all()
+    assert m["global_id"].nunique() == n_targets
+
+
+def test_projector_matches_opencv():
+    """The vectorised pinhole + (k1, k2, p1, p2, k3) projection equals cv2.projectPoints to 1e-6 px."""
+    cams = [Camera("a", [[800, 0.5, 320], [0, 790, 240], [0, 0, 1]], [-0.2, 0.05, 0.001, -0.002, 0.01],
+                   [0.1, -0.2, 0.05], [0.1, 0.0, 2.0], (640, 480)),
+            Camera("b", [[600, 0, 330], [0, 600, 250], [0, 0, 1]], [0.1, -0.01, 0, 0],
+                   [0.0, 0.3, 0.0], [-0.2, 0.1, 1.5], (640, 480))]
+    X = np.random.default_rng(0).uniform([-0.3, -0.3, -0.2], [0.3, 0.3, 0.3], (200, 3))
+    uv, depth = _Projector(cams)(X)
+    for c, cam in enumerate(cams):
+        ref = cam.project(X)
+        ok = np.isfinite(uv[c]).all(1)
+        assert ok.sum() > 150
+        np.testing.assert_allclose(uv[c][ok], ref[ok], atol=1e-6)
+        np.testing.assert_allclose(depth[c], cam.world_to_camera(X)[:, 2])
+
+
+def test_fragments_joined_and_pure(rig_scene):
+    """Every camera restarts every target once with a new id: one global id per target, every row pure."""
+    cams, pos = rig_scene
+    tr = make_tracklets(cams, pos, noise_px=1.0)
+    rng = np.random.default_rng(1)
+    for cam in cams:
+        for tid in tr.loc[tr["camera_id"] == cam, "track_id"].unique():
+            cut = int(rng.integers(30, 90))
+            sel = (tr["camera_id"] == cam) & (tr["track_id"] == tid) & (tr["frame"] >= cut)
+            tr.loc[sel, "track_id"] = tid + 1000
+    res = associate_session(tr, cams, FRAMES)
+    _assert_one_id_per_target(res, pos.shape[1])
+
+
+def test_identity_switch_inside_a_tracklet_is_cut(rig_scene):
+    """c2's track 11 follows target 1, then target 2 from frame 85: the tracklet is cut at the switch
+    (no split setting needed) and each piece carries its target's global id."""
+    cams, pos = rig_scene
+    tr = make_tracklets(cams, pos, noise_px=1.0)
+    t2 = tr[(tr["camera_id"] == "c2") & (tr["track_id"] == 21) & (tr["frame"] >= 85)]
+    keep = ~((tr["camera_id"] == "c2") & tr["track_id"].isin([11, 21]) & (tr["frame"] >= 85))
+    tr = TRACKLET2D.coerce(pd.concat([tr[keep], t2.assign(track_id=11)], ignore_index=True))
+    res = associate_session(tr, cams, FRAMES)
+    a = res.association
+    pieces = a[(a["camera_id"] == "c2") & (a["parent_track_id"] == 11)]
+    assert len(pieces) == 2
+    _assert_one_id_per_target(res, pos.shape[1])
+    late = pieces.loc[pieces["track_id"] != 11, "track_id"].iat[0]
+    first_late = res.tracklets.loc[(res.tracklets["camera_id"] == "c2") & (res.tracklets["track_id"] == late),
+                                   "frame"].min()
+    assert first_late == 85  # cut exactly at the switch: identity is decided per frame
+
+
+def test_two_camera_target_and_gap_in_all_cameras(rig_scene):
+    """Target 3 is seen by c1 and c2 only; target 0 vanishes from every camera for frames 50-57 and
+    comes back with new track ids: both keep one global id (births from two cameras; 3D stitching)."""
+    cams, pos = rig_scene
+    tr = make_tracklets(cams, pos, noise_px=1.0)
+    tr = tr[~((tr["track_id"] == 31) & tr["camera_id"].isin(["c3", "c4"]))]
+    tr = tr[~((tr["track_id"] == 1) & tr["frame"].between(50, 57))].copy()
+    tr.loc[(tr["track_id"] == 1) & (tr["frame"] > 57), "track_id"] = 1001
+    res = associate_session(tr, cams, FRAMES)
+    _assert_one_id_per_target(res, pos.shape[1])
+    a = res.association
+    assert a.loc[_target(a["track_id"]) == 3, "n_linked_cameras"].eq(2).all()
+
+
+def test_row_order_does_not_change_ids(rig_scene):
+    """Chunks concatenated in reverse order and shuffled rows give the same association."""
+    cams, pos = rig_scene
+    tr = make_tracklets(cams, pos, noise_px=1.0)
+    one = associate_session(tr, cams, FRAMES).association
+    chunks = [tr[(tr["frame"] >= s) & (tr["frame"] < s + 40)] for s in range(0, len(pos), 40)]
+    two = associate_session(pd.concat(chunks[::-1]).sample(frac=1.0, random_state=3), cams, FRAMES).association
+    key = ["camera_id", "track_id"]
+    pd.testing.assert_frame_equal(one.sort_values(key).reset_index(drop=True),
+                                  two.sort_values(key).reset_index(drop=True))
+
+
+def test_false_positives_do_not_make_targets(rig_scene):
+    """Uniform random false detections (one per camera and frame) create no confirmed 3D track:
+    tentative tracks from chance ray crossings die before n_init frames."""
+    cams, pos = rig_scene
+    tr = make_tracklets(cams, pos, noise_px=1.0)
+    rng = np.random.default_rng(5)
+    fp = []
+    for c, (name, cam) in enumerate(cams.items()):
+        u = rng.uniform(0, cam.size[0], len(pos))
+        v = rng.uniform(0, cam.size[1], len(pos))
+        fp.append(pd.DataFrame({"camera_id": name, "track_id": 9000 + np.arange(len(pos)), "frame": np.arange(len(pos)),
+                                "x1": u - 6, "y1": v - 6, "x2": u + 6, "y2": v + 6, "cx": u, "cy": v,
+                                "frame_status": "detected", "det_index": -1, "confidence": 0.5}))
+    tr = TRACKLET2D.coerce(pd.concat([tr, *fp], ignore_index=True))
+    res = associate_session(tr, cams, FRAMES)
+    a = res.association
+    real = a[a["track_id"] < 9000]
+    assert real["global_id"].nunique() == pos.shape[1]
+    multi_fp = a[(a["track_id"] >= 9000) & (a["n_linked_cameras"] >= 2)]
+    assert not multi_fp["global_id"].isin(real["global_id"]).any()
+    assert multi_fp["global_id"].nunique() == 0
+
+
+def test_pieces_fill_unassigned_and_absorb_short_runs():
+    """Unassigned (-1) and coasted (-2) rows take the track of the rows before them; runs shorter than
+    min_run are absorbed; a tracklet no track claimed is one unclaimed piece."""
+    n = 12
+    tr = pd.DataFrame({"camera_id": "c", "track_id": np.r_[np.full(n, 1), np.full(3, 2)],
+                       "frame": np.r_[np.arange(n), np.arange(3)], "x1": 0.0, "y1": 0.0, "x2": 4.0, "y2": 4.0,
+                       "cx": 2.0, "cy": 2.0, "frame_status": "detected", "det_index": 0, "confidence": 1.0})
+    idx = TrackletIndex.build(TRACKLET2D.coerce(tr))
+    track = np.array([-1, 5, 5, -2, 5, 7, 5, 5, 8, 8, 8, 8, -1, -1, -1])
+    piece, ptrack = tracklet_pieces(idx, track, min_run=2)
+    assert ptrack.tolist() == [5, 8, -1]
+    assert piece.tolist() == [0] * 8 + [1] * 4 + [2] * 3
+
+
+@pytest.mark.parametrize("bad", [{"method": "clusters"}, {"gate": 0}, {"n_init": 0}])
+def test_bad_settings_raise(bad):
+    from mctrack.errors import InputError
+
+    with pytest.raises(InputError, match="associate"):
+        AssociationConfig.from_dict(bad)
