@@ -30,10 +30,10 @@ point lies at distance ``s ∈ [0, r]`` from the camera's foot where Snell's law
     f(s) = n1 · s / √(s² + h_c²) − n2 · (r − s) / √((r − s)² + h_x²) = 0
 
 ``f`` is strictly increasing on ``[0, r]`` with ``f(0) ≤ 0 ≤ f(r)``, so the
-root is unique; we find it with safeguarded Newton steps (bisection when a
-step leaves the bracket), vectorised over points, from the paraxial guess
-``s₀ = r · n2 h_c / (n1 h_x + n2 h_c)`` — the same root as the quartic, without
-picking among its four roots.
+root is unique; we find it with Newton steps on the equivalent equation in
+``u = tan θ1`` (see :meth:`FlatInterface.refraction_point`: monotone,
+quadratic convergence from the straight line ``X − C``), vectorised over
+points — the same root as the quartic, without picking among its four roots.
 
 The vector form of Snell's law used for back-projection (Glassner, *An
 Introduction to Ray Tracing*, 1989, §5.3): with unit incident direction
@@ -217,15 +217,21 @@ class FlatInterface:
         o_out[ok], d_out[ok] = P[ok], t[ok]
         return o_out, d_out
 
-    def refraction_point(self, C: np.ndarray, X: np.ndarray, tol: float = 1e-12,
-                         max_iter: int = 50) -> np.ndarray:
+    def refraction_point(self, C: np.ndarray, X: np.ndarray, tol: float = 1e-13,
+                         max_iter: int = 60) -> np.ndarray:
         """Points ``(N, 3)`` on the plane where the light path from ``X`` to camera centre ``C`` refracts.
 
         ``C`` ``(3,)`` or ``(N, 3)`` on the cameras' side, ``X (N, 3)`` on the
-        far side (see the module docstring for the 1D Snell equation and its
-        safeguarded Newton solve; ``tol`` is relative to the scene size
-        ``r + h_c + h_x``, reached in ≤ 6 steps from the paraxial guess in
-        practice). Points with ``C`` or ``X`` on the wrong side get NaN.
+        far side. Solves the 1D Snell equation of the module docstring in
+        ``u = tan θ1 = s / h_c``: ``F(u) = h_c u + h_x tan θ2(u) − r = 0`` with
+        ``tan θ2 = k u / √(1 + (1 − k²) u²)``, ``k = n1 / n2``. ``F`` is
+        increasing, and concave for ``k < 1`` (air → water), so Newton steps
+        from the straight line ``u₀ = r / (h_c + h_x)`` (where ``F ≤ 0``)
+        approach the root monotonically from below with quadratic convergence
+        (3–4 steps to ``tol`` relative to ``r + h_c + h_x`` on the synthetic
+        tank); steps leaving the bracket ``[0, r / h_c]`` (capped at grazing
+        incidence in medium 2; possible only for ``k > 1``) bisect instead. Points with ``C`` or ``X`` on the wrong
+        side get NaN.
         """
         X = np.asarray(X, dtype=np.float64).reshape(-1, 3)
         C = np.broadcast_to(np.asarray(C, dtype=np.float64), X.shape)
@@ -236,35 +242,39 @@ class FlatInterface:
         Xf = X + hx[:, None] * n
         rv = Xf - Cf
         r = np.linalg.norm(rv, axis=1)
+        valid = (hc > 0) & (hx > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             e = np.where(r[:, None] > 0, rv / r[:, None], 0.0)
-        n1, n2 = self.n1, self.n2
-        lo, hi = np.zeros_like(r), r.copy()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.clip(r * n2 * hc / (n1 * hx + n2 * hc), 0, r)
-        s = np.where(np.isfinite(s), s, 0.5 * r)
-        scale = r + np.abs(hc) + np.abs(hx)
-        active = r > 0
+            hi = np.where(valid, r / hc, 0.0)
+            u = np.where(valid, r / (hc + hx), 0.0)
+        k2 = (self.n1 / self.n2) ** 2
+        k = np.sqrt(k2)
+        if k2 > 1:  # tan θ2 → ∞ as u → 1 / √(k² − 1) (grazing in medium 2): the root lies below
+            hi = np.minimum(hi, (1 - 1e-12) / np.sqrt(k2 - 1))
+            u = np.minimum(u, hi)
+        lo = np.zeros_like(r)
+        tol_u = tol * (r + np.abs(hc) + np.abs(hx)) / np.where(hc > 0, hc, 1.0)
+        active = valid & (r > 0)
         for _ in range(max_iter):
             if not active.any():
                 break
-            sa, ra, ca, xa = s[active], r[active], hc[active], hx[active]
-            qa = np.sqrt(sa**2 + ca**2)
-            qb = np.sqrt((ra - sa) ** 2 + xa**2)
-            f = n1 * sa / qa - n2 * (ra - sa) / qb
-            fp = n1 * ca**2 / qa**3 + n2 * xa**2 / qb**3
-            lo_a = np.where(f < 0, sa, lo[active])
-            hi_a = np.where(f > 0, sa, hi[active])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                sn = sa - f / fp
-            bad = ~np.isfinite(sn) | (sn <= lo_a) | (sn >= hi_a)
-            sn = np.where(bad, 0.5 * (lo_a + hi_a), sn)
-            done = (np.abs(sn - sa) <= tol * scale[active]) | (f == 0)
             idx = np.flatnonzero(active)
-            s[idx], lo[idx], hi[idx] = sn, lo_a, hi_a
+            ua, ca, xa, ra = u[idx], hc[idx], hx[idx], r[idx]
+            q = 1.0 + (1.0 - k2) * ua**2
+            with np.errstate(invalid="ignore"):
+                F = ca * ua + xa * k * ua / np.sqrt(q) - ra
+                dF = ca + xa * k / q**1.5
+            lo_a = np.where(F < 0, ua, lo[idx])
+            hi_a = np.where(F > 0, ua, hi[idx])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                un = ua - F / dF
+            bad = ~np.isfinite(un) | (un < lo_a) | (un > hi_a)
+            un = np.where(bad, 0.5 * (lo_a + hi_a), un)
+            done = (np.abs(un - ua) <= tol_u[idx]) | (F == 0)
+            u[idx], lo[idx], hi[idx] = un, lo_a, hi_a
             active[idx[done]] = False
-        P = Cf + s[:, None] * e
-        P[~((hc > 0) & (hx > 0))] = np.nan
+        P = Cf + (hc * u)[:, None] * e
+        P[~valid] = np.nan
         return P
 
 
