@@ -84,7 +84,7 @@ class SessionPlan:
     fps: float
     chunks: list[tuple[int, int]] = field(default_factory=list)
     synthetic: bool = False
-    calibration_settings: dict = field(default_factory=dict)  # config calibrate.{rescale, unit}, for the jobs' checks
+    calibration_settings: dict = field(default_factory=dict)  # config calibrate.{rescale, unit, refraction}, for the jobs
 
     @property
     def calibrate(self) -> bool:
@@ -230,7 +230,7 @@ def plan_sessions(config: dict, cache_dir: str | os.PathLike | None = None) -> d
         chunks = [(s, min(s + L, n)) for s in range(0, n, L)]
         cal_cfg = config.get("calibrate") or {}
         plans[session] = SessionPlan(session, cams, n, fps, chunks, synthetic,
-                                     {k: cal_cfg[k] for k in ("rescale", "unit") if k in cal_cfg})
+                                     {k: cal_cfg[k] for k in ("rescale", "unit", "refraction") if k in cal_cfg})
     return plans
 
 
@@ -472,7 +472,7 @@ def load_session_cameras(plan: SessionPlan, config: dict | None = None) -> dict:
     """Calibrated :class:`~mctrack.calibration.Camera` per sheet camera of ``plan`` (empty if uncalibrated).
 
     Checked against the videos' decoded sizes (:func:`mctrack.calibration.checks.session_cameras`;
-    ``rescale`` and ``unit`` from ``config['calibrate']`` or else the plan's ``calibration_settings``):
+    ``rescale``, ``unit`` and ``refraction`` from ``config['calibrate']`` or else the plan's ``calibration_settings``):
     raises InputError before any work.
     """
     from .calibration.checks import session_cameras
@@ -484,7 +484,8 @@ def load_session_cameras(plan: SessionPlan, config: dict | None = None) -> dict:
     entries = {k: c for k, c in plan.cameras.items() if c.calibration or c.board}
     sizes = {k: (i.width, i.height) for k, i in ((k, video_info(c.video)) for k, c in entries.items() if c.video)}
     return session_cameras(plan.calibration, entries, sizes, rescale=bool(cal_cfg.get("rescale", False)),
-                           by_name=plan.calibrate, unit=None if plan.calibrate else cal_cfg.get("unit"))
+                           by_name=plan.calibrate, unit=None if plan.calibrate else cal_cfg.get("unit"),
+                           refraction=bool(cal_cfg.get("refraction", True)))
 
 
 def detector_settings(detect: dict) -> dict:
