@@ -257,6 +257,8 @@ class BackgroundDetector:
     }
     #: inpainting radius (px) of ``fill_moved`` (``cv2.inpaint``'s ``inpaintRadius``).
     FILL_INPAINT_RADIUS = 5
+    #: px; ``fill_moved`` regions are dilated by a disc of this diameter (the codec's halo around edges).
+    FILL_EDGE_PX = 5
     #: gaps between priming frames up to this many frames are decoded sequentially; larger gaps seek.
     SEQUENTIAL_GAP = 16
     #: max channel difference (grey levels) for ``grayscale: auto`` to call a frame grey.
@@ -423,18 +425,21 @@ class BackgroundDetector:
             moved |= m
         margin = self.params["fill_margin_px"]
         disc = self._kernel(2 * margin + 1)
-        if disc is not None:
-            moved = cv2.morphologyEx(moved, cv2.MORPH_CLOSE, disc)
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(moved, connectivity=8, ltype=cv2.CV_32S)
-        region = np.zeros_like(moved)
-        for i in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= self.params["min_area"]) + 1:
-            ys, xs = np.nonzero(labels == i)
-            hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
-            cv2.fillConvexPoly(region, hull, 255)
-        if not region.any():
+        closed = cv2.morphologyEx(moved, cv2.MORPH_CLOSE, disc) if disc is not None else moved.copy()
+        outside = np.pad(closed, 1)  # fill holes: flood the outside from a corner of a 1 px border
+        cv2.floodFill(outside, None, (0, 0), 255)
+        enclosed = cv2.bitwise_not(outside[1:-1, 1:-1]) | closed
+        # still pixels: enclosed by (or bridged between) moving edges but never foreground themselves
+        still = cv2.bitwise_and(enclosed, cv2.bitwise_not(moved))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(still, connectivity=4, ltype=cv2.CV_32S)
+        big = stats[1:, cv2.CC_STAT_AREA] >= self.params["min_area"]
+        if not big.any():
             return bg
-        if disc is not None:
-            region = cv2.dilate(region, disc)
+        # region = the whole enclosed area (moving edges included) around each large still part
+        _, objects = cv2.connectedComponents(enclosed, connectivity=8, ltype=cv2.CV_32S)
+        seeds = np.unique(objects[np.isin(labels, np.flatnonzero(big) + 1)])
+        region = np.where(np.isin(objects, seeds[seeds > 0]), 255, 0).astype(np.uint8)
+        region = cv2.dilate(region, self._kernel(self.FILL_EDGE_PX))  # codec halo around the edges
         return cv2.inpaint(bg, region, self.FILL_INPAINT_RADIUS, cv2.INPAINT_TELEA)
 
     @staticmethod
