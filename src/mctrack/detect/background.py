@@ -174,7 +174,8 @@ class BackgroundDetector:
       a synthetic crf-18 video, IoU>=0.5 matches went from 48% to 100%).
     - ``n_prime`` (int in [1, 255], 50): number of priming frames (all frames if
       the video is shorter). Priming holds them in memory:
-      ``n_prime * H * W * C`` bytes (~313 MB for 50 frames of 1088x1920 BGR).
+      ``n_prime * H * W * (C + 1)`` bytes (frames + quantised noise; ~417 MB
+      for 50 frames of 1088x1920 BGR).
     - ``min_area`` (int >= 1, 20) / ``max_area`` (int or None, None): component
       area bounds in px.
     - ``open_px`` (int >= 0, 3) / ``close_px`` (int >= 0, 5): morphology kernel
@@ -221,16 +222,19 @@ class BackgroundDetector:
     plain background subtraction finds only its moving edges. With this
     option, after the median and noise are estimated, every pixel that is
     foreground (after the ``open_px`` opening) in at least one priming frame
-    is marked as *moved*; the moved mask is closed with a disc of diameter
-    ``2 fill_margin_px + 1`` (joins the moving parts of one animal),
-    components smaller than ``min_area`` are dropped, each remaining one is
-    replaced by its convex hull (the still body between its moving edges)
-    dilated by ``fill_margin_px``, and the background inside is re-estimated
-    from the surroundings by ``cv2.inpaint`` (Telea, radius 5 px). The
-    animal is then foreground in every frame. The noise threshold is kept.
-    Costs: a region the animal leaves for long is filled with a smooth
-    inpaint and can show textured floor as foreground there; use it for
-    sessions with a few resting animals, not for busy scenes.
+    is marked as *moved*. The moved mask is closed with a disc of diameter
+    ``2 fill_margin_px + 1`` and its holes are filled; the *still* pixels of
+    that area (never moved themselves, but enclosed by or bridged between
+    moving edges: the resting body) form components, and each one of at
+    least ``min_area`` px selects its whole enclosed area (moving edges
+    included, dilated by :attr:`FILL_EDGE_PX`), whose background is
+    re-estimated from the surroundings by ``cv2.inpaint`` (Telea, radius
+    :attr:`FILL_INPAINT_RADIUS`). The animal is then foreground in every
+    frame; the noise threshold is kept. The path of a target that swims
+    through encloses no still area and is left alone. Costs: an animal
+    that rests for most of the video and then leaves shows the inpainted
+    (smooth) floor as foreground where it rested; for sessions with a few
+    resting animals, not busy scenes. Default off.
 
     Raises :class:`~mctrack.errors.InputError` (field ``detect.<key>``) on an
     unknown key or a bad value, at construction.
