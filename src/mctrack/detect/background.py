@@ -223,11 +223,11 @@ class BackgroundDetector:
     option, after the median and noise are estimated, every pixel that is
     foreground (after the ``open_px`` opening) in at least one priming frame
     is marked as *moved*. The moved mask is closed with a disc of diameter
-    ``2 fill_margin_px + 1`` and its holes are filled; the *still* pixels of
-    that area (never moved themselves, but enclosed by or bridged between
-    moving edges: the resting body) form components, and each one of at
-    least ``min_area`` px selects its whole enclosed area (moving edges
-    included, dilated by :attr:`FILL_EDGE_PX`), whose background is
+    ``2 fill_margin_px + 1`` and its holes are filled; each connected area
+    of the result holding at least ``min_area`` *still* pixels (never moved
+    themselves, but enclosed by or bridged between moving edges: the
+    resting body) is selected whole (moving edges included, dilated by
+    :attr:`FILL_EDGE_PX`), and its background is
     re-estimated from the surroundings by ``cv2.inpaint`` (Telea, radius
     :attr:`FILL_INPAINT_RADIUS`). The animal is then foreground in every
     frame; the noise threshold is kept. The path of a target that swims
@@ -435,14 +435,14 @@ class BackgroundDetector:
         enclosed = cv2.bitwise_not(outside[1:-1, 1:-1]) | closed
         # still pixels: enclosed by (or bridged between) moving edges but never foreground themselves
         still = cv2.bitwise_and(enclosed, cv2.bitwise_not(moved))
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(still, connectivity=4, ltype=cv2.CV_32S)
-        big = stats[1:, cv2.CC_STAT_AREA] >= self.params["min_area"]
-        if not big.any():
+        # region = each enclosed area (moving edges included) holding >= min_area still pixels
+        n, objects = cv2.connectedComponents(enclosed, connectivity=8, ltype=cv2.CV_32S)
+        n_still = np.bincount(objects[still > 0], minlength=n)
+        sel = n_still >= self.params["min_area"]
+        sel[0] = False
+        if not sel.any():
             return bg
-        # region = the whole enclosed area (moving edges included) around each large still part
-        _, objects = cv2.connectedComponents(enclosed, connectivity=8, ltype=cv2.CV_32S)
-        seeds = np.unique(objects[np.isin(labels, np.flatnonzero(big) + 1)])
-        region = np.where(np.isin(objects, seeds[seeds > 0]), 255, 0).astype(np.uint8)
+        region = np.where(sel[objects], 255, 0).astype(np.uint8)
         region = cv2.dilate(region, self._kernel(self.FILL_EDGE_PX))  # codec halo around the edges
         return cv2.inpaint(bg, region, self.FILL_INPAINT_RADIUS, cv2.INPAINT_TELEA)
 
