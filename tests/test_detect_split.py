@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import shared_path
 
 from mctrack import detect
 from mctrack.detect.background import BackgroundDetector, _weighted_median
@@ -266,3 +267,37 @@ def test_schema_documents_every_background_key():
     props = schema["properties"]["detect"]["properties"]["background"]["properties"]
     assert {k: v["default"] for k, v in props.items()} == BackgroundDetector.DEFAULTS
     assert all(v.get("description") for v in props.values())
+
+
+# ---------------------------------------------------------------------------- real footage: the resting mouse
+
+
+@pytest.mark.slow
+def test_mouse_arena_fill_moved_finds_the_resting_mouse():
+    """sleap-anipose arena: the mouse moves < 11 px in 120 frames, so the temporal median contains it.
+
+    With config/mouse_arena.yaml's detect settings (fill_moved: true) every view has exactly one box
+    in every frame and it contains the centroid of the proofread body keypoints (tail nodes left out);
+    measured 2026-11: 120/120 frames in all four views. Without fill_moved the back view finds nothing.
+    """
+    import h5py
+
+    root = shared_path("data", "sleap_anipose_minimal")
+    cfg = yaml.safe_load((REPO / "config" / "mouse_arena.yaml").read_text())["detect"]["background"]
+    assert cfg["fill_moved"] is True
+    body = [0, 1, 2, 5, 6, 10, 11, 12, 13, 14]  # Nose, Ears, Head, Trunk, Shoulders, Haunches, Neck
+    for view in ("back", "mid", "side", "top"):
+        with h5py.File(root / view / f"minimal_{view}_proofread.analysis.h5") as f:
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["node_names"][:]]
+            assert not any(names[i].startswith("Tail") or names[i] in ("TailTip", "TTI") for i in body)
+            centroid = np.nanmean(f["tracks"][0][:, body], axis=1).T  # (T, 2) px
+        df = detect.make_detector(cfg).detect_chunk(root / view / f"minimal_{view}.mp4", 0, 120, view)
+        n = df.groupby("frame").size().reindex(range(120), fill_value=0).to_numpy()
+        x, y = centroid[df.frame].T
+        inside = (df.x1 <= x) & (x <= df.x2) & (df.y1 <= y) & (y <= df.y2)
+        assert (n == 1).mean() >= 0.95, (view, n)
+        assert inside.groupby(df.frame).any().reindex(range(120), fill_value=False).mean() >= 0.95, view
+        if view == "back":
+            plain = detect.make_detector({**cfg, "fill_moved": False}).detect_chunk(
+                root / view / f"minimal_{view}.mp4", 0, 120, view)
+            assert plain.frame.nunique() < 60  # measured: 0 of 120 frames

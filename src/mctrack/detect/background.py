@@ -202,11 +202,13 @@ class BackgroundDetector:
 
     **Splitting** (``split: true``). Targets that touch in one view make one
     foreground blob. The single-target area ``A1`` is ``target_area`` or, by
-    default, the area-weighted median (:func:`_weighted_median`) of the
-    component areas (within ``[min_area, max_area]``) over the priming frames:
-    the blob size that holds most foreground pixels, robust to speckle and to
-    a minority of merged blobs; it is estimated once per video (stored with
-    the model), so chunks agree. A kept blob with area ``a >= split_ratio *
+    default, the median over the priming frames (those with a blob) of each
+    frame's area-weighted median (:func:`_weighted_median`) component area
+    (within ``[min_area, max_area]``): per frame the blob size that holds
+    most foreground pixels (robust to speckle and to a minority of merged
+    blobs), then the median over frames (robust to frames where the model
+    fails everywhere, e.g. a camera out for a while: one image-sized blob).
+    It is estimated once per video (stored with the model), so chunks agree. A kept blob with area ``a >= split_ratio *
     A1`` is split into ``k = clip(floor(a / A1 + 0.5), 2, max_split)`` parts by
     k-means on its pixel coordinates (:func:`_split_pixels`); each part
     becomes a detection with the bounding box of its pixels and the
@@ -410,8 +412,12 @@ class BackgroundDetector:
             if p["target_area"] is not None:
                 area = float(p["target_area"])
             else:
-                areas = [self._components(self._mask(_sq_dist(stack[j], bg), thr))[2] for j in range(k)]
-                area = _weighted_median(np.concatenate(areas))
+                # per frame the area-weighted median (robust to speckle), then the median over frames
+                # (robust to frames where the model fails everywhere: a camera out, a light switched)
+                per_frame = [_weighted_median(self._components(self._mask(_sq_dist(stack[j], bg), thr))[2])
+                             for j in range(k)]
+                per_frame = [a for a in per_frame if a > 0]
+                area = float(np.median(per_frame)) if per_frame else 0.0
         self._cache = {key: BackgroundModel(bg, thr, grey, area)}  # keep one video only
         return self._cache[key]
 
