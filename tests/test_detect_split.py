@@ -110,8 +110,12 @@ def test_three_in_a_row_split_into_three():
     b, _ = detect.make_detector({}).detect_frame(bg, thr, img, float(one))
     assert len(b) == 3
     assert nearest(centres(np.array([ellipse_box(c, a) for c, a in fish])), centres(b)).max() <= 3.0
+    # three targets but at most two parts allowed: not a group of targets, left whole
     b, _ = detect.make_detector({"max_split": 2}).detect_frame(bg, thr, img, float(one))
-    assert len(b) == 2
+    assert len(b) == 1
+    # a whole-image change (camera out) is one box, not max_split parts
+    b, _ = detect.make_detector({}).detect_frame(bg, thr, np.zeros_like(bg), float(one))
+    assert len(b) == 1
 
 
 # ---------------------------------------------------------------------------- on a video: area estimate, chunks

@@ -193,7 +193,8 @@ class BackgroundDetector:
       blob; None = estimated per video from the priming sample.
     - ``split_ratio`` (number > 1, 1.5): a blob is split when its area is at
       least this many target areas.
-    - ``max_split`` (int >= 2, 8): most parts one blob is split into.
+    - ``max_split`` (int >= 2, 8): most parts one blob is split into; larger
+      blobs are left whole.
     - ``fill_moved`` (bool, false): take objects that hardly move out of the
       background (see *Still objects* below). For sessions with few animals
       that rest (a mouse in an arena); not for busy scenes.
@@ -209,7 +210,9 @@ class BackgroundDetector:
     blobs), then the median over frames (robust to frames where the model
     fails everywhere, e.g. a camera out for a while: one image-sized blob).
     It is estimated once per video (stored with the model), so chunks agree. A kept blob with area ``a >= split_ratio *
-    A1`` is split into ``k = clip(floor(a / A1 + 0.5), 2, max_split)`` parts by
+    A1`` is split into ``k = max(2, floor(a / A1 + 0.5))`` parts (a blob with
+    ``k > max_split`` is not a group of targets but e.g. a camera out or a
+    light switched on, and is left whole) by
     k-means on its pixel coordinates (:func:`_split_pixels`); each part
     becomes a detection with the bounding box of its pixels and the
     confidence of its own pixels' contrast. The default ratio 1.5 is the
@@ -546,8 +549,10 @@ class BackgroundDetector:
         boxes = np.stack([x, y, x + s[:, cv2.CC_STAT_WIDTH], y + s[:, cv2.CC_STAT_HEIGHT]], axis=1)
         if not (self.params["split"] and target_area > 0):
             return boxes, conf
-        parts = np.clip(np.floor(area / target_area + 0.5), 2, self.params["max_split"]).astype(int)
-        parts[area < self.params["split_ratio"] * target_area] = 1
+        parts = np.maximum(np.floor(area / target_area + 0.5), 2).astype(int)
+        # below split_ratio: one target; above max_split targets: not a group of targets (a camera
+        # out, a light switched on: the whole image is one blob), left whole
+        parts[(area < self.params["split_ratio"] * target_area) | (parts > self.params["max_split"])] = 1
         if (parts == 1).all():
             return boxes, conf
         # only blobs to split are visited (a few per frame); each is clustered on its own pixels
