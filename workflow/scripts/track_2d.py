@@ -1,6 +1,6 @@
 """Snakemake adapter: rule track_2d -> mctrack.track2d.track_chunk (chunk k continues chunk k-1's state)."""
 from mctrack.log import setup_logging
-from mctrack.runtime import deferred_import, set_threads
+from mctrack.runtime import deferred_import, exit_now, set_threads
 from mctrack.tables import DETECTION, read_table
 from mctrack.track2d import TrackerConfig, track_chunk
 
@@ -19,3 +19,4 @@ with deferred_import("torch"):  # boxmot imports torch, its box trackers never u
 log.info("%s frames [%d, %d): %d tracklet rows, %d tracks (state from %s; %s)", snakemake.wildcards.camera, start,
          stop, len(rows), rows["track_id"].nunique(), state_in or "fresh tracker",
          f"ReID {cfg.reid}" if cfg.reid else "no ReID")
+exit_now()  # every output is written and closed: skip the interpreter's teardown
