@@ -276,7 +276,6 @@ def memoised(cache_dir: str | os.PathLike, name: str, key, compute: Callable, in
 
 def _plan_sessions(config: dict, cache_dir) -> dict[str, SessionPlan]:
     from .calibration.checks import check_session_calibration
-    from .video import probe_video
 
     path = Path(config["cameras"])
     sheet = read_camera_sheet(path)
@@ -390,9 +389,7 @@ def _check_session_videos(sheet: Path, session: str, cams: dict[str, CameraEntry
     ``n_frames`` and ``fps`` (width and height 0). Returns ``(n_frames, fps,
     {camera: VideoProbe})`` of the session.
     """
-    from .video import probe_video
-
-    from .video import VideoProbe
+    from .video import VideoProbe, probe_video
 
     probes = {}
     for name, c in cams.items():
