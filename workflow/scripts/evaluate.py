@@ -1,6 +1,7 @@
 """Snakemake adapter: rule evaluate -> mctrack.evaluate.evaluate_session (metrics.json + metrics.tsv)."""
 from mctrack.evaluate import evaluate_session, write_metrics
 from mctrack.log import setup_logging
+from mctrack.runtime import exit_now
 from mctrack.tables import ASSOCIATION, DETECTION, POINTS3D, TRACK3D, TRACKLET2D, read_table, read_tables
 
 log = setup_logging(snakemake.log[0], "mctrack.evaluate")
@@ -20,3 +21,4 @@ metrics = evaluate_session(read_tables(snakemake.input.tracklets, TRACKLET2D), g
                            raw_tracklets=read_tables(snakemake.input.raw_tracklets, TRACKLET2D))
 write_metrics(metrics, snakemake.output.metrics, snakemake.output.table)
 log.info("metrics: %s", metrics["summary"])
+exit_now()  # every output is written and closed: skip the interpreter's teardown

@@ -1,6 +1,7 @@
 """Snakemake adapter: rule triangulate -> mctrack.triangulate.triangulate."""
 from mctrack.config import load_session_cameras
 from mctrack.log import setup_logging
+from mctrack.runtime import exit_now
 from mctrack.tables import ASSOCIATION, POINTS3D, RESIDUALS, TRACKLET2D, read_table, read_tables, write_table
 from mctrack.triangulate import TriangulationConfig, triangulate
 
@@ -19,3 +20,4 @@ else:
     log.info("session %s: fewer than 2 calibrated cameras -> triangulation skipped (empty tables)", plan.session)
 write_table(points, POINTS3D, snakemake.output.points)
 write_table(residuals, RESIDUALS, snakemake.output.residuals)
+exit_now()  # every output is written and closed: skip the interpreter's teardown
