@@ -215,25 +215,27 @@ def sim_run(tmp_path_factory):
     cfg = SimulationConfig(seed=7, n_targets=5, n_frames=30, width=320, height=240)
     names = ["cam1", "cam2", "cam3"]
 
-    def run(root, cfg=cfg, names=names):
+    def run(root, cfg=cfg, names=names, workers=1):
         out = dict(videos={n: root / f"{n}.mp4" for n in names}, calibration=root / "calib.toml",
                    gt3d=root / "gt3d.csv", gt2d={n: root / "gt" / f"{n}.txt" for n in names})
-        run_simulation(cfg, names, **out)
+        run_simulation(cfg, names, **out, workers=workers)
         return out
 
     a = run(tmp_path_factory.mktemp("a"))
-    b = run(tmp_path_factory.mktemp("b"))
+    b = run(tmp_path_factory.mktemp("b"), workers=2)  # cameras rendered in parallel: same session
     c = run(tmp_path_factory.mktemp("c"), SimulationConfig(seed=8, n_targets=5, n_frames=30, width=320, height=240),
             names[:2])
     return cfg, names, a, b, c
 
 
 def test_run_is_deterministic_and_seed_dependent(sim_run):
+    """Two runs (the second rendering cameras in 2 worker processes) write identical files; another seed differs."""
     cfg, names, a, b, c = sim_run
     assert a["gt3d"].read_bytes() == b["gt3d"].read_bytes()
     assert a["calibration"].read_bytes() == b["calibration"].read_bytes()
     for n in names:
         assert a["gt2d"][n].read_bytes() == b["gt2d"][n].read_bytes()
+        assert video_info(a["videos"][n]).n_frames == video_info(b["videos"][n]).n_frames == cfg.n_frames
     assert a["gt3d"].read_bytes() != c["gt3d"].read_bytes()
     assert a["gt2d"]["cam1"].read_bytes() != c["gt2d"]["cam1"].read_bytes()
     # atomic writes leave no temporary files behind

@@ -959,9 +959,19 @@ def _format_gt3d(positions: np.ndarray) -> str:
     return "".join(lines)
 
 
+def _render_and_write(cam, positions, headings, cfg, index, shown, blank, video, gt2d_path) -> None:
+    """Render camera ``index`` and write its video and 2D ground truth (one job of :func:`run_simulation`)."""
+    frames, gt = render_camera(cam, positions, headings, cfg, camera_rng(cfg, index), shown, blank)
+    with VideoWriter(video, cfg.fps, cfg.width, cfg.height) as writer:
+        for img in frames:
+            writer.write(img)
+    with atomic_path(gt2d_path) as tmp:
+        Path(tmp).write_text(_format_gt2d(gt))
+
+
 def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[str, str | os.PathLike],
                    calibration: str | os.PathLike, gt3d: str | os.PathLike,
-                   gt2d: dict[str, str | os.PathLike]) -> None:
+                   gt2d: dict[str, str | os.PathLike], workers: int = 1) -> None:
     """Generate the whole synthetic session and write it (every file atomically).
 
     Writes
@@ -987,6 +997,10 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
         the silhouette inside the image and not occluded by nearer targets.
         Only targets whose silhouette overlaps the image get a row.
 
+    ``workers`` > 1 renders that many cameras at once in worker processes
+    (each camera has its own random generator, :func:`camera_rng`, so the
+    output does not depend on it).
+
     Deterministic given ``cfg.seed``: trajectories, calibration and ground
     truth files are byte-identical between runs (the videos are too, as far as
     the H.264 encoder is). Raises :class:`~mctrack.errors.InputError` for an
@@ -1004,13 +1018,18 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
     positions = simulate_trajectories(cfg)
     headings = headings_from_trajectories(positions, cfg.fps)
     shown, blank = visibility_plan(cfg, len(cams))
-    for i, cam in enumerate(cams):
-        frames, gt = render_camera(cam, positions, headings, cfg, camera_rng(cfg, i), shown[i], blank[i])
-        with VideoWriter(videos[cam.name], cfg.fps, cfg.width, cfg.height) as writer:
-            for img in frames:
-                writer.write(img)
-        with atomic_path(gt2d[cam.name]) as tmp:
-            Path(tmp).write_text(_format_gt2d(gt))
+    jobs = [(cam, positions, headings, cfg, i, shown[i], blank[i], videos[cam.name], gt2d[cam.name])
+            for i, cam in enumerate(cams)]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork")) as pool:
+            for f in [pool.submit(_render_and_write, *job) for job in jobs]:
+                f.result()
+    else:
+        for job in jobs:
+            _render_and_write(*job)
     write_anipose_toml(cams, calibration)
     with atomic_path(gt3d) as tmp:
         Path(tmp).write_text(_format_gt3d(positions))

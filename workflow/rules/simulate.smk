@@ -16,6 +16,7 @@ if SIM and SIM["session"] in PLANS:
             ),
         log:
             f"logs/{SIM['session']}/simulate.log",
+        threads: 4
         params:
             simulate=SIM,
             cameras=session_cameras(SIM["session"]),

@@ -10,5 +10,5 @@ cfg = SimulationConfig.from_dict(params)
 log.info("simulating %d targets, %d frames, cameras %s", cfg.n_targets, cfg.n_frames, cameras)
 run_simulation(cfg, cameras, videos=dict(zip(cameras, snakemake.output.videos)),
                calibration=snakemake.output.calibration, gt3d=snakemake.output.gt3d,
-               gt2d=dict(zip(cameras, snakemake.output.gt2d)))
+               gt2d=dict(zip(cameras, snakemake.output.gt2d)), workers=snakemake.threads)
 exit_now()  # every output is written and closed: skip the interpreter's teardown
