@@ -11,5 +11,6 @@ rule associate:
     params:
         plan=plan,
         associate=config["associate"],
+        ground=config["ground"],
     script:
         "../scripts/associate.py"

@@ -11,5 +11,6 @@ rule triangulate:
     params:
         plan=plan,
         triangulate=config["triangulate"],
+        ground=config["ground"],
     script:
         "../scripts/triangulate.py"

@@ -1,0 +1,373 @@
+"""Ground-plane association and camera handoff (issue 8, items 2 and 3).
+
+Used instead of the ray-based association (:mod:`mctrack.associate`) when
+``ground.enabled`` is set, or when the cameras have ground homographies but no
+full calibration. Every tracklet row has a ground position (m, from its foot
+point, :mod:`mctrack.ground`); then
+
+1. **Overlap links**: every pair of tracklets of two cameras that share
+   frames is scored by the median ground distance over their shared detected
+   frames; pairs with at least ``min_shared`` shared frames and a median
+   within ``gate`` m are candidate links.
+2. **Grouping**: candidate links are merged greedily, closest first
+   (union–find), never joining two tracklets of one camera that are alive in
+   the same frame (hard cannot-link).
+3. **Handoff**: the groups' ground tracks are linked end → start across time:
+   a group ending at frame ``e`` (position ``p``, velocity ``v`` fitted over its
+   last second) continues a group starting at ``s`` with
+   ``1 <= s - e <= max_gap_frames`` when the start lies within
+   ``gate + gate_growth · (s - e)/fps`` m of the prediction ``p + v (s - e)/fps``;
+   one-to-one by ``scipy.optimize.linear_sum_assignment`` on that distance.
+   Linked groups share a global id.
+
+:func:`handoff_events` turns any (camera, global id, frame) observations into
+handoff events — used on the result and, with the simulator's target ids, on
+the ground truth.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from ..errors import InputError
+from ..ground import FOOT_POINTS, GroundMap, ground_positions
+from ..tables import ASSOCIATION, PAIR_EVIDENCE, POINTS3D
+
+__all__ = ["GroundConfig", "associate_ground", "ground_points", "handoff_events", "HANDOFF_COLUMNS"]
+
+log = logging.getLogger("mctrack.associate.ground")
+
+#: columns of a handoff event table (``/handoffs`` in the session HDF5)
+HANDOFF_COLUMNS = ("frame", "global_id", "from_camera", "to_camera", "gap_frames")
+
+
+@dataclass
+class GroundConfig:
+    """Settings of the ground-plane mode (config section ``ground``).
+
+    ``enabled`` (bool|"auto"): use ground association (auto = when cameras have
+    homographies but no full calibration); ``foot_point``: one of
+    :data:`mctrack.ground.FOOT_POINTS`; ``gate`` (m): largest median ground
+    distance of two cameras' tracklets of one target; ``min_shared``
+    (frames): shared detected frames needed to link two cameras' tracklets;
+    ``max_gap_frames``: longest handoff gap; ``gate_growth`` (m/s): growth of
+    the handoff gate with the gap (uncertainty of the constant-velocity
+    prediction); ``ransac_threshold`` (m): homography RANSAC threshold;
+    ``min_absence`` (frames): a target must have been out of a camera's view
+    this long for its reappearance to count as a new handoff.
+    """
+
+    enabled: bool | str = "auto"
+    foot_point: str = "bottom_center"
+    gate: float = 1.0
+    min_shared: int = 5
+    max_gap_frames: int = 90
+    gate_growth: float = 1.0
+    ransac_threshold: float = 0.1
+    min_absence: int = 15
+
+    def __post_init__(self):
+        if self.foot_point not in FOOT_POINTS:
+            raise InputError(None, "ground.foot_point", f"unknown foot point {self.foot_point!r}",
+                             f"use one of {FOOT_POINTS}")
+        for key in ("gate", "gate_growth", "ransac_threshold"):
+            if not float(getattr(self, key)) > 0:
+                raise InputError(None, f"ground.{key}", "must be > 0", "use a positive distance")
+        for key in ("min_shared", "max_gap_frames", "min_absence"):
+            if int(getattr(self, key)) < 0:
+                raise InputError(None, f"ground.{key}", "must be >= 0", "use a frame count")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "GroundConfig":
+        """Build from the ``ground`` config mapping; raises InputError naming an unknown key."""
+        d = dict(d or {})
+        known = [f.name for f in fields(cls)]
+        for k in d:
+            if k not in known:
+                raise InputError(None, f"ground.{k}", "unknown setting", f"use one of {known}")
+        return cls(**d)
+
+
+class _Groups:
+    """Union–find over tracklets with per-group (camera, first, last) intervals for the cannot-link check."""
+
+    def __init__(self, cams: np.ndarray, first: np.ndarray, last: np.ndarray):
+        self.parent = np.arange(len(cams))
+        self.members = {i: [i] for i in range(len(cams))}
+        self.cams, self.first, self.last = cams, first, last
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return int(i)
+
+    def can_join(self, a: int, b: int) -> bool:
+        ma, mb = self.members[a], self.members[b]
+        for i in ma:
+            for j in mb:
+                if self.cams[i] == self.cams[j] and self.first[i] <= self.last[j] and self.first[j] <= self.last[i]:
+                    return False
+        return True
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[b] = a
+        self.members[a] += self.members.pop(b)
+
+
+def _track_table(tr: pd.DataFrame) -> pd.DataFrame:
+    return tr.groupby(["camera_id", "track_id"], sort=True).agg(first=("frame", "min"), last=("frame", "max"),
+                                                                n_frames=("frame", "size")).reset_index()
+
+
+def _overlap_links(tr: pd.DataFrame, key: np.ndarray, gxy: np.ndarray, cfg: GroundConfig) -> pd.DataFrame:
+    """Median ground distance of every overlapping pair of tracklets of two cameras (detected rows)."""
+    det = tr["frame_status"].astype(str).to_numpy() == "detected"
+    ok = det & np.isfinite(gxy).all(axis=1)
+    rows = pd.DataFrame({"frame": tr["frame"].to_numpy()[ok], "cam": tr["camera_id"].astype(str).to_numpy()[ok],
+                         "k": key[ok], "x": gxy[ok, 0], "y": gxy[ok, 1]})
+    m = rows.merge(rows, on="frame", suffixes=("_a", "_b"))
+    m = m[m["cam_a"] < m["cam_b"]]
+    if m.empty:
+        return pd.DataFrame(columns=["a", "b", "n_shared", "median_distance"])
+    m = m.assign(d=np.hypot(m["x_a"] - m["x_b"], m["y_a"] - m["y_b"]))
+    g = m.groupby(["k_a", "k_b"])["d"].agg(["size", "median"]).reset_index()
+    g.columns = ["a", "b", "n_shared", "median_distance"]
+    return g
+
+
+def _group_tracks(rows: pd.DataFrame, fps: float, tail_frames: int) -> pd.DataFrame:
+    """Per group: first/last frame, start/end positions and end velocity (m/s) from a line fit over the tail."""
+    out = []
+    for gid, g in rows.groupby("gid", sort=True):
+        per = g.groupby("frame")[["x", "y"]].mean()
+        f = per.index.to_numpy()
+        xy = per.to_numpy()
+        tail = f >= f[-1] - tail_frames
+        if tail.sum() >= 3 and np.ptp(f[tail]) > 0:
+            A = np.c_[f[tail] - f[-1], np.ones(tail.sum())]
+            coef = np.linalg.lstsq(A, xy[tail], rcond=None)[0]
+            v, end = coef[0] * fps, coef[1]
+        else:
+            v, end = np.zeros(2), xy[-1]
+        head = f <= f[0] + tail_frames
+        start = np.median(xy[head][: max(3, 1)], axis=0) if head.sum() else xy[0]
+        out.append((gid, f[0], f[-1], *start, *end, *v))
+    return pd.DataFrame(out, columns=["gid", "first", "last", "sx", "sy", "ex", "ey", "vx", "vy"])
+
+
+def associate_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: GroundConfig | None = None,
+                     fps: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Associate tracklets of all cameras by ground distance, then link handoffs across time.
+
+    Parameters
+    ----------
+    tracklets : TRACKLET2D DataFrame (all cameras and chunks of a session).
+    maps : camera name → :class:`~mctrack.ground.GroundMap`; tracklets of cameras
+        without a map keep their own global id.
+    cfg : :class:`GroundConfig`.
+    fps : frame rate (Hz) for the handoff velocity gate.
+
+    Returns
+    -------
+    association : ASSOCIATION DataFrame (global ids 0..K−1 by decreasing number
+        of detected rows; ``support`` = 1 − median distance / gate of the
+        group's weakest overlap link, NaN for a group without overlap links).
+    evidence : PAIR_EVIDENCE DataFrame of the scored overlap pairs
+        (``median_distance`` in m, ``score``/``mean_evidence``/``support`` NaN).
+    gxy : (len(tracklets), 2) float64 ground positions (m) of the rows.
+    """
+    cfg = cfg or GroundConfig()
+    tr = tracklets.reset_index(drop=True)
+    gxy = ground_positions(tr, maps, cfg.foot_point)
+    tracks = _track_table(tr)
+    if tracks.empty:
+        return ASSOCIATION.empty(), PAIR_EVIDENCE.empty(), gxy
+    idx = pd.MultiIndex.from_frame(tracks[["camera_id", "track_id"]])
+    key = idx.get_indexer(pd.MultiIndex.from_arrays([tr["camera_id"].astype(str), tr["track_id"]]))
+    cams = tracks["camera_id"].astype(str).to_numpy()
+    first, last = tracks["first"].to_numpy(), tracks["last"].to_numpy()
+    groups = _Groups(cams, first, last)
+
+    links = _overlap_links(tr, key, gxy, cfg)
+    cand = links[(links["n_shared"] >= cfg.min_shared) & (links["median_distance"] <= cfg.gate)]
+    weakest = {}
+    for a, b, d in cand.sort_values("median_distance")[["a", "b", "median_distance"]].itertuples(index=False):
+        ra, rb = groups.find(int(a)), groups.find(int(b))
+        if ra != rb and groups.can_join(ra, rb):
+            groups.union(ra, rb)
+            weakest[ra] = max(weakest.get(ra, 0.0), weakest.pop(rb, 0.0), float(d))
+    n_overlap_groups = len(groups.members)
+
+    # ---- handoff: link group ends to group starts across time
+    roots = np.array([groups.find(i) for i in range(len(tracks))])
+    ok = np.isfinite(gxy).all(axis=1) & (tr["frame_status"].astype(str).to_numpy() == "detected")
+    rows = pd.DataFrame({"gid": roots[key[ok]], "frame": tr["frame"].to_numpy()[ok], "x": gxy[ok, 0],
+                         "y": gxy[ok, 1]})
+    n_handoff = 0
+    if len(rows) and cfg.max_gap_frames > 0:
+        gt = _group_tracks(rows, fps, tail_frames=int(round(fps)))
+        gap = gt["first"].to_numpy()[None, :] - gt["last"].to_numpy()[:, None]  # (ends, starts)
+        pred = gt[["ex", "ey"]].to_numpy()[:, None, :] + gt[["vx", "vy"]].to_numpy()[:, None, :] * (gap[..., None] / fps)
+        dist = np.linalg.norm(pred - gt[["sx", "sy"]].to_numpy()[None, :, :], axis=-1)
+        gate = cfg.gate + cfg.gate_growth * np.clip(gap, 0, None) / fps
+        valid = (gap >= 1) & (gap <= cfg.max_gap_frames) & (dist <= gate)
+        if valid.any():
+            cost = np.where(valid, dist / gate, 1e6)
+            r, c = linear_sum_assignment(cost)
+            gids = gt["gid"].to_numpy()
+            for i, j in sorted(zip(r, c), key=lambda p: cost[p[0], p[1]]):
+                if not valid[i, j]:
+                    continue
+                ra, rb = groups.find(int(gids[i])), groups.find(int(gids[j]))
+                if ra != rb and groups.can_join(ra, rb):
+                    groups.union(ra, rb)
+                    weakest[ra] = max(weakest.get(ra, 0.0), weakest.pop(rb, 0.0))
+                    n_handoff += 1
+
+    roots = np.array([groups.find(i) for i in range(len(tracks))])
+    det_n = pd.Series(ok).groupby(key).sum().reindex(range(len(tracks)), fill_value=0).to_numpy()
+    size = pd.Series(det_n).groupby(roots).transform("sum").to_numpy()
+    order = pd.DataFrame({"root": roots, "size": size, "i": np.arange(len(tracks))})
+    rank = order.groupby("root").agg(size=("size", "first"), i=("i", "min")).sort_values(["size", "i"],
+                                                                                      ascending=[False, True])
+    gid_of_root = dict(zip(rank.index, range(len(rank))))
+    gid = np.array([gid_of_root[r] for r in roots], dtype=np.int64)
+    n_cams = pd.Series(cams).groupby(gid).transform("nunique").to_numpy()
+    support = np.array([1.0 - weakest[r] / cfg.gate if r in weakest and weakest[r] > 0 else np.nan for r in roots])
+    association = pd.DataFrame({"camera_id": cams, "track_id": tracks["track_id"].to_numpy(), "global_id": gid,
+                                "n_frames": tracks["n_frames"].to_numpy(), "n_linked_cameras": n_cams,
+                                "support": support, "parent_track_id": tracks["track_id"].to_numpy()})
+    linked = set(zip(cand["a"], cand["b"]))
+    ev = pd.DataFrame({"camera_a": cams[links["a"].astype(int)], "track_a": tracks["track_id"].to_numpy()[links["a"].astype(int)],
+                       "camera_b": cams[links["b"].astype(int)], "track_b": tracks["track_id"].to_numpy()[links["b"].astype(int)],
+                       "n_shared": links["n_shared"].astype(np.int64), "n_votes": links["n_shared"].astype(np.int64),
+                       "median_distance": links["median_distance"].astype(float),
+                       "linked": [(a, b) in linked and gid[int(a)] == gid[int(b)] for a, b in zip(links["a"], links["b"])],
+                       "score": np.nan, "mean_evidence": np.nan, "support": np.nan, "n_negative": 0})
+    log.info("ground association: %d tracklets -> %d groups by overlap (gate %.2f m) -> %d global ids after %d "
+             "handoff links (max gap %d frames)", len(tracks), n_overlap_groups, cfg.gate, len(rank), n_handoff,
+             cfg.max_gap_frames)
+    return ASSOCIATION.coerce(association), PAIR_EVIDENCE.coerce(ev), gxy
+
+
+def ground_points(tracklets: pd.DataFrame, association: pd.DataFrame, gxy: np.ndarray) -> pd.DataFrame:
+    """POINTS3D rows on the ground plane: per (frame, global id) the mean ground position of its cameras' rows.
+
+    Detected rows are used where a (frame, global id) has any, else coasted
+    ones. ``z = 0``; ``n_cameras`` the rows averaged; ``std_x``, ``std_y`` the
+    spread of the cameras' positions (m, NaN for one camera), ``std_z = 0``,
+    ``position_std`` their RMS; ``reprojection_error`` NaN (no reprojection in
+    ground mode); ``confidence`` the mean detection confidence.
+    """
+    tr = tracklets.reset_index(drop=True)
+    m = tr[["camera_id", "track_id", "frame", "frame_status", "confidence"]].assign(
+        camera_id=tr["camera_id"].astype(str), x=gxy[:, 0], y=gxy[:, 1])
+    m = m.merge(association[["camera_id", "track_id", "global_id"]].astype({"camera_id": str}),
+                on=["camera_id", "track_id"], how="inner")
+    m = m[np.isfinite(m["x"]) & np.isfinite(m["y"])]
+    if m.empty:
+        return POINTS3D.empty()
+    m = m.assign(det=(m["frame_status"].astype(str) == "detected"))
+    best = m.groupby(["frame", "global_id"])["det"].transform("max")
+    m = m[m["det"] == best]
+    g = m.groupby(["frame", "global_id"])
+    p = g.agg(x=("x", "mean"), y=("y", "mean"), std_x=("x", "std"), std_y=("y", "std"),
+              n_cameras=("x", "size"), confidence=("confidence", "mean")).reset_index()
+    p["z"] = 0.0
+    p["std_z"] = 0.0
+    p["reprojection_error"] = np.nan
+    p["position_std"] = np.sqrt((p["std_x"] ** 2 + p["std_y"] ** 2) / 2)
+    return POINTS3D.coerce(p)
+
+
+def handoff_events(obs: pd.DataFrame, min_absence: int = 15, min_run: int = 10) -> pd.DataFrame:
+    """Handoff events of targets observed by several cameras.
+
+    ``obs``: one row per observation with columns ``camera_id``, ``global_id``,
+    ``frame``. Per (camera, global id) the frames are split into *runs* where
+    gaps exceed ``min_absence`` frames; runs shorter than ``min_run`` frames
+    are dropped (a target grazing an image edge). Every run that starts after
+    the target was already seen by *another* camera is a handoff: ``frame`` =
+    the run's first frame, ``to_camera`` its camera, ``from_camera`` the other
+    camera whose latest run (started before) was seen last (ties: the earlier
+    start), ``gap_frames`` = frames between that camera's last observation and
+    the run's start (0 when it still sees the target). The target's first
+    appearance is not a handoff. Returns a DataFrame with
+    :data:`HANDOFF_COLUMNS`, sorted by frame, global id.
+    """
+    if obs.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(HANDOFF_COLUMNS, ("int64", "int64", str, str, "int64"))})
+    o = obs[["camera_id", "global_id", "frame"]].astype({"camera_id": str}).drop_duplicates()
+    o = o.sort_values(["global_id", "camera_id", "frame"])
+    new = (o["frame"].diff() > min_absence) | (o["camera_id"] != o["camera_id"].shift()) | \
+          (o["global_id"] != o["global_id"].shift())
+    o = o.assign(run=new.cumsum())
+    runs = o.groupby("run").agg(camera_id=("camera_id", "first"), global_id=("global_id", "first"),
+                                first=("frame", "min"), last=("frame", "max"), n=("frame", "size")).reset_index()
+    runs = runs[runs["last"] - runs["first"] + 1 >= min_run]
+    events = []
+    for gid, g in runs.groupby("global_id"):
+        g = g.sort_values(["first", "camera_id"])
+        f, l, c = g["first"].to_numpy(), g["last"].to_numpy(), g["camera_id"].to_numpy()
+        for i in range(1, len(g)):
+            prev = (f < f[i]) & (c != c[i])
+            if not prev.any():
+                continue
+            seen = np.where(prev, np.minimum(l, f[i]), -1)
+            j = int(np.argmax(seen))
+            events.append((int(f[i]), int(gid), str(c[j]), str(c[i]), int(max(0, f[i] - l[j]))))
+    ev = pd.DataFrame(events, columns=list(HANDOFF_COLUMNS))
+    return ev.astype({"frame": "int64", "global_id": "int64", "gap_frames": "int64"}).sort_values(
+        ["frame", "global_id"]).reset_index(drop=True)
+
+
+def use_ground_mode(plan, cfg: GroundConfig) -> bool:
+    """Whether a session runs in ground-plane mode.
+
+    ``cfg.enabled`` True/False decides; ``"auto"``: when at least one camera
+    of ``plan`` (:class:`mctrack.config.SessionPlan`) names a homography CSV
+    and the session is not calibrated (fewer than 2 calibrated cameras).
+    """
+    if isinstance(cfg.enabled, bool):
+        return cfg.enabled
+    return any(c.homography for c in plan.cameras.values()) and not plan.calibrated
+
+
+def session_ground_maps(plan, cfg: GroundConfig, cameras: dict | None = None) -> dict[str, GroundMap]:
+    """Camera name → :class:`~mctrack.ground.GroundMap` of a session.
+
+    A camera's ``homography`` CSV wins (:func:`mctrack.ground.read_homography_csv`,
+    its RMS error logged); otherwise a calibrated camera's map comes from the
+    calibration and ``z = 0`` (:func:`mctrack.ground.homography_from_camera`;
+    ``cameras`` as from :func:`mctrack.config.load_session_cameras`). Raises
+    :class:`~mctrack.errors.InputError` when no camera has either.
+    """
+    from ..ground import homography_from_camera, read_homography_csv
+
+    maps = {}
+    for name, entry in plan.cameras.items():
+        if entry.homography:
+            maps[name] = read_homography_csv(entry.homography, cfg.ransac_threshold)
+            log.info("camera %s: homography from %s, RMS ground error %.3f m over its point pairs", name,
+                     entry.homography, maps[name].rms_error)
+        elif cameras and name in cameras:
+            maps[name] = homography_from_camera(cameras[name])
+            log.info("camera %s: ground homography from the calibration (plane z = 0)", name)
+    if not maps:
+        raise InputError(None, f"session '{plan.session}'", "ground-plane mode but no camera has a homography "
+                         "CSV or a calibration", "add a 'homography' column (CSV u,v,x,y) to the camera sheet")
+    return maps
+
+
+def session_handoffs(tracklets: pd.DataFrame, association: pd.DataFrame, cfg: GroundConfig) -> pd.DataFrame:
+    """Handoff events (:func:`handoff_events`) of the detected rows of associated tracklets."""
+    det = tracklets[tracklets["frame_status"].astype(str) == "detected"]
+    obs = det[["camera_id", "track_id", "frame"]].astype({"camera_id": str}).merge(
+        association[["camera_id", "track_id", "global_id"]].astype({"camera_id": str}), on=["camera_id", "track_id"])
+    return handoff_events(obs, cfg.min_absence)
