@@ -68,3 +68,83 @@ def test_ground_position_of_a_foot_point_from_the_calibration():
     # box centre instead of the foot point lands farther from the camera (beyond the foot)
     gc = ground_positions(tr, {"cam1": gm}, "center")
     assert (np.linalg.norm(gc - cam.center[:2], axis=1) > np.linalg.norm(feet - cam.center[:2], axis=1)).all()
+
+
+def _tracklet_rows(cam, track, frames, boxes_uv):
+    """TRACKLET2D rows whose bottom centre is ``boxes_uv`` (px)."""
+    u, v = boxes_uv[:, 0], boxes_uv[:, 1]
+    return pd.DataFrame({"camera_id": cam, "track_id": track, "frame": frames, "x1": u - 10, "y1": v - 80,
+                         "x2": u + 10, "y2": v, "cx": u, "cy": v - 40, "frame_status": "detected", "det_index": 0,
+                         "confidence": 0.9})
+
+
+def test_ground_association_and_handoff_across_a_gap():
+    """Two walkers: A seen by cam1 and cam2 together, then (after 20 unseen frames) by cam4; B by cam1 only.
+
+    Expected: A's three tracklets share one global id (overlap link + handoff), B keeps its own; one
+    overlap handoff cam1 -> cam2 is not an event (both start together) but cam -> cam4 is, with gap 20.
+    """
+    from mctrack.associate.ground import GroundConfig, associate_ground, ground_points, session_handoffs
+
+    cams = {c.name: c for c in floor_rig(["cam1", "cam2", "cam3", "cam4"], FloorConfig())}
+    maps = {n: homography_from_camera(c) for n, c in cams.items()}
+    fps = 30.0
+    f1 = np.arange(0, 60)
+    f2 = np.arange(80, 140)
+    walk = lambda f: np.c_[-3.0 + 1.2 * f / fps, np.full(len(f), 0.5)]  # noqa: E731 1.2 m/s along +x
+    b = lambda f: np.c_[-4.0 + 0 * f, -1.5 + 0.8 * f / fps]  # noqa: E731
+    proj = lambda cam, xy: cams[cam].project(np.c_[xy, np.zeros(len(xy))])  # noqa: E731
+    tr = pd.concat([_tracklet_rows("cam1", 1, f1, proj("cam1", walk(f1))),
+                    _tracklet_rows("cam2", 7, f1, proj("cam2", walk(f1) + [0.1, -0.05])),
+                    _tracklet_rows("cam4", 3, f2, proj("cam4", walk(f2))),
+                    _tracklet_rows("cam1", 2, f1, proj("cam1", b(f1)))], ignore_index=True)
+    cfg = GroundConfig(gate=0.8, max_gap_frames=60)
+    assoc, ev, gxy = associate_ground(tr, maps, cfg, fps=fps)
+    gid = {(r.camera_id, r.track_id): r.global_id for r in assoc.itertuples()}
+    assert gid["cam1", 1] == gid["cam2", 7] == gid["cam4", 3]
+    assert gid["cam1", 2] != gid["cam1", 1]
+    assert np.abs(gxy[tr["track_id"].to_numpy() == 3] - walk(f2)).max() < 1e-6
+    hand = session_handoffs(tr, assoc, cfg)
+    assert len(hand) == 1
+    h = hand.iloc[0]
+    assert (h.frame, h.to_camera, h.gap_frames, h.global_id) == (80, "cam4", 21, gid["cam1", 1])
+    assert h.from_camera in ("cam1", "cam2")
+    pts = ground_points(tr, assoc, gxy)
+    a = pts[pts["global_id"] == gid["cam1", 1]].set_index("frame")
+    assert (a.loc[f1, "n_cameras"] == 2).all() and (a["z"] == 0).all()
+    assert np.abs(a.loc[f1, "x"] - (walk(f1)[:, 0] + 0.05)).max() < 1e-6
+
+
+def test_handoff_not_linked_beyond_the_gap_or_gate():
+    from mctrack.associate.ground import GroundConfig, associate_ground
+
+    cams = {c.name: c for c in floor_rig(["cam1", "cam4"], FloorConfig())}
+    maps = {n: homography_from_camera(c) for n, c in cams.items()}
+    f1, f2 = np.arange(0, 40), np.arange(140, 180)  # 100-frame gap > max_gap_frames
+    xy1 = np.c_[-3.0 + 1.2 * f1 / 30, np.zeros(40)]
+    xy2 = np.c_[-3.0 + 1.2 * f2 / 30, np.zeros(40)]
+    tr = pd.concat([_tracklet_rows("cam1", 1, f1, cams["cam1"].project(np.c_[xy1, np.zeros(40)])),
+                    _tracklet_rows("cam4", 1, f2, cams["cam4"].project(np.c_[xy2, np.zeros(40)]))], ignore_index=True)
+    assoc, _, _ = associate_ground(tr, maps, GroundConfig(max_gap_frames=90), fps=30)
+    assert assoc["global_id"].nunique() == 2
+    assoc, _, _ = associate_ground(tr, maps, GroundConfig(max_gap_frames=120), fps=30)
+    assert assoc["global_id"].nunique() == 1
+    # 3 m from the predicted position, gate 1 m + 0.5 m/s x 3.3 s = 2.7 m: not linked even within the gap
+    tr2 = tr.copy()
+    far = tr2["camera_id"] == "cam4"
+    xy3 = xy2 + [0.0, 3.0]
+    tr2.loc[far, ["x1", "x2", "y2"]] = np.c_[cams["cam4"].project(np.c_[xy3, np.zeros(40)])[:, [0, 0, 1]]] + [-10, 10, 0]
+    assoc, _, _ = associate_ground(tr2, maps, GroundConfig(max_gap_frames=120, gate_growth=0.5), fps=30)
+    assert assoc["global_id"].nunique() == 2
+
+
+def test_handoff_evaluation_counts_matches():
+    from mctrack.associate.ground import evaluate_handoffs
+
+    gt = pd.DataFrame({"frame": [50, 120, 200], "global_id": [1, 1, 2], "from_camera": ["a", "b", "a"],
+                       "to_camera": ["b", "c", "c"], "gap_frames": [0, 10, 0]})
+    pred = pd.DataFrame({"frame": [55, 300, 190], "global_id": [10, 10, 11], "from_camera": ["a", "b", "b"],
+                         "to_camera": ["b", "c", "c"], "gap_frames": [0, 0, 0]})
+    r = evaluate_handoffs(pred, gt, {10: 1, 11: 2}, tolerance=15)
+    assert (r["n_matched"], r["n_gt"], r["n_pred"]) == (1, 3, 3)
+    assert r["recall"] == pytest.approx(1 / 3) and r["median_frame_error"] == 5

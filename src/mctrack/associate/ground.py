@@ -371,3 +371,124 @@ def session_handoffs(tracklets: pd.DataFrame, association: pd.DataFrame, cfg: Gr
     obs = det[["camera_id", "track_id", "frame"]].astype({"camera_id": str}).merge(
         association[["camera_id", "track_id", "global_id"]].astype({"camera_id": str}), on=["camera_id", "track_id"])
     return handoff_events(obs, cfg.min_absence)
+
+
+def gt_handoffs(gt2d: dict[str, pd.DataFrame], min_absence: int = 15, min_visibility_conf: bool = True) -> pd.DataFrame:
+    """Ground-truth handoff events from per-camera MOT ground truth whose ids are shared across cameras.
+
+    ``gt2d``: camera → :func:`mctrack.evaluate.read_mot_gt` table (``frame``,
+    ``id``, ``conf``); rows with ``conf == 0`` (visibility below 0.25 in the
+    simulator) are not "in view". Same rules as :func:`handoff_events`, with the
+    target id as global id.
+    """
+    obs = [g.loc[(g["conf"] > 0) if min_visibility_conf else slice(None), ["frame", "id"]]
+           .rename(columns={"id": "global_id"}).assign(camera_id=str(cam)) for cam, g in gt2d.items()]
+    obs = pd.concat(obs, ignore_index=True) if obs else pd.DataFrame(columns=["camera_id", "global_id", "frame"])
+    return handoff_events(obs, min_absence)
+
+
+def evaluate_handoffs(pred: pd.DataFrame, gt: pd.DataFrame, gid_to_target: dict, tolerance: int = 15) -> dict:
+    """Recall and precision of handoff events against ground truth.
+
+    A predicted event (global id ``g``) matches a ground-truth event of target
+    ``gid_to_target[g]`` with the same ``from_camera`` and ``to_camera`` whose
+    frame differs by at most ``tolerance`` frames; one-to-one, closest frames
+    first. ``gid_to_target`` maps global ids to GT target ids (e.g. the
+    one-to-one majority mapping of :func:`mctrack.evaluate.evaluate_3d`).
+    Returns ``recall``, ``precision`` (NaN without events), ``n_gt``,
+    ``n_pred``, ``n_matched``, ``median_frame_error`` and ``tolerance_frames``.
+    """
+    p = pred.assign(target=pred["global_id"].map(gid_to_target)).reset_index(drop=True)
+    g = gt.reset_index(drop=True).rename(columns={"global_id": "target"})
+    m = p.reset_index().merge(g.reset_index(), on=["target", "from_camera", "to_camera"], suffixes=("_p", "_g"))
+    m = m.assign(df=(m["frame_p"] - m["frame_g"]).abs())
+    m = m[m["df"] <= tolerance].sort_values("df")
+    used_p, used_g, errs = set(), set(), []
+    for ip, ig, d in m[["index_p", "index_g", "df"]].itertuples(index=False):
+        if ip not in used_p and ig not in used_g:
+            used_p.add(ip)
+            used_g.add(ig)
+            errs.append(d)
+    n = len(used_p)
+    return {"recall": n / len(g) if len(g) else float("nan"), "precision": n / len(p) if len(p) else float("nan"),
+            "n_gt": int(len(g)), "n_pred": int(len(p)), "n_matched": int(n),
+            "median_frame_error": float(np.median(errs)) if errs else float("nan"), "tolerance_frames": int(tolerance)}
+
+
+def ground_gid_targets(points: pd.DataFrame, gt3d: pd.DataFrame, radius: float) -> dict:
+    """One-to-one global id → GT target map: majority of frames where the point is nearest that target within ``radius`` m."""
+    from ..evaluate import _match_votes
+
+    pairs = points[["frame", "global_id", "x", "y"]].merge(
+        gt3d[["frame", "target_id", "x", "y"]].rename(columns={"x": "gx", "y": "gy"}), on="frame")
+    if pairs.empty:
+        return {}
+    pairs = pairs.assign(dist=np.hypot(pairs["x"] - pairs["gx"], pairs["y"] - pairs["gy"]))
+    nearest = pairs.loc[pairs.groupby(["frame", "global_id"])["dist"].idxmin()]
+    return _match_votes(nearest[nearest["dist"] < radius], "global_id", "target_id")
+
+
+def plot_handoffs(handoffs: pd.DataFrame, association: pd.DataFrame, tracklets: pd.DataFrame, path,
+                  title: str = "") -> None:
+    """QC plot: per global id (y) the frames each camera sees it (coloured bars) and its handoffs (arrows at the frame)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..errors import atomic_path
+
+    det = tracklets[tracklets["frame_status"].astype(str) == "detected"][["camera_id", "track_id", "frame"]]
+    obs = det.astype({"camera_id": str}).merge(association[["camera_id", "track_id", "global_id"]]
+                                               .astype({"camera_id": str}), on=["camera_id", "track_id"])
+    cams = sorted(obs["camera_id"].unique()) if len(obs) else []
+    colours = {c: plt.cm.tab10(i % 10) for i, c in enumerate(cams)}
+    gids = sorted(obs["global_id"].unique()) if len(obs) else []
+    row = {g: i for i, g in enumerate(gids)}
+    fig, ax = plt.subplots(figsize=(10, 0.35 * max(len(gids), 4) + 1.5))
+    k = max(len(cams), 1)
+    for cam in cams:
+        o = obs[obs["camera_id"] == cam]
+        j = cams.index(cam)
+        ax.scatter(o["frame"], o["global_id"].map(row) + (j - (k - 1) / 2) * 0.6 / k, s=1.5,
+                   color=colours[cam], label=cam, marker="s", linewidths=0)
+    for h in handoffs.itertuples(index=False):
+        if h.global_id in row:
+            ax.annotate("", xy=(h.frame, row[h.global_id] + 0.4), xytext=(h.frame, row[h.global_id] - 0.4),
+                        arrowprops=dict(arrowstyle="->", color=colours.get(h.to_camera, "k"), lw=1.5))
+    ax.set_yticks(range(len(gids)), [str(g) for g in gids])
+    ax.set_xlabel("frame")
+    ax.set_ylabel("global id")
+    ax.set_title(f"{title}: {len(handoffs)} handoffs (arrows, colour = camera entered)")
+    if cams:
+        ax.legend(loc="upper right", markerscale=6, fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def session_handoff_metrics(tracklets: pd.DataFrame, association: pd.DataFrame, points: pd.DataFrame,
+                            gt2d_paths: dict, gt3d_path, cfg: GroundConfig, radius: float,
+                            tolerance: int = 15) -> dict:
+    """Handoff recall/precision of a session (:func:`evaluate_handoffs`) plus the ground-position error.
+
+    ``gt2d_paths``: camera → MOT ``gt.txt`` (ids shared across cameras);
+    ``gt3d_path``: ``frame,target_id,x,y,z`` foot points; global ids are mapped
+    to targets by :func:`ground_gid_targets` within ``radius`` m. Adds
+    ``ground_median_error_cm`` (median distance of every mapped point to its
+    target, cm, no gating) and ``ground_p90_error_cm``.
+    """
+    from ..evaluate import read_gt3d, read_mot_gt
+
+    gt3d = read_gt3d(gt3d_path)
+    mapping = ground_gid_targets(points, gt3d, radius)
+    out = evaluate_handoffs(session_handoffs(tracklets, association, cfg),
+                            gt_handoffs({c: read_mot_gt(p) for c, p in gt2d_paths.items()}, cfg.min_absence),
+                            mapping, tolerance)
+    m = points[["frame", "global_id", "x", "y"]].assign(target_id=points["global_id"].map(mapping)).dropna(
+        subset=["target_id"]).merge(gt3d.rename(columns={"x": "gx", "y": "gy"}), on=["frame", "target_id"])
+    d = np.hypot(m["x"] - m["gx"], m["y"] - m["gy"]) * 100
+    out["ground_median_error_cm"] = float(np.median(d)) if len(d) else float("nan")
+    out["ground_p90_error_cm"] = float(np.quantile(d, 0.9)) if len(d) else float("nan")
+    return out
