@@ -204,6 +204,10 @@ def plan_sessions(config: dict, cache_dir: str | os.PathLike | None = None) -> d
                 if r[col] and not synthetic and not Path(r[col]).exists():
                     raise InputError(path, f"{where} column '{col}'", f"file '{r[col]}' not found",
                                      "fix the path (relative paths are relative to the directory snakemake runs in)")
+            if r["homography"] and not synthetic:  # issue 8: a bad point-pair CSV fails before any work
+                from .ground import read_homography_csv
+
+                read_homography_csv(r["homography"])
             cams[r["camera"]] = CameraEntry(r["camera"], r["video"], r["calibration"] or None,
                                             r["calibration_name"] or None, r["gt"] or None, offset,
                                             board=r["board"] or None, homography=r["homography"] or None,
