@@ -148,3 +148,15 @@ def test_handoff_evaluation_counts_matches():
     r = evaluate_handoffs(pred, gt, {10: 1, 11: 2}, tolerance=15)
     assert (r["n_matched"], r["n_gt"], r["n_pred"]) == (1, 3, 3)
     assert r["recall"] == pytest.approx(1 / 3) and r["median_frame_error"] == 5
+
+
+def test_ground_std_grows_with_distance():
+    from mctrack.ground import ground_std
+
+    cam = _cam()
+    feet = np.array([[-5.0, 0.0], [-2.0, 0.0]])  # cam1 stands near x = -6.5: near, far
+    uv = cam.project(np.c_[feet, np.zeros(2)])
+    tr = pd.DataFrame({"camera_id": "cam1", "x1": uv[:, 0] - 5, "x2": uv[:, 0] + 5, "y1": uv[:, 1] - 50,
+                       "y2": uv[:, 1]})
+    s = ground_std(tr, {"cam1": homography_from_camera(cam)}, pixel_sigma=2.0)
+    assert 0.002 < s[0] < s[1] < 0.2

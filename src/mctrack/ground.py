@@ -42,7 +42,7 @@ from .calibration import Camera
 from .errors import InputError
 
 __all__ = ["GroundMap", "fit_homography", "read_homography_csv", "homography_from_camera", "foot_points",
-           "ground_positions", "FOOT_POINTS"]
+           "ground_positions", "ground_std", "FOOT_POINTS"]
 
 log = logging.getLogger("mctrack.ground")
 
@@ -213,4 +213,28 @@ def ground_positions(tracklets: pd.DataFrame, maps: dict[str, GroundMap],
         sel = cams == name
         if sel.any():
             out[sel] = gm.to_ground(uv[sel])
+    return out
+
+
+def ground_std(tracklets: pd.DataFrame, maps: dict[str, GroundMap], foot_point: str = "bottom_center",
+               pixel_sigma: float = 2.0) -> np.ndarray:
+    """Ground-position standard deviation ``(N,) float64`` m of every tracklet row from foot-point pixel noise.
+
+    First-order propagation of an isotropic ``pixel_sigma`` px error of the
+    foot point through the homography (finite differences of
+    :meth:`GroundMap.to_ground` along ``u`` and ``v``): ``s = sqrt((|∂g/∂u|² +
+    |∂g/∂v|²) / 2) · pixel_sigma`` per ground axis. Grows with the distance
+    from the camera (a pixel covers more floor far away). NaN where the
+    position is NaN.
+    """
+    uv = foot_points(tracklets, foot_point)
+    out = np.full(len(tracklets), np.nan)
+    cams = tracklets["camera_id"].astype(str).to_numpy()
+    for name, gm in maps.items():
+        sel = cams == name
+        if sel.any():
+            g0 = gm.to_ground(uv[sel])
+            du = gm.to_ground(uv[sel] + [1.0, 0.0]) - g0
+            dv = gm.to_ground(uv[sel] + [0.0, 1.0]) - g0
+            out[sel] = np.sqrt((np.sum(du ** 2, axis=1) + np.sum(dv ** 2, axis=1)) / 2) * pixel_sigma
     return out

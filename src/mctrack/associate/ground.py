@@ -256,18 +256,23 @@ def associate_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: G
     return ASSOCIATION.coerce(association), PAIR_EVIDENCE.coerce(ev), gxy
 
 
-def ground_points(tracklets: pd.DataFrame, association: pd.DataFrame, gxy: np.ndarray) -> pd.DataFrame:
+def ground_points(tracklets: pd.DataFrame, association: pd.DataFrame, gxy: np.ndarray,
+                  gstd: np.ndarray | None = None) -> pd.DataFrame:
     """POINTS3D rows on the ground plane: per (frame, global id) the mean ground position of its cameras' rows.
 
     Detected rows are used where a (frame, global id) has any, else coasted
-    ones. ``z = 0``; ``n_cameras`` the rows averaged; ``std_x``, ``std_y`` the
-    spread of the cameras' positions (m, NaN for one camera), ``std_z = 0``,
-    ``position_std`` their RMS; ``reprojection_error`` NaN (no reprojection in
+    ones. ``z = 0``; ``n_cameras`` the rows averaged; ``std_x = std_y`` (m) the
+    standard deviation of the mean: ``sqrt(Σ s_i² / n² + spread² / n)`` with
+    ``s_i`` the rows' propagated pixel noise ``gstd`` (``(N,)`` m,
+    :func:`mctrack.ground.ground_std`; 0 if not given) and ``spread`` the
+    cameras' disagreement per axis (0 for one camera); ``std_z = 0``,
+    ``position_std`` the RMS of ``std_x, std_y``; ``reprojection_error`` NaN (no reprojection in
     ground mode); ``confidence`` the mean detection confidence.
     """
     tr = tracklets.reset_index(drop=True)
+    s2 = np.zeros(len(tr)) if gstd is None else np.nan_to_num(np.asarray(gstd, float)) ** 2
     m = tr[["camera_id", "track_id", "frame", "frame_status", "confidence"]].assign(
-        camera_id=tr["camera_id"].astype(str), x=gxy[:, 0], y=gxy[:, 1])
+        camera_id=tr["camera_id"].astype(str), x=gxy[:, 0], y=gxy[:, 1], s2=s2)
     m = m.merge(association[["camera_id", "track_id", "global_id"]].astype({"camera_id": str}),
                 on=["camera_id", "track_id"], how="inner")
     m = m[np.isfinite(m["x"]) & np.isfinite(m["y"])]
@@ -277,8 +282,11 @@ def ground_points(tracklets: pd.DataFrame, association: pd.DataFrame, gxy: np.nd
     best = m.groupby(["frame", "global_id"])["det"].transform("max")
     m = m[m["det"] == best]
     g = m.groupby(["frame", "global_id"])
-    p = g.agg(x=("x", "mean"), y=("y", "mean"), std_x=("x", "std"), std_y=("y", "std"),
+    p = g.agg(x=("x", "mean"), y=("y", "mean"), sx=("x", "std"), sy=("y", "std"), s2=("s2", "sum"),
               n_cameras=("x", "size"), confidence=("confidence", "mean")).reset_index()
+    n = p["n_cameras"].to_numpy(float)
+    p["std_x"] = np.sqrt(p["s2"] / n ** 2 + p["sx"].fillna(0) ** 2 / n)
+    p["std_y"] = np.sqrt(p["s2"] / n ** 2 + p["sy"].fillna(0) ** 2 / n)
     p["z"] = 0.0
     p["std_z"] = 0.0
     p["reprojection_error"] = np.nan
