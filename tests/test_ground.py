@@ -160,3 +160,16 @@ def test_ground_std_grows_with_distance():
                        "y2": uv[:, 1]})
     s = ground_std(tr, {"cam1": homography_from_camera(cam)}, pixel_sigma=2.0)
     assert 0.002 < s[0] < s[1] < 0.2
+
+
+def test_foot_offset_moves_the_nearest_footprint_point_to_the_centre():
+    cam = _cam()
+    centre = np.array([[-3.0, 0.5]])
+    away = (centre - cam.center[:2]) / np.linalg.norm(centre - cam.center[:2])
+    near = centre - 0.25 * away  # the footprint point nearest to the camera (radius 0.25 m)
+    uv = cam.project(np.c_[near, np.zeros(1)])
+    tr = pd.DataFrame({"camera_id": ["cam1"], "x1": uv[:, 0] - 5, "x2": uv[:, 0] + 5, "y1": uv[:, 1] - 50,
+                       "y2": uv[:, 1]})
+    gm = {"cam1": homography_from_camera(cam)}
+    assert np.linalg.norm(ground_positions(tr, gm) - centre) == pytest.approx(0.25, abs=1e-6)
+    assert np.linalg.norm(ground_positions(tr, gm, foot_offset=0.25) - centre) < 0.02

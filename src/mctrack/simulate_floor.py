@@ -16,12 +16,12 @@ Targets
     the foot points (``z = 0``), so ground-plane positions are compared with it
     directly.
 Cameras
-    Four pinhole cameras (no lens distortion) at head height (2.4–2.9 m)
-    outside the walking area, looking obliquely down into it: ``cam1``/``cam2``
-    cover the ``x < 0`` half from the left and the front, ``cam3``/``cam4`` the
-    ``x > 0`` half from the back and the right. Pairs (1, 2) and (3, 4)
-    overlap widely; the two halves overlap only in a narrow strip or not at
-    all, so walking from one half into the other is a handoff across a gap.
+    Four pinhole cameras (no lens distortion) 3 m above the floor near its
+    long sides, looking across it obliquely (~50° down): ``cam1``/``cam2``
+    watch the left part (``x ≈ -X/2 · 0.75``) from the front and the back and
+    overlap in the middle of it, ``cam3``/``cam4`` the right part; the two
+    parts do not overlap (a strip around ``x = 0`` is unseen), so walking from
+    one part into the other is a handoff across a gap.
     With more than four cameras the extra ones repeat the layout rotated by
     180° (still on the floor's edge). Camera ``k`` of ``camera_names`` gets
     the ``k``-th pose. World→camera ``x_cam = R · X + t`` (OpenCV axes).
@@ -133,7 +133,7 @@ class FloorConfig:
 def floor_rig(camera_names: list[str], cfg: FloorConfig) -> list[Camera]:
     """Head-height cameras around the walking area (see the module docstring for the layout).
 
-    Focal length ``f = 0.9 · width`` px (horizontal field of view ≈ 58°),
+    Focal length ``f = 0.8 · width`` px (horizontal field of view ≈ 64°),
     principal point at the image centre, no distortion. Returns
     :class:`~mctrack.calibration.Camera` objects; raises
     :class:`~mctrack.errors.InputError` for fewer than 1 or more than 8 cameras.
@@ -144,12 +144,12 @@ def floor_rig(camera_names: list[str], cfg: FloorConfig) -> list[Camera]:
                          "list 1 to 8 cameras for the session")
     X, Y = cfg.floor_size
     rng = np.random.default_rng([cfg.seed, 0xF10, 1])
-    # (centre, aim) in units of the half sizes (X/2, Y/2); z in m
-    poses = [((-1.08, -0.25, 2.7), (-0.5, 0.0, 0.5)), ((-0.5, -1.2, 2.5), (-0.42, -0.12, 0.5)),
-             ((0.5, 1.2, 2.5), (0.42, 0.12, 0.5)), ((1.08, 0.25, 2.7), (0.5, 0.0, 0.5))]
-    poses += [((-c[0], -c[1], c[2]), (-a[0], -a[1], a[2])) for c, a in poses]
+    # (centre, aim) in units of the half sizes (X/2, Y/2); z in m. Each camera hangs 3 m above a point near a
+    # long side of the floor and looks across it, pitched ~50 degrees down
+    poses = [((-0.7, -1.1, 3.0), (-0.7, -0.15, 0.0)), ((-0.7, 1.1, 3.0), (-0.7, 0.15, 0.0)),
+             ((0.7, -1.1, 3.0), (0.7, -0.15, 0.0)), ((0.7, 1.1, 3.0), (0.7, 0.15, 0.0))]
     W, H = cfg.width, cfg.height
-    f = 0.9 * W
+    f = 0.8 * W
     K = np.array([[f, 0.0, W / 2], [0.0, f, H / 2], [0.0, 0.0, 1.0]])
     cams = []
     for k, name in enumerate(names):

@@ -13,8 +13,8 @@ if use_ground_mode(plan, ground):  # issue 8: ground positions (z = 0) from the 
     tracklets = read_tables(snakemake.input.tracklets, TRACKLET2D)
     association = read_table(snakemake.input.association, ASSOCIATION)
     maps = session_ground_maps(plan, ground, load_session_cameras(plan) if plan.calibration else {})
-    points = ground_points(tracklets, association, ground_positions(tracklets, maps, ground.foot_point),
-                           ground_std(tracklets, maps, ground.foot_point))
+    gxy = ground_positions(tracklets, maps, ground.foot_point, ground.foot_offset)
+    points = ground_points(tracklets, association, gxy, ground_std(tracklets, maps, ground.foot_point))
     residuals = RESIDUALS.empty()
     log.info("%d ground-plane points (z = 0) of %d global ids; median cameras %s", len(points),
              points["global_id"].nunique(), points["n_cameras"].median())

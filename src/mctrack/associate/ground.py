@@ -52,7 +52,9 @@ class GroundConfig:
 
     ``enabled`` (bool|"auto"): use ground association (auto = when cameras have
     homographies but no full calibration); ``foot_point``: one of
-    :data:`mctrack.ground.FOOT_POINTS`; ``gate`` (m): largest median ground
+    :data:`mctrack.ground.FOOT_POINTS`; ``foot_offset`` (m, >= 0): distance
+    from the box bottom (the footprint's nearest point) to the footprint
+    centre, see :func:`mctrack.ground.ground_positions`; ``gate`` (m): largest median ground
     distance of two cameras' tracklets of one target; ``min_shared``
     (frames): shared detected frames needed to link two cameras' tracklets;
     ``max_gap_frames``: longest handoff gap; ``gate_growth`` (m/s): growth of
@@ -64,6 +66,7 @@ class GroundConfig:
 
     enabled: bool | str = "auto"
     foot_point: str = "bottom_center"
+    foot_offset: float = 0.0
     gate: float = 1.0
     min_shared: int = 5
     max_gap_frames: int = 90
@@ -75,6 +78,8 @@ class GroundConfig:
         if self.foot_point not in FOOT_POINTS:
             raise InputError(None, "ground.foot_point", f"unknown foot point {self.foot_point!r}",
                              f"use one of {FOOT_POINTS}")
+        if not float(self.foot_offset) >= 0:
+            raise InputError(None, "ground.foot_offset", "must be >= 0", "use the footprint radius in m, or 0")
         for key in ("gate", "gate_growth", "ransac_threshold"):
             if not float(getattr(self, key)) > 0:
                 raise InputError(None, f"ground.{key}", "must be > 0", "use a positive distance")
@@ -184,7 +189,7 @@ def associate_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: G
     """
     cfg = cfg or GroundConfig()
     tr = tracklets.reset_index(drop=True)
-    gxy = ground_positions(tr, maps, cfg.foot_point)
+    gxy = ground_positions(tr, maps, cfg.foot_point, cfg.foot_offset)
     tracks = _track_table(tr)
     if tracks.empty:
         return ASSOCIATION.empty(), PAIR_EVIDENCE.empty(), gxy
