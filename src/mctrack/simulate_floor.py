@@ -13,8 +13,8 @@ Targets
     Upright prisms (16-gon cylinders) of diameter ``cfg.target_width`` and
     height ``cfg.target_height`` standing on the floor; the *foot point* of a
     target is its axis at ``z = 0``. The 3D ground truth (``gt3d.csv``) holds
-    the foot points (``z = 0``), so ground-plane positions are compared with it
-    directly.
+    the foot points (``z = 0``) of the frames in which some camera sees the
+    target, so ground-plane positions are compared with it directly.
 Cameras
     Four pinhole cameras (no lens distortion) 3 m above the floor near its
     long sides, looking across it obliquely (~50° down): ``cam1``/``cam2``
@@ -295,20 +295,24 @@ def render_floor_camera(cam: Camera, feet: np.ndarray, cfg: FloorConfig,
     return frames(), gt
 
 
-def _format_gt3d_floor(feet: np.ndarray) -> str:
+def _format_gt3d_floor(feet: np.ndarray, seen: np.ndarray) -> str:
     T, N = feet.shape[:2]
     f = np.repeat(np.arange(T), N)
     i = np.tile(np.arange(1, N + 1), T)
     xy = feet.reshape(-1, 2)
+    keep = seen.reshape(-1)
     return "frame,target_id,x,y,z\n" + "".join(f"{a},{b},{x:.6f},{y:.6f},0.000000\n"
-                                               for a, b, (x, y) in zip(f, i, xy))
+                                               for a, b, (x, y) in zip(f[keep], i[keep], xy[keep]))
 
 
 def run_floor_simulation(cfg: FloorConfig, camera_names: list[str], videos: dict, calibration, gt3d,
                          gt2d: dict) -> None:
     """Generate the floor session: videos, anipose calibration, ``gt3d.csv`` (foot points, z = 0), MOT gt.
 
-    Same files and formats as :func:`mctrack.simulate.run_simulation`; the
+    Same files and formats as :func:`mctrack.simulate.run_simulation`, except
+    that ``gt3d.csv`` (foot points, ``z = 0``) lists a target only in frames in
+    which at least one camera sees at least 25 % of it (MOT ``conf = 1``): a
+    walker in the unseen strip between views cannot be tracked there. The
     handoff ground truth is derived from the MOT gt files
     (:func:`mctrack.ground.handoffs_from_gt`). Every file is written atomically.
     """
@@ -319,8 +323,11 @@ def run_floor_simulation(cfg: FloorConfig, camera_names: list[str], videos: dict
             raise InputError(None, what, f"no output path for camera(s) {missing}", "give one path per camera")
     cams = floor_rig(names, cfg)
     feet = floor_trajectories(cfg)
+    seen = np.zeros(feet.shape[:2], bool)
     for i, cam in enumerate(cams):
         frames, gt = render_floor_camera(cam, feet, cfg, np.random.default_rng([cfg.seed, 0xF10, 3, i]))
+        vis = gt[gt["visibility"] >= 0.25]
+        seen[vis["frame"], vis["target_id"] - 1] = True
         with VideoWriter(videos[cam.name], cfg.fps, cfg.width, cfg.height) as writer:
             for img in frames:
                 writer.write(img)
@@ -328,4 +335,4 @@ def run_floor_simulation(cfg: FloorConfig, camera_names: list[str], videos: dict
             Path(tmp).write_text(_format_gt2d(gt))
     write_anipose_toml(cams, calibration)
     with atomic_path(gt3d) as tmp:
-        Path(tmp).write_text(_format_gt3d_floor(feet))
+        Path(tmp).write_text(_format_gt3d_floor(feet, seen))
