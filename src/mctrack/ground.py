@@ -150,7 +150,7 @@ def read_homography_csv(path: str | os.PathLike, ransac_threshold: float = 0.1) 
     try:
         df = pd.read_csv(path, dtype=str, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(path, None, f"not a CSV file ({exc})", "write a header u,v,x,y and one row per landmark")
+        raise InputError(path, None, f"not a CSV file ({exc})", "write a header u,v,x,y and one row per landmark") from None
     df.columns = [str(c).strip().lower() for c in df.columns]
     for col in ("u", "v", "x", "y"):
         if col not in df.columns:

@@ -314,7 +314,7 @@ def run_floor_simulation(cfg: FloorConfig, camera_names: list[str], videos: dict
     which at least one camera sees at least 25 % of it (MOT ``conf = 1``): a
     walker in the unseen strip between views cannot be tracked there. The
     handoff ground truth is derived from the MOT gt files
-    (:func:`mctrack.ground.handoffs_from_gt`). Every file is written atomically.
+    (:func:`mctrack.associate.ground.gt_handoffs`). Every file is written atomically.
     """
     names = list(camera_names)
     for what, mapping in (("videos", videos), ("gt2d", gt2d)):

@@ -1,14 +1,14 @@
 """Snakemake adapter: rule simulate -> mctrack.simulate.run_simulation."""
 from mctrack.log import setup_logging
 from mctrack.simulate import SimulationConfig, run_simulation
+from mctrack.simulate_floor import FloorConfig, run_floor_simulation
 
 log = setup_logging(snakemake.log[0], "mctrack.simulate")
 params = {k: v for k, v in snakemake.params.simulate.items() if k != "session"}
 cameras = list(snakemake.params.cameras)
 scene = params.pop("scene", "tank")
 if scene == "floor":  # issue 8: people walking on a floor (mctrack.simulate_floor)
-    from mctrack.simulate_floor import FloorConfig, run_floor_simulation as run_simulation
-    cfg = FloorConfig.from_dict(params)
+    cfg, run_simulation = FloorConfig.from_dict(params), run_floor_simulation
 else:
     params = {k: v for k, v in params.items() if k not in ("floor_size", "target_height")}
     cfg = SimulationConfig.from_dict(params)

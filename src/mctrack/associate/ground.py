@@ -327,14 +327,14 @@ def handoff_events(obs: pd.DataFrame, min_absence: int = 15, min_run: int = 10) 
     events = []
     for gid, g in runs.groupby("global_id"):
         g = g.sort_values(["first", "camera_id"])
-        f, l, c = g["first"].to_numpy(), g["last"].to_numpy(), g["camera_id"].to_numpy()
+        f, last, c = g["first"].to_numpy(), g["last"].to_numpy(), g["camera_id"].to_numpy()
         for i in range(1, len(g)):
             prev = (f < f[i]) & (c != c[i])
             if not prev.any():
                 continue
-            seen = np.where(prev, np.minimum(l, f[i]), -1)
+            seen = np.where(prev, np.minimum(last, f[i]), -1)
             j = int(np.argmax(seen))
-            events.append((int(f[i]), int(gid), str(c[j]), str(c[i]), int(max(0, f[i] - l[j]))))
+            events.append((int(f[i]), int(gid), str(c[j]), str(c[i]), int(max(0, f[i] - last[j]))))
     ev = pd.DataFrame(events, columns=list(HANDOFF_COLUMNS))
     return ev.astype({"frame": "int64", "global_id": "int64", "gap_frames": "int64"}).sort_values(
         ["frame", "global_id"]).reset_index(drop=True)
