@@ -173,3 +173,13 @@ def test_foot_offset_moves_the_nearest_footprint_point_to_the_centre():
     gm = {"cam1": homography_from_camera(cam)}
     assert np.linalg.norm(ground_positions(tr, gm) - centre) == pytest.approx(0.25, abs=1e-6)
     assert np.linalg.norm(ground_positions(tr, gm, foot_offset=0.25) - centre) < 0.02
+
+
+def test_box_cut_by_the_bottom_edge_has_no_ground_position():
+    cam = _cam()
+    gm = homography_from_camera(cam)
+    W, H = cam.size
+    tr = pd.DataFrame({"camera_id": "cam1", "x1": [100.0, 100.0], "x2": [140.0, 140.0], "y1": [50.0, 50.0],
+                       "y2": [H - 40.0, float(H)]})
+    g = ground_positions(tr, {"cam1": gm})
+    assert np.isfinite(g[0]).all() and np.isnan(g[1]).all()

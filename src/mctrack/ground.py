@@ -58,13 +58,16 @@ class GroundMap:
     normalised image coordinates with the camera's lens model and ``H`` acts
     on those (``H = [r1 r2 t]⁻¹``). ``rms_error`` (m): RMS ground distance of
     the fitted point pairs (0 for a calibration-derived map), ``source``: the
-    file it came from.
+    file it came from, ``size`` the image ``(width, height)`` px if known (a
+    box touching the bottom edge then has no foot point: the feet are out of
+    view).
     """
 
     H: np.ndarray
     camera: Camera | None = None
     rms_error: float = 0.0
     source: str = ""
+    size: tuple[int, int] | None = None
 
     def to_ground(self, uv: np.ndarray) -> np.ndarray:
         """Map ``(N, 2)`` px to ``(N, 2) float64`` ground m; NaN where the pixel is at/above the horizon."""
@@ -186,7 +189,8 @@ def homography_from_camera(camera: Camera) -> GroundMap:
     H = np.linalg.inv(M)
     # orientation: w = 1 / depth must be positive in front of the camera; depth λ of a floor point satisfies
     # λ [x_n, 1] = M [x, y, 1], and [x, y, 1] = H [x_n, 1] / w, so w = 1/λ > 0 with H = M⁻¹ as it is.
-    return GroundMap(H=H, camera=camera, source=f"calibration ({camera.name})")
+    return GroundMap(H=H, camera=camera, source=f"calibration ({camera.name})",
+                     size=tuple(int(v) for v in camera.size) if camera.size else None)
 
 
 def foot_points(tracklets: pd.DataFrame, mode: str = "bottom_center") -> np.ndarray:
@@ -209,15 +213,21 @@ def ground_positions(tracklets: pd.DataFrame, maps: dict[str, GroundMap],
     is moved this far away from the camera (along the floor direction in
     which the image row decreases: ``g(u, v - 1) - g(u, v)``, normalised) —
     e.g. the footprint radius (0.25 m for the synthetic 0.5 m cylinders,
-    ~0.1–0.15 m for people). Vectorised per camera.
+    ~0.1–0.15 m for people). Rows whose box bottom is within 2 px of the
+    image's bottom edge (when the map knows the image ``size``) get NaN with
+    ``bottom_center``: the feet are below the image, the box bottom is the
+    image border, not the floor contact. Vectorised per camera.
     """
     uv = foot_points(tracklets, foot_point)
+    y2 = tracklets["y2"].to_numpy(np.float64)
     out = np.full((len(tracklets), 2), np.nan)
     cams = tracklets["camera_id"].astype(str).to_numpy()
     for name, gm in maps.items():
         sel = cams == name
         if sel.any():
             g = gm.to_ground(uv[sel])
+            if gm.size is not None and foot_point == "bottom_center":
+                g[y2[sel] >= gm.size[1] - 2] = np.nan
             if foot_offset:
                 away = gm.to_ground(uv[sel] - [0.0, 1.0]) - g
                 with np.errstate(invalid="ignore", divide="ignore"):

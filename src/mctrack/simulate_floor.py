@@ -311,7 +311,7 @@ def run_floor_simulation(cfg: FloorConfig, camera_names: list[str], videos: dict
 
     Same files and formats as :func:`mctrack.simulate.run_simulation`, except
     that ``gt3d.csv`` (foot points, ``z = 0``) lists a target only in frames in
-    which at least one camera sees at least 25 % of it (MOT ``conf = 1``): a
+    which some part of it is in some camera's image (it has a MOT gt row): a
     walker in the unseen strip between views cannot be tracked there. The
     handoff ground truth is derived from the MOT gt files
     (:func:`mctrack.associate.ground.gt_handoffs`). Every file is written atomically.
@@ -326,8 +326,7 @@ def run_floor_simulation(cfg: FloorConfig, camera_names: list[str], videos: dict
     seen = np.zeros(feet.shape[:2], bool)
     for i, cam in enumerate(cams):
         frames, gt = render_floor_camera(cam, feet, cfg, np.random.default_rng([cfg.seed, 0xF10, 3, i]))
-        vis = gt[gt["visibility"] >= 0.25]
-        seen[vis["frame"], vis["target_id"] - 1] = True
+        seen[gt["frame"], gt["target_id"] - 1] = True
         with VideoWriter(videos[cam.name], cfg.fps, cfg.width, cfg.height) as writer:
             for img in frames:
                 writer.write(img)

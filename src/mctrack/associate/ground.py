@@ -27,7 +27,9 @@ the ground truth.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -362,11 +364,15 @@ def session_ground_maps(plan, cfg: GroundConfig, cameras: dict | None = None) ->
     :class:`~mctrack.errors.InputError` when no camera has either.
     """
     from ..ground import homography_from_camera, read_homography_csv
+    from ..video import video_info
 
     maps = {}
     for name, entry in plan.cameras.items():
         if entry.homography:
             maps[name] = read_homography_csv(entry.homography, cfg.ransac_threshold)
+            if entry.video and os.path.exists(entry.video):
+                info = video_info(entry.video)
+                maps[name] = dataclasses.replace(maps[name], size=(info.width, info.height))
             log.info("camera %s: homography from %s, RMS ground error %.3f m over its point pairs", name,
                      entry.homography, maps[name].rms_error)
         elif cameras and name in cameras:
