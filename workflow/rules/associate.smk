@@ -2,6 +2,7 @@ rule associate:
     input:
         tracklets=tracklet_files,
         calibration=calibration_input,
+        homographies=homography_files,
     output:
         association="results/{session}/associate/association.parquet",
         evidence="results/{session}/associate/pair_evidence.parquet",
