@@ -16,11 +16,15 @@ if not workflow.overwrite_configfiles:
     configfile: DEFAULT_CONFIG
 
 
+# Checks and plans are memoised in .snakemake/mctrack-probe (keyed by config, code and input files):
+# every snakemake call (and every cluster job) parses the workflow.
+MCTRACK_CACHE = ".snakemake/mctrack-probe"
 check_config(
     config,
     load_schema(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")),
-    config_sources(workflow.overwrite_configfiles, DEFAULT_CONFIG)
+    lambda: config_sources(workflow.overwrite_configfiles, DEFAULT_CONFIG)
     + [("--config", dict(workflow.config_settings.config))],
+    cache_dir=MCTRACK_CACHE,
 )
 
 

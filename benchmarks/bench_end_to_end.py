@@ -16,7 +16,12 @@ Prints both, and ``ratio = bare / ours`` (goal >= 0.8: the workflow's partial re
 QC cost at most 25 % over the bare loop). Also times the synthetic default (``snakemake --cores N`` with
 no config, 4 cameras x 300 frames, goal <= 45 s). ``results()`` returns the run_all entries.
 
-Usage: ``python benchmarks/bench_end_to_end.py [--frames 800] [--cores 2] [--skip-synthetic]``.
+Wall times are only comparable on an otherwise idle machine: every measurement prints the 1-minute load
+average before it and the CPU time (user + sys of the process tree) it used. ``--repeat R`` alternates
+bare and ours R times and reports medians (the ratio is median bare / median ours).
+
+Usage: ``python benchmarks/bench_end_to_end.py [--frames 800] [--cores 2] [--repeat 1] [--skip-synthetic]
+[--skip-person]``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,6 +98,21 @@ def _env() -> dict:
     return env
 
 
+def _timed(cmd: list[str], label: str) -> float:
+    """Run ``cmd``; print its wall time, CPU time (user + sys of it and its children) and the load before it."""
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+    dt = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-3000:])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"  {label}: wall {dt:.2f} s, cpu {cpu:.2f} s, load before {load:.2f}", file=sys.stderr, flush=True)
+    return dt
+
+
 def time_ours(video: Path, cores: int) -> float:
     """Wall time (s) of ``snakemake --cores`` on a one-camera session of ``video`` in a fresh directory."""
     import yaml
@@ -101,13 +123,8 @@ def time_ours(video: Path, cores: int) -> float:
         cfg = {"cameras": "cameras.tsv", "detect": {"backend": "ultralytics", "threads": cores,
                                                     "ultralytics": {"model": str(MODEL), **DETECT}}}
         (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
-        t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                               "--directory", str(wd), "--cores", str(cores), "--configfile",
-                               str(wd / "config.yaml"), "--quiet", "all"], capture_output=True, text=True, env=_env())
-        dt = time.perf_counter() - t
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr[-3000:])
+        dt = _timed([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
+                     "--cores", str(cores), "--configfile", str(wd / "config.yaml"), "--quiet", "all"], "ours")
         if not (wd / "results/person/person.h5").exists():
             raise RuntimeError("no HDF5 written")
     return dt
@@ -116,12 +133,7 @@ def time_ours(video: Path, cores: int) -> float:
 def time_bare(video: Path, cores: int) -> float:
     """Wall time (s) of a fresh process running the bare decode -> predict -> OcSort loop."""
     code = BARE.format(cores=cores, model=str(MODEL), video=str(video))
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
-    dt = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    return dt
+    return _timed([sys.executable, "-c", code], "bare")
 
 
 def time_synthetic(cores: int) -> float:
@@ -129,27 +141,28 @@ def time_synthetic(cores: int) -> float:
     with tempfile.TemporaryDirectory(prefix="mctrack-syn-") as wd:
         (Path(wd) / "config").mkdir()
         (Path(wd) / "config" / "cameras.tsv").write_text((REPO / "config" / "cameras.tsv").read_text())
-        t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                               "--directory", wd, "--cores", str(cores), "--quiet", "all"],
-                              capture_output=True, text=True, env=_env())
-        dt = time.perf_counter() - t
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr[-3000:])
-    return dt
+        return _timed([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", wd,
+                       "--cores", str(cores), "--quiet", "all"], "synthetic")
 
 
-def results(frames: int = 800, cores: int = 2, synthetic: bool = True) -> list[dict]:
-    """Benchmark entries for ``benchmarks/run_all.py`` (skips the person video if shared data is absent)."""
+def results(frames: int = 800, cores: int = 2, synthetic: bool = True, repeat: int = 1,
+            person: bool = True) -> list[dict]:
+    """Benchmark entries for ``benchmarks/run_all.py`` (skips the person video if shared data is absent).
+
+    With ``repeat`` > 1, bare and ours alternate ``repeat`` times and the medians are reported.
+    """
     out = []
-    if TUD.exists() and MODEL.exists():
+    if person and TUD.exists() and MODEL.exists():
         video = person_video(frames)
-        bare = time_bare(video, cores)
-        ours = time_ours(video, cores)
+        bares, ourss = [], []
+        for _ in range(repeat):
+            bares.append(time_bare(video, cores))
+            ourss.append(time_ours(video, cores))
+        bare, ours = statistics.median(bares), statistics.median(ourss)
         out.append({"name": f"end_to_end_person_{frames}f_{cores}cores", "ours": round(ours, 2),
                     "baseline": round(bare, 2), "unit": "s", "ratio": round(bare / ours, 3)})
     if synthetic:
-        ours = time_synthetic(cores)
+        ours = statistics.median([time_synthetic(cores) for _ in range(repeat)])
         out.append({"name": f"synthetic_default_{cores}cores (baseline = 45 s budget)", "ours": round(ours, 2),
                     "baseline": 45.0, "unit": "s", "ratio": round(45.0 / ours, 3)})
     return out
@@ -159,9 +172,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=800)
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="alternate bare/ours this many times; report medians")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--skip-person", action="store_true")
     args = ap.parse_args()
-    res = results(args.frames, args.cores, not args.skip_synthetic)
+    res = results(args.frames, args.cores, not args.skip_synthetic, args.repeat, not args.skip_person)
     for r in res:
         print(f"{r['name']}: ours {r['ours']:.1f} s, baseline {r['baseline']:.1f} s, ratio baseline/ours {r['ratio']:.2f}")
     print(json.dumps(res))

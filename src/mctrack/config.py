@@ -37,14 +37,17 @@ the workflow is planned: the ``simulate`` rule writes them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING, Callable
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # pandas is imported where a sheet is read: planning from the cache needs none of it
+    import pandas as pd
 
 SHEET_COLUMNS = ("session", "camera", "video", "calibration", "calibration_name", "gt", "frame_offset",
                  "detections", "fps", "n_frames", "board", "homography")
@@ -85,7 +88,7 @@ class SessionPlan:
     fps: float
     chunks: list[tuple[int, int]] = field(default_factory=list)
     synthetic: bool = False
-    calibration_settings: dict = field(default_factory=dict)  # config calibrate.{rescale, unit}, for the jobs' checks
+    calibration_settings: dict = field(default_factory=dict)  # config calibrate.{rescale, unit, refraction}, for the jobs
 
     @property
     def calibrate(self) -> bool:
@@ -127,6 +130,8 @@ def read_camera_sheet(path: str | os.PathLike) -> pd.DataFrame:
     Raises :class:`~mctrack.errors.InputError` when the file is missing, a
     required column is absent or an unknown column is present.
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "camera sheet not found", "set `cameras:` in the config to an existing TSV")
@@ -163,11 +168,115 @@ def plan_sessions(config: dict, cache_dir: str | os.PathLike | None = None) -> d
       ``frame_offset`` or ``max_frames``;
     - ground truth may not name frames beyond its video.
 
+    With ``cache_dir``, the finished plan is memoised there too
+    (:func:`memoised`): a later call with the same config, the same mctrack and
+    library code and unchanged input files (the sheet and every file it names,
+    compared by size, modification time and inode) returns it without reading
+    anything else, so that ``snakemake`` parses the workflow quickly.
+
     Raises :class:`~mctrack.errors.InputError` on the first problem found,
     naming the sheet row and column, or the video / ground-truth file.
     """
+    if cache_dir is None:
+        return _plan_sessions(config, None)
+    return memoised(cache_dir, "plan", config, lambda: _plan_sessions(config, cache_dir),
+                    lambda plans: [config["cameras"], *_plan_inputs(plans)])
+
+
+def _plan_inputs(plans: dict[str, SessionPlan]) -> list[str]:
+    """Every file or folder named by the planned sessions' sheet rows (what planning read)."""
+    out = []
+    for p in plans.values():
+        for c in p.cameras.values():
+            out += [f for f in (c.video, c.calibration, c.gt, c.detections, c.board) if f]
+    return out
+
+
+#: bump when the meaning of a memoised result changes without a code change that :func:`_code_stamp` sees
+_MEMO_VERSION = 1
+#: packages whose installed version changes what planning accepts (tracker parameters, model formats)
+_MEMO_PACKAGES = ("boxmot", "openvino", "onnxruntime", "ultralytics")
+
+
+def _file_stamp(path: str | os.PathLike) -> list:
+    """What identifies a file's content cheaply: ``[size, mtime_ns, inode]`` (a folder: also its entries';
+    a glob pattern: its matches'), or None when it does not exist."""
+    import glob
+
+    p = str(path)
+    if glob.has_magic(p) and not os.path.exists(p):
+        return ["glob", [[m, _file_stamp(m)] for m in sorted(glob.glob(p))]]
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    out = [st.st_size, st.st_mtime_ns, st.st_ino]
+    if os.path.isdir(p):
+        out.append(sorted([e.name, e.stat().st_size, e.stat().st_mtime_ns] for e in os.scandir(p)))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _code_stamp() -> list:
+    """Modification times of mctrack's own modules and of the packages in :data:`_MEMO_PACKAGES`."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent
+    newest, count = 0, 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if f.endswith(".py"):
+                newest = max(newest, os.stat(os.path.join(dirpath, f)).st_mtime_ns)
+                count += 1
+    packages = []
+    for name in _MEMO_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        packages.append([name, spec.origin if spec else None, _file_stamp(spec.origin) if spec and spec.origin else None])
+    return [_MEMO_VERSION, str(root), newest, count, packages]
+
+
+def memoised(cache_dir: str | os.PathLike, name: str, key, compute: Callable, inputs: Callable[[object], list]):
+    """``compute()``, or its earlier result stored in ``cache_dir`` if nothing it depends on changed.
+
+    ``key``: JSON-able description of the call (config values); together with
+    the working directory and :func:`_code_stamp` it names the cache file
+    ``{cache_dir}/{name}-{sha1}.pkl``. ``inputs(result)``: the files and folders
+    the computation read; their :func:`_file_stamp` is stored with the result
+    and compared on reuse. Exceptions are never stored (a bad input raises
+    again on every call); an unreadable cache file is recomputed.
+    """
+    import hashlib
+    import json
+    import pickle
+    import tempfile
+
+    digest = hashlib.sha1(json.dumps([name, os.getcwd(), key, _code_stamp()], sort_keys=True, default=str).encode())
+    cache = Path(cache_dir) / f"{name}-{digest.hexdigest()}.pkl"
+    try:
+        deps, result = pickle.loads(cache.read_bytes())
+        if all(_file_stamp(f) == stamp for f, stamp in deps):
+            return result
+    except Exception:  # noqa: BLE001 - missing, stale or unreadable cache: compute again
+        pass
+    result = compute()
+    deps = [(str(f), _file_stamp(f)) for f in inputs(result)]
+    try:  # concurrent planners (cluster jobs) may write the same file: each renames its own complete copy
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pickle.dumps((deps, result)))
+            os.replace(tmp, cache)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:  # a read-only or full disk only costs the next call the recomputation
+        pass
+    return result
+
+
+def _plan_sessions(config: dict, cache_dir) -> dict[str, SessionPlan]:
     from .calibration.checks import check_session_calibration
-    from .video import probe_video
 
     path = Path(config["cameras"])
     sheet = read_camera_sheet(path)
@@ -235,7 +344,7 @@ def plan_sessions(config: dict, cache_dir: str | os.PathLike | None = None) -> d
         chunks = [(s, min(s + L, n)) for s in range(0, n, L)]
         cal_cfg = config.get("calibrate") or {}
         plans[session] = SessionPlan(session, cams, n, fps, chunks, synthetic,
-                                     {k: cal_cfg[k] for k in ("rescale", "unit") if k in cal_cfg})
+                                     {k: cal_cfg[k] for k in ("rescale", "unit", "refraction") if k in cal_cfg})
     return plans
 
 
@@ -285,9 +394,7 @@ def _check_session_videos(sheet: Path, session: str, cams: dict[str, CameraEntry
     ``n_frames`` and ``fps`` (width and height 0). Returns ``(n_frames, fps,
     {camera: VideoProbe})`` of the session.
     """
-    from .video import probe_video
-
-    from .video import VideoProbe
+    from .video import VideoProbe, probe_video
 
     probes = {}
     for name, c in cams.items():
@@ -359,10 +466,10 @@ SCHEMA_FILE = Path("workflow") / "schemas" / "config.schema.yaml"
 
 
 def load_schema(path: str | os.PathLike) -> dict:
-    """Read the JSON schema (YAML) of the workflow config."""
+    """Read the JSON schema (YAML) of the workflow config (libyaml's parser when available: ~10x faster)."""
     import yaml
 
-    return yaml.safe_load(Path(path).read_text())
+    return yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def fill_defaults(config: dict, schema: dict) -> dict:
@@ -417,24 +524,39 @@ def _expected(sub: dict) -> str:
     return " ".join(parts)
 
 
-def check_config(config: dict, schema: dict, sources: list[tuple[str, dict]] | None = None) -> dict:
+def check_config(config: dict, schema: dict,
+                 sources: list[tuple[str, dict]] | Callable[[], list[tuple[str, dict]]] | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> dict:
     """Fill the schema's defaults into ``config`` and validate it; raise one short error if it is wrong.
 
     ``sources``: the config files as ``(file name, mapping)`` in the order they
-    were merged, to name the file that set a bad key. Unknown keys get a
+    were merged (or a function returning them, called only to report an
+    error), to name the file that set a bad key. Unknown keys get a
     did-you-mean (:func:`difflib.get_close_matches`) and the list of allowed
-    keys; a wrong value gets what the key accepts, from the schema.
+    keys; a wrong value gets what the key accepts, from the schema. With
+    ``cache_dir``, a config found valid is remembered there (:func:`memoised`,
+    keyed by the filled config and the schema), so that the next call skips
+    the JSON-schema validation.
     Raises :class:`~mctrack.errors.InputError` (file, key path, problem, fix).
     """
+    fill_defaults(config, schema)
+    if cache_dir is None:
+        _validate(config, schema, sources)
+    else:
+        memoised(cache_dir, "config", [config, schema], lambda: _validate(config, schema, sources), lambda _: [])
+    return config
+
+
+def _validate(config: dict, schema: dict, sources) -> bool:
+    """Validate a filled ``config`` against ``schema``; True, or the InputError of :func:`check_config`."""
     import difflib
 
     from jsonschema import Draft202012Validator
 
-    sources = sources or []
-    fill_defaults(config, schema)
     errors = sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: (len(e.path), list(map(str, e.path))))
     if not errors:
-        return config
+        return True
+    sources = (sources() if callable(sources) else sources) or []
     e = errors[0]
     path = list(e.absolute_path)
     where = ".".join(map(str, path))
@@ -477,7 +599,7 @@ def load_session_cameras(plan: SessionPlan, config: dict | None = None) -> dict:
     """Calibrated :class:`~mctrack.calibration.Camera` per sheet camera of ``plan`` (empty if uncalibrated).
 
     Checked against the videos' decoded sizes (:func:`mctrack.calibration.checks.session_cameras`;
-    ``rescale`` and ``unit`` from ``config['calibrate']`` or else the plan's ``calibration_settings``):
+    ``rescale``, ``unit`` and ``refraction`` from ``config['calibrate']`` or else the plan's ``calibration_settings``):
     raises InputError before any work.
     """
     from .calibration.checks import session_cameras
@@ -489,7 +611,8 @@ def load_session_cameras(plan: SessionPlan, config: dict | None = None) -> dict:
     entries = {k: c for k, c in plan.cameras.items() if c.calibration or c.board}
     sizes = {k: (i.width, i.height) for k, i in ((k, video_info(c.video)) for k, c in entries.items() if c.video)}
     return session_cameras(plan.calibration, entries, sizes, rescale=bool(cal_cfg.get("rescale", False)),
-                           by_name=plan.calibrate, unit=None if plan.calibrate else cal_cfg.get("unit"))
+                           by_name=plan.calibrate, unit=None if plan.calibrate else cal_cfg.get("unit"),
+                           refraction=bool(cal_cfg.get("refraction", True)))
 
 
 def detector_settings(detect: dict) -> dict:
@@ -507,14 +630,21 @@ def detector_settings(detect: dict) -> dict:
     return {k: v for k, v in detect.items() if k != "threads" and not isinstance(v, dict)} | {"backend": backend}
 
 
-def check_stage_configs(config: dict) -> None:
+def check_stage_configs(config: dict, cache_dir: str | os.PathLike | None = None) -> None:
     """Validate the detector and tracker settings before any job starts.
 
     Builds (without loading model weights or reading video) the detector of
     ``config['detect']`` and the tracker of ``config['track_2d']``. Raises
     :class:`~mctrack.errors.InputError` naming the config field as written in
-    the config file (e.g. ``detect.ultralytics.model``).
+    the config file (e.g. ``detect.ultralytics.model``). With ``cache_dir``,
+    settings found valid are remembered there (:func:`memoised`; the model
+    file is one of the inputs compared).
     """
+    if cache_dir is not None:
+        model = detector_settings(config.get("detect") or {}).get("model")
+        memoised(cache_dir, "stages", [config.get("detect"), config.get("track_2d")],
+                 lambda: check_stage_configs(config), lambda _: [model] if model else [])
+        return
     from .detect import make_detector
     from .track2d import RefineConfig, TrackerConfig
 

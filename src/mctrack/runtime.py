@@ -14,8 +14,11 @@ loads a model).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import types
+from typing import Iterator, NoReturn
 
 #: the thread count set by :func:`set_threads` (None: never called)
 THREADS: int | None = None
@@ -68,3 +71,76 @@ def limit_openvino_threads() -> None:
     compile_model._mctrack_threads = n
     compile_model._mctrack_original = original
     ov.Core.compile_model = compile_model
+
+
+class _DeferredModule(types.ModuleType):
+    """Stand-in for a module not imported yet: the first attribute read imports it and delegates."""
+
+    def __init__(self, name: str):
+        super().__init__(name, f"deferred import of {name} (see mctrack.runtime.deferred_import)")
+        self.__dict__["_deferred_name"] = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+
+        real = importlib.import_module(self.__dict__["_deferred_name"])
+        self.__dict__.update(real.__dict__)  # later reads find the real objects directly
+        return getattr(real, attr)
+
+    def __dir__(self):
+        import importlib
+
+        return dir(importlib.import_module(self.__dict__["_deferred_name"]))
+
+
+@contextlib.contextmanager
+def deferred_import(*names: str) -> Iterator[None]:
+    """Within the block, a plain ``import NAME`` statement binds a stand-in that imports NAME on first use.
+
+    For libraries that import a heavy dependency at module level but never use
+    it on the code path taken: boxmot's trackers import torch (about 2 s of a
+    tracking job's start-up) although the SORT/ByteTrack family's numpy path
+    never touches it. The stand-in imports the real module the moment any of
+    its attributes is read, so behaviour is unchanged; only the cost moves to
+    where (if ever) the module is used. Only the statement form ``import NAME``
+    of a top-level ``NAME`` that is not imported yet is deferred; ``import
+    NAME.sub``, ``from NAME import x`` and ``importlib.import_module`` import
+    the real module as usual, and ``sys.modules`` never holds the stand-in.
+    Not thread-safe: it swaps ``builtins.__import__`` for the block.
+    """
+    import builtins
+
+    original = builtins.__import__
+    stubs = {n: _DeferredModule(n) for n in names if n not in sys.modules}
+
+    def _import(name, globals=None, locals=None, fromlist=(), level=0):
+        stub = stubs.get(name) if level == 0 and not fromlist else None
+        if stub is not None and name not in sys.modules:
+            return stub
+        return original(name, globals, locals, fromlist, level)
+
+    builtins.__import__ = _import
+    try:
+        yield
+    finally:
+        builtins.__import__ = original
+
+
+def exit_now(code: int = 0) -> NoReturn:
+    """End a job's process at once (``os._exit``), skipping the interpreter's teardown.
+
+    Call it as the last statement of a workflow script, after every output is
+    written and closed (mctrack writes outputs through
+    :func:`mctrack.errors.atomic_path`, so a file is complete once it exists).
+    Tearing down torch, OpenVINO and ultralytics (thread pools, module
+    finalisers) takes seconds after the work is done, and every job on the
+    critical path pays it. Logging handlers and stdout/stderr are flushed
+    first; ``atexit`` handlers do not run.
+    """
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

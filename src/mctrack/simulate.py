@@ -9,9 +9,14 @@ Conventions
 World frame
     Metres, right-handed, origin at the centre of the tank floor, ``z`` up. The
     water volume is ``|x| <= X/2, |y| <= Y/2, 0 <= z <= Z`` with
-    ``(X, Y, Z) = cfg.tank_size`` (the tank is filled to the brim; refraction at
-    the water surface is *not* modelled: rays are straight lines, so the
-    written pinhole calibration is exact for the rendered images).
+    ``(X, Y, Z) = cfg.tank_size`` (the tank is filled to the brim). By default
+    refraction is *not* modelled: rays are straight lines (glass walls seen
+    through without refraction), so the written pinhole calibration is exact
+    for the rendered images. With ``cfg.refraction`` (the *refractive tank*)
+    the walls are opaque, every camera looks through the flat water surface
+    ``z = Z`` (air 1.0 → water ``cfg.water_index``), rays bend there by
+    Snell's law (:mod:`mctrack.calibration.refraction`), and the calibration
+    carries the ``[interface]`` table, so it is again exact for the images.
 Cameras
     :class:`~mctrack.calibration.Camera`, world→camera ``x_cam = R · X + t``
     (OpenCV: ``x`` right, ``y`` down, ``z`` forward), OpenCV
@@ -46,6 +51,7 @@ import cv2
 import numpy as np
 
 from .calibration import Camera, write_anipose_toml
+from .calibration.refraction import FlatInterface, RefractiveCamera
 from .errors import InputError, atomic_path
 from .video import VideoWriter
 
@@ -58,6 +64,7 @@ __all__ = [
     "camera_rng",
     "visibility_plan",
     "run_simulation",
+    "tank_interface",
     "GT2D_DTYPE",
 ]
 
@@ -124,6 +131,12 @@ class SimulationConfig:
         Number of targets (the last ones, highest ``target_id``) visible only
         in the first two cameras, as if a screen hid them from the others
         (default 0). They stay in the 3D ground truth.
+    refraction : bool
+        Refractive tank (default False): same rig and fish, but opaque walls
+        and every view through the water surface, refracted (module docstring).
+    water_index : float
+        Refractive index of the water (>= 1; default 1.333, fresh water,
+        visible light); only with ``refraction``.
 
     Raises :class:`~mctrack.errors.InputError` on invalid values.
     """
@@ -144,6 +157,8 @@ class SimulationConfig:
     gap_camera: int = -1
     gap_frames: tuple[int, int] = (0, 0)
     two_camera_targets: int = 0
+    refraction: bool = False
+    water_index: float = 1.333
 
     def __post_init__(self):
         def bad(key, problem, fix):
@@ -157,7 +172,11 @@ class SimulationConfig:
                 else:
                     bad(key, f"must be an integer, got {val!r}", "write a whole number")
             setattr(self, key, int(val))
-        for key in ("fps", "target_length", "target_width", "mean_speed", "noise_sigma", "view_fraction", "repulsion"):
+        if not isinstance(self.refraction, (bool, np.bool_)):
+            bad("refraction", f"must be true or false, got {self.refraction!r}", "write refraction: true")
+        self.refraction = bool(self.refraction)
+        for key in ("fps", "target_length", "target_width", "mean_speed", "noise_sigma", "view_fraction", "repulsion",
+                    "water_index"):
             val = getattr(self, key)
             if isinstance(val, bool) or not isinstance(val, (int, float, np.integer, np.floating)):
                 bad(key, f"must be a number, got {val!r}", "write a number")
@@ -197,6 +216,8 @@ class SimulationConfig:
         for key in ("target_length", "target_width", "mean_speed", "view_fraction", "repulsion"):
             if not (np.isfinite(getattr(self, key)) and getattr(self, key) > 0):
                 bad(key, "must be > 0", "use a positive value")
+        if not (np.isfinite(self.water_index) and self.water_index >= 1.0):
+            bad("water_index", f"must be a refractive index >= 1, got {self.water_index}", "e.g. water_index: 1.333")
         if not (np.isfinite(self.noise_sigma) and self.noise_sigma >= 0):
             bad("noise_sigma", "must be >= 0", "use 0 for noise-free images")
         if self.target_width > self.target_length:
@@ -530,14 +551,41 @@ def _rim_mask(camera: Camera, rays: np.ndarray, cfg: SimulationConfig) -> np.nda
         return (tz > 0) & (ex >= 0) & (ex < 0.02 * max(X, Y))
 
 
+def tank_interface(cfg: SimulationConfig) -> FlatInterface | None:
+    """The refractive tank's water surface ``z = Z`` (normal ``+z``, air 1.0 → ``cfg.water_index``), else None."""
+    return FlatInterface.horizontal(cfg.tank_size[2], 1.0, cfg.water_index) if cfg.refraction else None
+
+
+def _water_rays(camera: Camera, rays: np.ndarray, cfg: SimulationConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Refracted rays of ``(h, w, 2)`` normalised pixel rays into the refractive tank's water.
+
+    Returns world ``origins (h, w, 3)`` (refraction points on the surface),
+    unit ``directions (h, w, 3)`` and ``inside (h, w) bool``: the ray enters
+    the water through the tank's opening ``|x| < X/2, |y| < Y/2`` at ``z = Z``
+    (the walls are opaque: no other ray reaches the water).
+    """
+    X, Y, _ = cfg.tank_size
+    shape = rays.shape[:2]
+    d = np.concatenate([rays, np.ones(shape + (1,))], axis=2).reshape(-1, 3) @ camera.R
+    with np.errstate(invalid="ignore"):
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        o, t = camera.interface.back_project(camera.center, d)
+        inside = (np.abs(o[:, 0]) < X / 2) & (np.abs(o[:, 1]) < Y / 2) & np.isfinite(t).all(1) \
+            & (np.abs(camera.interface.signed_distance(o)) < 1e-9)
+    return o.reshape(shape + (3,)), t.reshape(shape + (3,)), inside.reshape(shape)
+
+
 def _render_background(camera: Camera, rays: np.ndarray, cfg: SimulationConfig,
-                       rng: np.random.Generator) -> np.ndarray:
+                       rng: np.random.Generator, water: tuple | None = None) -> np.ndarray:
     """Static background ``(H, W, 3) uint8`` BGR: tank floor and walls, rim, table, room.
 
     ``rays`` are the image's ``(H, W, 2)`` normalised pixel rays. Each ray is
     traced through the world (no refraction) to the first surface: the dark
     tank rim, else the inside of the tank (floor / far walls, through the
-    water), else a table top at ``z = 0`` or the room floor below.
+    water), else a table top at ``z = 0`` or the room floor below. With
+    ``water`` (:func:`_water_rays` of the same pixels: refractive tank) the
+    inside is seen only through the surface, along the refracted rays, and
+    a ray meeting a wall from outside shows the opaque wall.
     """
     X, Y, Z = cfg.tank_size
     H, W = rays.shape[:2]
@@ -556,6 +604,13 @@ def _render_background(camera: Camera, rays: np.ndarray, cfg: SimulationConfig,
         enter_axis = np.argmax(np.minimum(t1, t2), axis=2)
         hit_box = (tmax > np.maximum(tmin, 0)) & np.isfinite(tmax)
         P = C + d * tmax[..., None]  # exit point (floor / far wall)
+        interior = hit_box
+        if water is not None:  # refracted rays from the surface to the floor / far walls
+            Ow, Dw, interior = water
+            t_exit = np.maximum((lo - Ow) / Dw, (hi - Ow) / Dw)
+            exit_axis = np.where(interior, np.argmin(np.where(np.isnan(t_exit), np.inf, t_exit), axis=2), exit_axis)
+            P = np.where(interior[..., None], Ow + Dw * np.nanmin(t_exit, axis=2)[..., None], P)
+            P_in = C + d * tmin[..., None]  # where an air ray meets the tank from outside
         t0 = -C[2] / d[..., 2]  # z = 0 plane
         P0 = C + d * t0[..., None]
         tz = (Z - C[2]) / d[..., 2]  # water surface plane
@@ -575,7 +630,7 @@ def _render_background(camera: Camera, rays: np.ndarray, cfg: SimulationConfig,
     grain = 118 + 10 * _fbm(rng, P0[..., 0] * 0.3, P0[..., 1] * 4.0, 0.2, 3) + 6 * _fbm(rng, P0[..., 0], P0[..., 1], 0.05, 2)
     img[table] = (grain[table, None] * np.array([0.72, 0.86, 1.0], np.float32))
     # --- tank interior: floor and (far) walls
-    floor = hit_box & (exit_axis == 2)
+    floor = interior & (exit_axis == 2)
     fx, fy = P[..., 0], P[..., 1]
     floor_b = 196 + 16 * _fbm(rng, fx, fy, 0.3, 3) + 7 * _fbm(rng, fx, fy, 0.012, 2)
     gx = np.abs((fx / 0.1) - np.round(fx / 0.1)) * 0.1
@@ -583,7 +638,7 @@ def _render_background(camera: Camera, rays: np.ndarray, cfg: SimulationConfig,
     floor_b -= 22 * np.exp(-(np.minimum(gx, gy) / 0.0025) ** 2)
     floor_b *= 0.82 + 0.18 * np.exp(-(fx ** 2 + fy ** 2) / (0.3 * max(X, Y) ** 2))
     img[floor] = floor_b[floor, None] * np.array([0.84, 0.94, 1.0], np.float32)
-    walls = hit_box & (exit_axis != 2)
+    walls = interior & (exit_axis != 2)
     s_w = np.where(exit_axis == 0, P[..., 1], P[..., 0])
     z_w = P[..., 2]
     wall_b = 182 + 12 * _fbm(rng, s_w, z_w, 0.25, 3) + 4 * _fbm(rng, s_w, z_w, 0.01, 2)
@@ -594,11 +649,16 @@ def _render_background(camera: Camera, rays: np.ndarray, cfg: SimulationConfig,
     wall_b *= 1 - 0.25 * np.exp(-((Z - z_w) / 0.006) ** 2)  # waterline
     img[walls] = wall_b[walls, None] * np.array([1.0, 0.96, 0.86], np.float32)
     # seen through a side (glass) wall rather than the surface: slightly darker / greener
-    glass = hit_box & (enter_axis != 2) & (tmin > 0)
-    img[glass] *= np.array([0.9, 0.95, 0.9], np.float32)
+    if water is None:
+        glass = hit_box & (enter_axis != 2) & (tmin > 0)
+        img[glass] *= np.array([0.9, 0.95, 0.9], np.float32)
     # --- rim around the top of the tank (nearest surface for cameras above it)
     rim = _rim_mask(camera, rays, cfg)
     img[rim] = (52 + 6 * _fbm(rng, Pz[..., 0], Pz[..., 1], 0.05, 2))[rim, None]
+    if water is not None:  # opaque (grey plastic) walls seen from outside
+        outer = hit_box & ~interior & ~rim
+        ext = 128 + 8 * _fbm(rng, P_in[..., 0] + P_in[..., 1], P_in[..., 2], 0.1, 2)
+        img[outer] = ext[outer, None] * np.array([0.92, 0.95, 1.0], np.float32)
     # --- lens vignetting and a little optical blur
     K = camera.K
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -678,6 +738,13 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
     Targets with any part behind the camera (``z_cam < 1 cm``) or outside the
     region where the lens model is invertible are skipped for that frame
     (never drawn, no row) instead of being wrapped around by the distortion.
+
+    A :class:`~mctrack.calibration.refraction.RefractiveCamera` (refractive
+    tank) renders through its interface: each pixel's ray is refracted at the
+    water surface (:func:`_water_rays`) and cast from its refraction point;
+    pixels whose ray does not enter the water through the tank's opening see
+    no target (opaque walls); patch bounds come from the refractive
+    projection of the ellipsoid samples.
     """
     positions = np.asarray(positions, dtype=np.float64)
     headings = np.asarray(headings, dtype=np.float64)
@@ -690,6 +757,7 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
     r_table = float(np.linalg.norm(rays[ray_ok], axis=1).max()) if ray_ok.any() else 0.0
     r_lim = _radius_limit(camera, r_table)
     R, tvec = camera.R, camera.tvec
+    refractive = getattr(camera, "interface", None) is not None
     semi = np.array([cfg.target_length / 2, cfg.target_width / 2, cfg.target_width / 2])
     fpx = float(camera.K[0, 0])
 
@@ -698,10 +766,14 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
     S = _sphere_samples(_N_SAMPLES) * semi  # (P, 3) body coordinates
     pts = (positions[:, :, None, :] + S[None, None, :, 0:1] * e1[:, :, None, :]
            + S[None, None, :, 1:2] * e2[:, :, None, :] + S[None, None, :, 2:3] * e3[:, :, None, :])
-    pc = pts.reshape(-1, 3) @ R.T + tvec
+    pts = pts.reshape(-1, 3)
+    if refractive:  # image of an underwater point = image of its refraction point on the surface
+        pts = np.where((camera.interface.signed_distance(pts) < 0)[:, None],
+                       camera.interface.refraction_point(camera.center, pts), pts)
+    pc = pts @ R.T + tvec
     with np.errstate(divide="ignore", invalid="ignore"):
         rn = np.linalg.norm(pc[:, :2] / pc[:, 2:3], axis=1)
-    ok = (pc[:, 2] > 0.01) & (rn < r_lim)
+    ok = (pc[:, 2] > 0.01) & (rn < r_lim) & np.isfinite(pc).all(1)
     uv = np.full((len(pc), 2), np.nan)
     if ok.any():
         if camera.fisheye:
@@ -719,8 +791,17 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
     umin = np.floor(uv.min(axis=2)).astype(np.int64) - 3
     umax = np.floor(uv.max(axis=2)).astype(np.int64) + 4
 
-    # ---- static background, then per-target appearance (this order keeps the background independent of N)
-    background = _render_background(camera, rays[M:M + H, M:M + W], cfg, rng)
+    # ---- refracted pixel rays (camera frame), then the static background, then per-target appearance
+    # (this order keeps the background independent of N)
+    water = None
+    if refractive:
+        Ow, Dw, inside = _water_rays(camera, rays, cfg)
+        water = (Ow, Dw, inside)
+        o_cam = Ow @ R.T + tvec  # (Hp, Wp, 3) ray origins on the surface, camera frame
+        d_cam = Dw @ R.T  # unit directions, camera frame
+        ray_ok = ray_ok & inside
+    background = _render_background(camera, rays[M:M + H, M:M + W], cfg, rng,
+                                    None if water is None else tuple(a[M:M + H, M:M + W] for a in water))
     light_w = np.array([0.3, -0.2, 1.0])
     light_c = R @ (light_w / np.linalg.norm(light_w))
     albedo = (rng.uniform(52, 75, N)[:, None] * rng.uniform(0.85, 1.15, (N, 3))).astype(np.float32)
@@ -746,14 +827,20 @@ def render_camera(camera: Camera, positions: np.ndarray, headings: np.ndarray, c
                 continue
             rr = rays[i0:i1, j0:j1]
             Q, cc = Q_all[t, n], cc_all[t, n]
-            # ray x = τ·(rx, ry, 1) in ellipsoid-normalised coordinates: x' = D⁻¹ Qᵀ x
-            dp = (rr[..., 0:1] * Q[0] + rr[..., 1:2] * Q[1] + Q[2]) / semi  # (h, w, 3)
-            cp = (Q.T @ cc) / semi
+            if refractive:  # ray x = o + τ·d from the refraction point, ellipsoid-normalised x' = D⁻¹ Qᵀ x
+                dp = (d_cam[i0:i1, j0:j1] @ Q) / semi
+                cp = ((cc - o_cam[i0:i1, j0:j1]) @ Q) / semi  # (h, w, 3): centre relative to each origin
+                dc = np.einsum("hwk,hwk->hw", dp, cp)
+                cc2 = np.einsum("hwk,hwk->hw", cp, cp)
+            else:  # ray x = τ·(rx, ry, 1) in ellipsoid-normalised coordinates: x' = D⁻¹ Qᵀ x
+                dp = (rr[..., 0:1] * Q[0] + rr[..., 1:2] * Q[1] + Q[2]) / semi  # (h, w, 3)
+                cp = (Q.T @ cc) / semi
+                dc = dp @ cp
+                cc2 = cp @ cp
             dd = np.einsum("hwk,hwk->hw", dp, dp)
-            dc = dp @ cp
             tau_c = dc / dd
-            s2 = cp @ cp - dc * tau_c
-            s2 = np.where(ray_ok[i0:i1, j0:j1], s2, np.inf)
+            s2 = cc2 - dc * tau_c
+            s2 = np.where(ray_ok[i0:i1, j0:j1], s2, np.inf)  # NaN rays (outside the water) give no hit
             hit = s2 < 1.0
             if not hit.any():
                 continue
@@ -884,7 +971,8 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
         ``cfg.width × cfg.height`` BGR (see :func:`render_camera`).
     ``calibration``
         anipose TOML of the rig from :func:`make_rig` (tables named after
-        ``camera_names``; world→camera ``x_cam = R · X + t``, m).
+        ``camera_names``; world→camera ``x_cam = R · X + t``, m); with
+        ``cfg.refraction`` also the ``[interface]`` table of the water surface.
     ``gt3d``
         CSV with header ``frame,target_id,x,y,z``: 0-based frame, 1-based
         target id, body-centre world position in m (6 decimals).
@@ -911,6 +999,8 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
         if missing:
             raise InputError(None, what, f"no output path for camera(s) {missing}", "give one path per camera")
     cams = make_rig(names, cfg)
+    if cfg.refraction:
+        cams = [RefractiveCamera.of(c, tank_interface(cfg)) for c in cams]
     positions = simulate_trajectories(cfg)
     headings = headings_from_trajectories(positions, cfg.fps)
     shown, blank = visibility_plan(cfg, len(cams))

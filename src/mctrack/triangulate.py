@@ -32,6 +32,17 @@ For every ``(frame, global_id)`` seen by at least two calibrated cameras:
      a point's few residuals alone would give a heavy-tailed σ, two-camera
      points only one degree of freedom);
    - ``confidence``: mean detection confidence of the cameras used.
+
+**Refraction.** When any camera carries a flat interface
+(:class:`~mctrack.calibration.refraction.RefractiveCamera`, calibration
+``[interface]`` table), the linear solve is replaced by the least-squares
+closest point of the refracted rays (``X = (Σ Pᵢ)⁻¹ Σ Pᵢ oᵢ``, ``Pᵢ = I − dᵢdᵢᵀ``,
+origins on the interface; H&Z §12.1's midpoint generalised to N rays), the
+Gauss–Newton steps minimise the reprojection error in distorted px *through
+the interface* with a central-difference Jacobian of
+:meth:`RefractiveCamera.project` (vectorised over points; a step is taken only
+where it lowers the error), and reprojection errors, residuals and the
+position std (``J`` above) all use the refractive projection.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from .calibration import Camera
+from .calibration.refraction import projection_jacobian
 from .tables import POINTS3D, RESIDUALS
 
 #: Prior degrees of freedom ν₀ of the centroid-noise estimate (see the module docstring).
@@ -194,6 +206,71 @@ def _refine(X: np.ndarray, xy: np.ndarray, used: np.ndarray, rig: _Rig, iteratio
     return X
 
 
+def is_refractive(cameras: list[Camera]) -> bool:
+    """Whether any camera looks through a refractive interface (then the general, ray-based path is used)."""
+    return any(getattr(c, "interface", None) is not None for c in cameras)
+
+
+def _ray_point(o: np.ndarray, d: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Least-squares closest point ``(G, 3)`` of rays ``o, d (G, C, 3)`` (unit ``d``) over ``used (G, C)``.
+
+    ``X = (Σ Pᵢ)⁻¹ Σ Pᵢ oᵢ`` with ``Pᵢ = I − dᵢdᵢᵀ``; NaN where singular.
+    """
+    u = used[..., None, None]
+    P = np.eye(3) - d[..., :, None] * d[..., None, :]
+    P = np.where(u, np.nan_to_num(P), 0.0)
+    b = np.matmul(P, np.nan_to_num(o)[..., None])[..., 0]
+    return _solve3(P.sum(1), b.sum(1))
+
+
+def _project_all(X: np.ndarray, used: np.ndarray, cameras: list[Camera]) -> np.ndarray:
+    """``(G, C, 2)`` distorted px of ``X (G, 3)`` in every used camera (NaN elsewhere / behind)."""
+    proj = np.full(used.shape + (2,), np.nan)
+    for c, cam in enumerate(cameras):
+        sel = used[:, c] & np.isfinite(X).all(1)
+        if sel.any():
+            proj[sel, c] = cam.project(X[sel])
+    return proj
+
+
+def _jacobians(X: np.ndarray, used: np.ndarray, cameras: list[Camera]) -> np.ndarray:
+    """``(G, C, 2, 3)`` numerical px-projection Jacobians (zero where unused or not finite)."""
+    J = np.zeros(used.shape + (2, 3))
+    for c, cam in enumerate(cameras):
+        sel = used[:, c] & np.isfinite(X).all(1)
+        if sel.any():
+            J[sel, c] = projection_jacobian(cam, X[sel])
+    return np.nan_to_num(J, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _refine_general(X: np.ndarray, uv: np.ndarray, used: np.ndarray, cameras: list[Camera],
+                    iterations: int) -> np.ndarray:
+    """Gauss–Newton on the distorted-px reprojection error through any camera model (refraction included).
+
+    ``X (G, 3)`` start, ``uv (G, C, 2)`` observed px, ``used (G, C)``. Numerical
+    Jacobians (:func:`~mctrack.calibration.refraction.projection_jacobian`); a
+    step is kept only where it lowers the summed squared error (so a point
+    never moves behind a camera, whose projection is NaN = infinite error).
+    """
+    X = X.copy()
+    G, C = used.shape
+
+    def cost(Y):
+        e = np.where(used[..., None], uv - _project_all(Y, used, cameras), 0.0)
+        return np.where(np.isnan(e), np.inf, e**2).sum((1, 2)), np.nan_to_num(e)
+
+    c0, r = cost(X)
+    for _ in range(iterations):
+        J = np.where(used[..., None, None], _jacobians(X, used, cameras), 0.0).reshape(G, 2 * C, 3)
+        Jt = J.transpose(0, 2, 1)
+        step = _solve3(np.matmul(Jt, J), np.matmul(Jt, r.reshape(G, 2 * C, 1))[..., 0])
+        Xn = X + np.where(np.isfinite(step), step, 0.0)
+        c1, r1 = cost(Xn)
+        better = np.isfinite(step).all(1) & (c1 < c0)
+        X[better], c0[better], r[better] = Xn[better], c1[better], r1[better]
+    return X
+
+
 def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
                        max_reprojection_error: float = 15.0,
                        refine_iterations: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -211,7 +288,9 @@ def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
         re-solved while one is above it and ≥ 3 are used; a point whose used
         cameras still include one behind it or above it is rejected.
     refine_iterations : int
-        Gauss–Newton steps after each DLT solve (0 = plain DLT).
+        Gauss–Newton steps after each DLT solve (0 = plain DLT). With a
+        refractive camera: closest point of the refracted rays, then these
+        steps through the interface (module docstring).
 
     Returns
     -------
@@ -222,26 +301,39 @@ def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
         tried (px; NaN where behind the camera or not tried)
     """
     G, C = mask.shape
-    rig = _Rig.of(cameras)
-    xy = np.full((G, C, 2), np.nan)
-    A = np.zeros((G, C, 2, 4))
-    for c, cam in enumerate(cameras):  # per camera (C ≤ 12): undistortion is one OpenCV call each
-        sel = mask[:, c]
-        if not sel.any():
-            continue
-        xy[sel, c] = cam.normalize(uv[sel, c])
-        Rt = np.hstack([cam.R, cam.tvec[:, None]])
-        rows = np.stack([xy[sel, c, :1] * Rt[2] - Rt[0], xy[sel, c, 1:2] * Rt[2] - Rt[1]], axis=1)  # (n, 2, 4)
-        rows /= np.linalg.norm(rows, axis=2, keepdims=True)
-        A[sel, c] = rows
+    if is_refractive(cameras):
+        orig = np.full((G, C, 3), np.nan)
+        D = np.full((G, C, 3), np.nan)
+        for c, cam in enumerate(cameras):
+            sel = mask[:, c]
+            if sel.any():
+                orig[sel, c], D[sel, c] = cam.rays(uv[sel, c])
+
+        def solve(todo, use):
+            return _refine_general(_ray_point(orig[todo], D[todo], use), uv[todo], use, cameras, refine_iterations)
+    else:
+        rig = _Rig.of(cameras)
+        xy = np.full((G, C, 2), np.nan)
+        A = np.zeros((G, C, 2, 4))
+        for c, cam in enumerate(cameras):  # per camera (C ≤ 12): undistortion is one OpenCV call each
+            sel = mask[:, c]
+            if not sel.any():
+                continue
+            xy[sel, c] = cam.normalize(uv[sel, c])
+            Rt = np.hstack([cam.R, cam.tvec[:, None]])
+            rows = np.stack([xy[sel, c, :1] * Rt[2] - Rt[0], xy[sel, c, 1:2] * Rt[2] - Rt[1]], axis=1)  # (n, 2, 4)
+            rows /= np.linalg.norm(rows, axis=2, keepdims=True)
+            A[sel, c] = rows
+
+        def solve(todo, use):
+            return _refine(_solve_dlt(A[todo], use.astype(np.float64)), xy[todo], use, rig, refine_iterations)
     used = mask.copy()
     proj = np.full((G, C, 2), np.nan)
     X = np.full((G, 3), np.nan)
     err = np.full((G, C), np.inf)
     todo = np.flatnonzero(used.sum(1) >= 2)
     while todo.size:
-        X[todo] = _refine(_solve_dlt(A[todo], used[todo].astype(np.float64)), xy[todo], used[todo], rig,
-                          refine_iterations)
+        X[todo] = solve(todo, used[todo])
         for c, cam in enumerate(cameras):
             sel = todo[used[todo, c]]
             proj[sel, c] = cam.project(X[sel])  # NaN behind the camera
@@ -263,15 +355,21 @@ def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
 def position_cov(X: np.ndarray, used: np.ndarray, cameras: list[Camera]) -> np.ndarray:
     """``(G, 3, 3)`` unit-noise position covariance ``(JᵀJ)⁻¹`` in m² per px² (NaN where < 2 cameras).
 
-    ``X (G, 3)`` world points, ``used (G, C)`` cameras. Multiply by the
+    ``X (G, 3)`` world points, ``used (G, C)`` cameras; ``J``: the pinhole
+    Jacobian, or with a refractive camera the numerical Jacobian of the
+    projection through the interface. Multiply by the
     centroid noise variance σ² (px², per image axis) to get the covariance of
     the maximum-likelihood point (first-order propagation, H&Z §5.2.3).
     """
-    rig = _Rig.of(cameras)
     ok = (used.sum(1) >= 2) & np.isfinite(X).all(1)
     out = np.full((len(X), 3, 3), np.nan)
     if ok.any():
-        out[ok] = _inv3(_normal_equations(rig.jacobian(rig.to_camera(X[ok])), used[ok]))
+        if is_refractive(cameras):
+            J = _jacobians(X[ok], used[ok], cameras)
+        else:
+            rig = _Rig.of(cameras)
+            J = rig.jacobian(rig.to_camera(X[ok]))
+        out[ok] = _inv3(_normal_equations(J, used[ok]))
     return out
 
 

@@ -1,10 +1,8 @@
-# Planning and input functions. All checks run here, before any job starts.
-import pandas as pd
-
+# Planning and input functions. All checks run here, before any job starts (memoised in MCTRACK_CACHE).
 from mctrack.config import check_stage_configs, detector_settings, plan_sessions
 
-PLANS = plan_sessions(config, cache_dir=".snakemake/mctrack-probe")
-check_stage_configs(config)
+PLANS = plan_sessions(config, cache_dir=MCTRACK_CACHE)
+check_stage_configs(config, cache_dir=MCTRACK_CACHE)
 SIM = config.get("simulate") or {}
 
 

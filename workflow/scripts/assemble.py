@@ -5,6 +5,7 @@ from mctrack.associate.ground import GroundConfig, use_ground_mode
 from mctrack.config import load_session_cameras
 from mctrack.io.session import assemble_session, collect_provenance
 from mctrack.log import setup_logging
+from mctrack.runtime import exit_now
 from mctrack.tables import ASSOCIATION, read_table
 
 log = setup_logging(snakemake.log[0], "mctrack.assemble")
@@ -27,3 +28,4 @@ assemble_session(snakemake.output[0], plan.n_frames, list(plan.cameras), list(sn
                  provenance=prov, tracks3d=snakemake.input.tracks3d, handoffs=handoffs)
 log.info("wrote %s: %d frames x %d global ids, cameras %s", snakemake.output[0], plan.n_frames,
          association["global_id"].nunique(), list(plan.cameras))
+exit_now()  # every output is written and closed: skip the interpreter's teardown

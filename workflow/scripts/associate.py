@@ -3,6 +3,7 @@ from mctrack.associate import AssociationConfig, AssociationResult, associate_se
 from mctrack.associate.ground import GroundConfig, associate_ground, session_ground_maps, use_ground_mode
 from mctrack.config import load_session_cameras
 from mctrack.log import setup_logging
+from mctrack.runtime import exit_now
 from mctrack.tables import ASSOCIATION, PAIR_EVIDENCE, TRACKLET2D, read_tables, write_table
 
 log = setup_logging(snakemake.log[0], "mctrack.associate")
@@ -30,3 +31,4 @@ log.info("%d tracklets -> %d global ids (%d seen by >= 2 cameras); %d reprojecte
          a.loc[a["n_linked_cameras"] >= 2, "global_id"].nunique(),
          int((res.tracklets["frame_status"] == "reprojected").sum()),
          float(a.drop_duplicates("global_id")["support"].median()) if len(a) else float("nan"))
+exit_now()  # every output is written and closed: skip the interpreter's teardown

@@ -2,6 +2,7 @@
 from mctrack.associate.ground import GroundConfig, session_handoff_metrics, use_ground_mode
 from mctrack.evaluate import evaluate_session, write_metrics
 from mctrack.log import setup_logging
+from mctrack.runtime import exit_now
 from mctrack.tables import ASSOCIATION, DETECTION, POINTS3D, TRACK3D, TRACKLET2D, read_table, read_tables
 
 log = setup_logging(snakemake.log[0], "mctrack.evaluate")
@@ -27,3 +28,4 @@ if use_ground_mode(plan, ground) and cfg["gt_ids_shared"] and snakemake.input.gt
                                                   snakemake.input.gt3d, ground, float(cfg["match_distance_3d"]))
 write_metrics(metrics, snakemake.output.metrics, snakemake.output.table)
 log.info("metrics: %s", metrics["summary"])
+exit_now()  # every output is written and closed: skip the interpreter's teardown

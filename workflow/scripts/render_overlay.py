@@ -1,6 +1,7 @@
 """Snakemake adapter: rule render_overlay -> mctrack.render.render_camera_clip (one camera, one chunk)."""
 from mctrack.log import setup_logging
 from mctrack.render import RenderConfig, load_overlays, render_camera_clip
+from mctrack.runtime import exit_now
 
 log = setup_logging(snakemake.log[0], "mctrack.render")
 plan, cam = snakemake.params.plan, snakemake.wildcards.camera
@@ -11,3 +12,4 @@ overlays, _ = load_overlays(plan, snakemake.input.tracklets, snakemake.input.ass
 entry = plan.cameras[cam]
 n = render_camera_clip(entry.video, entry.frame_offset, start, stop, overlays[cam], cfg, plan.fps, snakemake.output[0])
 log.info("%s frames [%d, %d): %d frames rendered (%s preset)", cam, start, stop, n, cfg.preset.name)
+exit_now()  # every output is written and closed: skip the interpreter's teardown

@@ -1,5 +1,6 @@
 """Snakemake adapter: rule simulate -> mctrack.simulate.run_simulation."""
 from mctrack.log import setup_logging
+from mctrack.runtime import exit_now
 from mctrack.simulate import SimulationConfig, run_simulation
 from mctrack.simulate_floor import FloorConfig, run_floor_simulation
 
@@ -16,3 +17,4 @@ log.info("simulating %s scene: %d targets, %d frames, cameras %s", scene, cfg.n_
 run_simulation(cfg, cameras, videos=dict(zip(cameras, snakemake.output.videos)),
                calibration=snakemake.output.calibration, gt3d=snakemake.output.gt3d,
                gt2d=dict(zip(cameras, snakemake.output.gt2d)))
+exit_now()  # every output is written and closed: skip the interpreter's teardown

@@ -3,6 +3,7 @@ from mctrack.associate.ground import GroundConfig, ground_points, session_ground
 from mctrack.config import load_session_cameras
 from mctrack.ground import ground_positions, ground_std
 from mctrack.log import setup_logging
+from mctrack.runtime import exit_now
 from mctrack.tables import ASSOCIATION, POINTS3D, RESIDUALS, TRACKLET2D, read_table, read_tables, write_table
 from mctrack.triangulate import TriangulationConfig, triangulate
 
@@ -31,3 +32,4 @@ else:
     log.info("session %s: fewer than 2 calibrated cameras -> triangulation skipped (empty tables)", plan.session)
 write_table(points, POINTS3D, snakemake.output.points)
 write_table(residuals, RESIDUALS, snakemake.output.residuals)
+exit_now()  # every output is written and closed: skip the interpreter's teardown

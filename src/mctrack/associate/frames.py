@@ -240,7 +240,12 @@ def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tu
         free = np.flatnonzero(assigned < 0)
         if free.size >= 2 and rc[free].min() != rc[free].max():
             uv = np.column_stack([cxr, cyr])
+            live = np.flatnonzero(T.alive[:T.n] & T.confirmed[:T.n])
             for grp_rows, X, sz in _births(rows[free], rc[free], uv[free], o_all, d_all, proj, f_px, size_px, cfg):
+                # no new track within 0.75 target sizes of a confirmed one: that is a part of the same
+                # target (an over-split blob) or the ray crossing of a merged one, not a second target
+                if live.size and (((T.X[live] - X) ** 2).sum(1) < (0.75 * T.size[live]) ** 2).any():
+                    continue
                 p0 = np.array([[(0.25 * sz) ** 2, 0.0], [0.0, (0.5 * sz) ** 2]])
                 j = int(T.add(X[None], np.array([sz]), t, p0)[0])
                 pos = np.flatnonzero(np.isin(rows, grp_rows))

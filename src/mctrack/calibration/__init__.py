@@ -5,7 +5,8 @@ our canonical file), :mod:`.opencv_storage` (OpenCV FileStorage YAML/XML),
 :mod:`.qualisys` (``.qca.txt``), :mod:`.json_calib` (JSON intrinsics),
 :mod:`.formats` (dispatch: :func:`load_calibration`, :func:`find_camera`),
 :mod:`.checks` (calibration vs session before any job), :mod:`.board` and
-:mod:`.board_solve` (board detection and rig calibration), :mod:`.report` (QC plot).
+:mod:`.board_solve` (board detection and rig calibration), :mod:`.report` (QC plot),
+:mod:`.refraction` (flat air–water interface: FlatInterface, RefractiveCamera).
 """
 
 from .anipose import read_anipose_toml, write_anipose_toml
@@ -13,6 +14,7 @@ from .camera import UNIT_TO_M, Camera, Rig
 from .formats import READERS, find_camera, load_calibration
 from .opencv_storage import read_opencv_storage
 from .qualisys import read_qualisys_qca
+from .refraction import FlatInterface, RefractiveCamera
 
 __all__ = ["Camera", "Rig", "UNIT_TO_M", "READERS", "load_calibration", "find_camera", "read_anipose_toml",
-           "write_anipose_toml", "read_opencv_storage", "read_qualisys_qca"]
+           "write_anipose_toml", "read_opencv_storage", "read_qualisys_qca", "FlatInterface", "RefractiveCamera"]

@@ -15,7 +15,17 @@ Pose2Sim writes the same layout)::
     [metadata]
     unit = "m"                           # mctrack addition; anipose files have none
 
-Tables without ``matrix`` (``[metadata]``) are not cameras. The world unit is
+    [interface]                          # mctrack addition, optional: flat refractive interface
+    normal = [0.0, 0.0, 1.0]             # unit normal toward the cameras (default +z)
+    point = [0.0, 0.0, 0.5]              # a point on the plane, world units (or: height = 0.5)
+    n1 = 1.0                             # cameras' side (air)
+    n2 = 1.333                           # far side (water)
+
+With an ``[interface]`` table every camera is read as a
+:class:`~mctrack.calibration.refraction.RefractiveCamera` and the rig's
+``interface`` attribute is set (see :mod:`.refraction`).
+
+Tables without ``matrix`` (``[metadata]``, ``[interface]``) are not cameras. The world unit is
 ``metadata.unit`` if present, else the ``unit`` argument (default metres):
 anipose itself writes board units (often mm) without saying so.
 """
@@ -31,6 +41,7 @@ import numpy as np
 from ..errors import InputError, atomic_path
 from .camera import UNIT_TO_M, Camera, Rig, to_metres
 from .fields import array, check_intrinsics, image_size, section_at
+from .refraction import FlatInterface, with_interface
 
 REQUIRED = ("size", "matrix", "distortions", "rotation", "translation")
 
@@ -62,7 +73,7 @@ def read_anipose_toml(path: str | os.PathLike, unit: str | None = None) -> Rig:
         raise InputError(path, "field 'metadata.unit'", f"unknown unit {file_unit!r}", f"use one of {sorted(UNIT_TO_M)}")
     cams = Rig(source=path, source_unit=file_unit)
     for key, tab in data.items():
-        if not isinstance(tab, dict) or key == "metadata":
+        if not isinstance(tab, dict) or key in ("metadata", "interface"):
             continue
         if "matrix" not in tab and not any(k in tab for k in REQUIRED):
             continue
@@ -81,13 +92,31 @@ def read_anipose_toml(path: str | os.PathLike, unit: str | None = None) -> Rig:
         cams[key] = to_metres(cam, file_unit)
     if not cams:
         raise InputError(path, None, "no camera tables found", "each camera needs a table with a 'matrix' key")
+    if "interface" in data:
+        iface = FlatInterface.from_dict(data["interface"], path, file_unit)
+        for key, cam in cams.items():
+            if cam.has_extrinsics and iface.signed_distance(cam.center)[0] <= 0:
+                raise InputError(path, "field 'interface.normal'",
+                                 f"camera '{key}' is not on the normal's side of the interface",
+                                 "the normal must point from the water toward the cameras (e.g. [0, 0, 1] with "
+                                 "z up), and the plane must lie between the cameras and the targets")
+        cams.update(with_interface(dict(cams), iface))
+        cams.interface = iface
     return cams
 
 
 def anipose_dict(cameras: list[Camera] | dict[str, Camera], metadata: dict | None = None) -> dict:
-    """The TOML document (a dict) of :func:`write_anipose_toml`; translations in metres."""
+    """The TOML document (a dict) of :func:`write_anipose_toml`; translations in metres.
+
+    An ``[interface]`` table is written when the cameras carry one
+    (:class:`~mctrack.calibration.refraction.RefractiveCamera`); ValueError
+    if they carry different interfaces.
+    """
     if isinstance(cameras, dict):
         cameras = list(cameras.values())
+    ifaces = {str(c.interface.to_dict()): c.interface for c in cameras if getattr(c, "interface", None)}
+    if len(ifaces) > 1 or (ifaces and len([c for c in cameras if getattr(c, "interface", None)]) != len(cameras)):
+        raise ValueError("all cameras of one calibration file must share one interface (or none)")
     doc = {}
     for c in cameras:
         doc[c.name] = {
@@ -100,6 +129,8 @@ def anipose_dict(cameras: list[Camera] | dict[str, Camera], metadata: dict | Non
             "fisheye": bool(c.fisheye),
         }
     doc["metadata"] = {"adjusted": False, "error": 0.0, **(metadata or {}), "unit": "m"}
+    if ifaces:
+        doc["interface"] = next(iter(ifaces.values())).to_dict()
     return doc
 
 

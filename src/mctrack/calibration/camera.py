@@ -170,12 +170,18 @@ class Rig(dict):
     source_unit : str
         World unit of that file (``"m"``, ``"cm"`` or ``"mm"``); translations
         were multiplied by :data:`UNIT_TO_M` once, on read.
+    interface : FlatInterface or None
+        The flat refractive interface the cameras look through (the file's
+        ``[interface]`` table; then every camera is a
+        :class:`~mctrack.calibration.refraction.RefractiveCamera`), else None.
     """
 
-    def __init__(self, cameras=(), source: str | os.PathLike | None = None, source_unit: str = "m"):
+    def __init__(self, cameras=(), source: str | os.PathLike | None = None, source_unit: str = "m",
+                 interface=None):
         super().__init__(cameras)
         self.source = None if source is None else str(source)
         self.source_unit = source_unit
+        self.interface = interface
 
     @property
     def centers(self) -> dict[str, np.ndarray]:

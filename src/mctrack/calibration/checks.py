@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 from ..errors import InputError
 from .camera import Camera
 from .formats import find_camera, load_calibration
+from .refraction import without_interface
 
 log = logging.getLogger("mctrack.calibration")
 
@@ -42,7 +44,7 @@ def check_camera_size(cam: Camera, video_size: tuple[int, int], source, camera: 
         return cam
     if tuple(cam.size) == (0, 0):
         log.warning("%s: camera '%s' has no image size; assuming the video's %dx%d", source, camera, w, h)
-        return Camera(cam.name, cam.K, cam.dist, cam.rvec, cam.tvec, (w, h), cam.fisheye, cam.meta)
+        return replace(cam, size=(w, h))
     W, H = cam.size
     if rescale:
         try:
@@ -56,14 +58,17 @@ def check_camera_size(cam: Camera, video_size: tuple[int, int], source, camera: 
 
 
 def session_cameras(calibration: str | os.PathLike, entries: dict, video_sizes: dict[str, tuple[int, int]] | None,
-                    rescale: bool = False, by_name: bool = False, unit: str | None = None) -> dict[str, Camera]:
+                    rescale: bool = False, by_name: bool = False, unit: str | None = None,
+                    refraction: bool = True) -> dict[str, Camera]:
     """Resolve and check the calibration of every sheet camera → ``{sheet camera: Camera}`` (metres).
 
     ``entries``: ``{camera: CameraEntry}`` (uses ``calibration_name``,
     ``video``); ``video_sizes``: ``{camera: (width, height)}`` decoded px, or
     None to skip the size check; ``by_name``: ignore ``calibration_name``
-    (a file written by the calibrate rule names cameras as the sheet does).
-    Raises InputError naming file and camera for a missing entry, an
+    (a file written by the calibrate rule names cameras as the sheet does);
+    ``refraction``: False drops the file's ``[interface]`` (config
+    ``calibrate.refraction``: plain pinhole cameras, e.g. to measure what
+    ignoring refraction costs). Raises InputError naming file and camera for a missing entry, an
     intrinsics-only entry or a size mismatch.
     """
     rig = load_calibration(calibration, unit=unit)
@@ -75,7 +80,7 @@ def session_cameras(calibration: str | os.PathLike, entries: dict, video_sizes: 
                              "name board footage in the sheet's 'board' column to calibrate the extrinsics")
         if video_sizes is not None and name in video_sizes:
             cam = check_camera_size(cam, video_sizes[name], calibration, name, getattr(e, "video", None), rescale)
-        out[name] = cam
+        out[name] = cam if refraction else without_interface(cam)
     return out
 
 

@@ -916,8 +916,9 @@ class Session:
 
     @cached_property
     def rig(self) -> dict:
-        """``{camera: mctrack.calibration.Camera}`` as used (empty when uncalibrated)."""
-        from ..calibration import Camera
+        """``{camera: mctrack.calibration.Camera}`` as used (empty when uncalibrated); a camera whose
+        ``meta`` holds an ``interface`` is a refraction-aware ``RefractiveCamera``."""
+        from ..calibration import Camera, FlatInterface, RefractiveCamera
 
         out = {}
         with self._open() as f:
@@ -926,6 +927,8 @@ class Session:
                                   rvec=g["rvec"][:], tvec=g["tvec"][:], size=tuple(g["size"][:]),
                                   fisheye=bool(g.attrs.get("fisheye", False)),
                                   meta=json.loads(g.attrs["meta"]) if "meta" in g.attrs else {})
+                if out[cam].meta.get("interface"):
+                    out[cam] = RefractiveCamera.of(out[cam], FlatInterface(**out[cam].meta["interface"]))
         return out
 
     @cached_property
