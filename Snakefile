@@ -45,6 +45,7 @@ include: "workflow/rules/refine_2d.smk"
 include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/ground.smk"
 
 
 rule all:

@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # pandas is imported where a sheet is read: planning from the
     import pandas as pd
 
 SHEET_COLUMNS = ("session", "camera", "video", "calibration", "calibration_name", "gt", "frame_offset",
-                 "detections", "fps", "n_frames", "board")
+                 "detections", "fps", "n_frames", "board", "homography")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -68,6 +68,7 @@ class CameraEntry:
     fps: float | None = None
     n_frames: int | None = None
     board: str | None = None
+    homography: str | None = None  # point-pair CSV u,v,x,y (ground-plane mode, mctrack.ground)
 
 
 @dataclass(frozen=True)
@@ -308,13 +309,17 @@ def _plan_sessions(config: dict, cache_dir) -> dict[str, SessionPlan]:
             except ValueError:
                 raise InputError(path, f"{where} column 'frame_offset'", f"'{r['frame_offset']}' is not an integer",
                                  "give a whole number of frames (may be negative)") from None
-            for col in ("video", "calibration", "gt", "detections"):
+            for col in ("video", "calibration", "gt", "detections", "homography"):
                 if r[col] and not synthetic and not Path(r[col]).exists():
                     raise InputError(path, f"{where} column '{col}'", f"file '{r[col]}' not found",
                                      "fix the path (relative paths are relative to the directory snakemake runs in)")
+            if r["homography"] and not synthetic:  # issue 8: a bad point-pair CSV fails before any work
+                from .ground import read_homography_csv
+
+                read_homography_csv(r["homography"])
             cams[r["camera"]] = CameraEntry(r["camera"], r["video"], r["calibration"] or None,
                                             r["calibration_name"] or None, r["gt"] or None, offset,
-                                            board=r["board"] or None,
+                                            board=r["board"] or None, homography=r["homography"] or None,
                                             **_detections_columns(path, where, r, config, synthetic))
             rownum[r["camera"]] = where
         cal_files = {c.calibration for c in cams.values() if c.calibration}

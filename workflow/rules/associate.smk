@@ -2,6 +2,7 @@ rule associate:
     input:
         tracklets=tracklet_files,
         calibration=calibration_input,
+        homographies=homography_files,
     output:
         association="results/{session}/associate/association.parquet",
         evidence="results/{session}/associate/pair_evidence.parquet",
@@ -11,5 +12,6 @@ rule associate:
     params:
         plan=plan,
         associate=config["associate"],
+        ground=config["ground"],
     script:
         "../scripts/associate.py"

@@ -253,3 +253,9 @@ def detect_gpus(config):
         return 0
     device = str((d.get("ultralytics") or {}).get("device", "cpu")).lower()
     return int(device.startswith("cuda") or device.split(",")[0].isdigit())
+
+
+# --- ground ---
+def homography_files(wildcards):
+    """The point-pair CSVs (camera sheet column 'homography') of the session's cameras (ground-plane mode)."""
+    return [c.homography for c in PLANS[wildcards.session].cameras.values() if c.homography]

@@ -21,5 +21,6 @@ rule evaluate:
     params:
         plan=plan,
         evaluate=config["evaluate"],
+        ground=config["ground"],
     script:
         "../scripts/evaluate.py"

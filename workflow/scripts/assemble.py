@@ -1,4 +1,7 @@
 """Snakemake adapter: rule assemble -> mctrack.io.session.assemble_session (one HDF5 per session)."""
+import pandas as pd
+
+from mctrack.associate.ground import GroundConfig, use_ground_mode
 from mctrack.config import load_session_cameras
 from mctrack.io.session import assemble_session, collect_provenance
 from mctrack.log import setup_logging
@@ -14,12 +17,15 @@ prov = collect_provenance({c: (e.video, e.frame_offset) for c, e in plan.cameras
                           model=snakemake.input.model[0] if snakemake.input.model else None,
                           detector_backend=detect.get("backend", ""))
 association = read_table(snakemake.input.association, ASSOCIATION)
+# issue 8: handoff events go into /handoffs in ground-plane mode
+handoffs = (pd.read_parquet(snakemake.input.handoffs)
+            if use_ground_mode(plan, GroundConfig.from_dict(snakemake.params.ground)) else None)
 assemble_session(snakemake.output[0], plan.n_frames, list(plan.cameras), list(snakemake.input.tracklets), association,
                  snakemake.input.points, detections=list(snakemake.input.detections), session=plan.session,
                  fps=plan.fps, config=dict(snakemake.config), chunk_frames=snakemake.params.chunk_frames, rig=rig,
                  rig_attrs={"unit": "m", "calibration_file": plan.calibration, "interface": interface,
                             "names": {c: cam.name for c, cam in rig.items()}},
-                 provenance=prov, tracks3d=snakemake.input.tracks3d)
+                 provenance=prov, tracks3d=snakemake.input.tracks3d, handoffs=handoffs)
 log.info("wrote %s: %d frames x %d global ids, cameras %s", snakemake.output[0], plan.n_frames,
          association["global_id"].nunique(), list(plan.cameras))
 exit_now()  # every output is written and closed: skip the interpreter's teardown

@@ -1,4 +1,5 @@
 """Snakemake adapter: rule evaluate -> mctrack.evaluate.evaluate_session (metrics.json + metrics.tsv)."""
+from mctrack.associate.ground import GroundConfig, session_handoff_metrics, use_ground_mode
 from mctrack.evaluate import evaluate_session, write_metrics
 from mctrack.log import setup_logging
 from mctrack.runtime import exit_now
@@ -19,6 +20,12 @@ metrics = evaluate_session(read_tables(snakemake.input.tracklets, TRACKLET2D), g
                            frame_offsets={name: c.frame_offset for name, c in plan.cameras.items()},
                            n_frames=plan.n_frames,
                            raw_tracklets=read_tables(snakemake.input.raw_tracklets, TRACKLET2D))
+ground = GroundConfig.from_dict(snakemake.params.ground)
+if use_ground_mode(plan, ground) and cfg["gt_ids_shared"] and snakemake.input.gt3d:  # issue 8: handoffs vs GT
+    metrics["handoffs"] = session_handoff_metrics(read_tables(snakemake.input.tracklets, TRACKLET2D),
+                                                  read_table(snakemake.input.association, ASSOCIATION),
+                                                  read_table(snakemake.input.points, POINTS3D), gt2d,
+                                                  snakemake.input.gt3d, ground, float(cfg["match_distance_3d"]))
 write_metrics(metrics, snakemake.output.metrics, snakemake.output.table)
 log.info("metrics: %s", metrics["summary"])
 exit_now()  # every output is written and closed: skip the interpreter's teardown

@@ -1,5 +1,7 @@
 """Snakemake adapter: rule triangulate -> mctrack.triangulate.triangulate."""
+from mctrack.associate.ground import GroundConfig, ground_points, session_ground_maps, use_ground_mode
 from mctrack.config import load_session_cameras
+from mctrack.ground import ground_positions, ground_std
 from mctrack.log import setup_logging
 from mctrack.runtime import exit_now
 from mctrack.tables import ASSOCIATION, POINTS3D, RESIDUALS, TRACKLET2D, read_table, read_tables, write_table
@@ -7,7 +9,17 @@ from mctrack.triangulate import TriangulationConfig, triangulate
 
 log = setup_logging(snakemake.log[0], "mctrack.triangulate")
 plan = snakemake.params.plan
-if plan.calibrated:
+ground = GroundConfig.from_dict(snakemake.params.ground)
+if use_ground_mode(plan, ground):  # issue 8: ground positions (z = 0) from the foot points
+    tracklets = read_tables(snakemake.input.tracklets, TRACKLET2D)
+    association = read_table(snakemake.input.association, ASSOCIATION)
+    maps = session_ground_maps(plan, ground, load_session_cameras(plan) if plan.calibration else {})
+    gxy = ground_positions(tracklets, maps, ground.foot_point, ground.foot_offset)
+    points = ground_points(tracklets, association, gxy, ground_std(tracklets, maps, ground.foot_point))
+    residuals = RESIDUALS.empty()
+    log.info("%d ground-plane points (z = 0) of %d global ids; median cameras %s", len(points),
+             points["global_id"].nunique(), points["n_cameras"].median())
+elif plan.calibrated:
     tracklets = read_tables(snakemake.input.tracklets, TRACKLET2D)
     association = read_table(snakemake.input.association, ASSOCIATION)
     points, residuals = triangulate(tracklets, association, load_session_cameras(plan),

@@ -1,0 +1,524 @@
+"""Ground-plane association and camera handoff (issue 8, items 2 and 3).
+
+Used instead of the ray-based association (:mod:`mctrack.associate`) when
+``ground.enabled`` is set, or when the cameras have ground homographies but no
+full calibration. Every tracklet row has a ground position (m, from its foot
+point, :mod:`mctrack.ground`); then
+
+1. **Overlap links**: every pair of tracklets of two cameras that share
+   frames is scored by the median ground distance over their shared detected
+   frames; pairs with at least ``min_shared`` shared frames and a median
+   within ``gate`` m are candidate links.
+2. **Grouping**: candidate links are merged greedily, closest first
+   (union–find), never joining two tracklets of one camera that are alive in
+   the same frame (hard cannot-link).
+3. **Handoff**: the groups' ground tracks are linked end → start across time:
+   a group ending at frame ``e`` (position ``p``, velocity ``v`` fitted over its
+   last second) continues a group starting at ``s`` with
+   ``1 <= s - e <= max_gap_frames`` when the start lies within
+   ``gate + gate_growth · (s - e)/fps`` m of the prediction ``p + v (s - e)/fps``;
+   one-to-one by ``scipy.optimize.linear_sum_assignment`` on that distance.
+   Linked groups share a global id.
+
+:func:`handoff_events` turns any (camera, global id, frame) observations into
+handoff events — used on the result and, with the simulator's target ids, on
+the ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from ..errors import InputError
+from ..ground import FOOT_POINTS, GroundMap, ground_positions
+from ..tables import ASSOCIATION, PAIR_EVIDENCE, POINTS3D
+
+__all__ = ["GroundConfig", "associate_ground", "ground_points", "handoff_events", "HANDOFF_COLUMNS"]
+
+log = logging.getLogger("mctrack.associate.ground")
+
+#: columns of a handoff event table (``/handoffs`` in the session HDF5)
+HANDOFF_COLUMNS = ("frame", "global_id", "from_camera", "to_camera", "gap_frames")
+
+
+@dataclass
+class GroundConfig:
+    """Settings of the ground-plane mode (config section ``ground``).
+
+    ``enabled`` (bool|"auto"): use ground association (auto = when cameras have
+    homographies but no full calibration); ``foot_point``: one of
+    :data:`mctrack.ground.FOOT_POINTS`; ``foot_offset`` (m, >= 0): distance
+    from the box bottom (the footprint's nearest point) to the footprint
+    centre, see :func:`mctrack.ground.ground_positions`; ``gate`` (m): largest median ground
+    distance of two cameras' tracklets of one target; ``min_shared``
+    (frames): shared detected frames needed to link two cameras' tracklets;
+    ``max_gap_frames``: longest handoff gap; ``gate_growth`` (m/s): growth of
+    the handoff gate with the gap (uncertainty of the constant-velocity
+    prediction); ``ransac_threshold`` (m): homography RANSAC threshold;
+    ``min_absence`` (frames): a target must have been out of a camera's view
+    this long for its reappearance to count as a new handoff.
+    """
+
+    enabled: bool | str = "auto"
+    foot_point: str = "bottom_center"
+    foot_offset: float = 0.0
+    gate: float = 1.0
+    min_shared: int = 5
+    max_gap_frames: int = 90
+    gate_growth: float = 1.0
+    ransac_threshold: float = 0.1
+    min_absence: int = 15
+
+    def __post_init__(self):
+        if self.foot_point not in FOOT_POINTS:
+            raise InputError(None, "ground.foot_point", f"unknown foot point {self.foot_point!r}",
+                             f"use one of {FOOT_POINTS}")
+        if not float(self.foot_offset) >= 0:
+            raise InputError(None, "ground.foot_offset", "must be >= 0", "use the footprint radius in m, or 0")
+        for key in ("gate", "gate_growth", "ransac_threshold"):
+            if not float(getattr(self, key)) > 0:
+                raise InputError(None, f"ground.{key}", "must be > 0", "use a positive distance")
+        for key in ("min_shared", "max_gap_frames", "min_absence"):
+            if int(getattr(self, key)) < 0:
+                raise InputError(None, f"ground.{key}", "must be >= 0", "use a frame count")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "GroundConfig":
+        """Build from the ``ground`` config mapping; raises InputError naming an unknown key."""
+        d = dict(d or {})
+        known = [f.name for f in fields(cls)]
+        for k in d:
+            if k not in known:
+                raise InputError(None, f"ground.{k}", "unknown setting", f"use one of {known}")
+        return cls(**d)
+
+
+class _Groups:
+    """Union–find over tracklets with per-group (camera, first, last) intervals for the cannot-link check."""
+
+    def __init__(self, cams: np.ndarray, first: np.ndarray, last: np.ndarray):
+        self.parent = np.arange(len(cams))
+        self.members = {i: [i] for i in range(len(cams))}
+        self.cams, self.first, self.last = cams, first, last
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return int(i)
+
+    def can_join(self, a: int, b: int) -> bool:
+        ma, mb = self.members[a], self.members[b]
+        for i in ma:
+            for j in mb:
+                if self.cams[i] == self.cams[j] and self.first[i] <= self.last[j] and self.first[j] <= self.last[i]:
+                    return False
+        return True
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[b] = a
+        self.members[a] += self.members.pop(b)
+
+
+def _track_table(tr: pd.DataFrame) -> pd.DataFrame:
+    return tr.groupby(["camera_id", "track_id"], sort=True).agg(first=("frame", "min"), last=("frame", "max"),
+                                                                n_frames=("frame", "size")).reset_index()
+
+
+def _overlap_links(tr: pd.DataFrame, key: np.ndarray, gxy: np.ndarray, cfg: GroundConfig) -> pd.DataFrame:
+    """Median ground distance of every overlapping pair of tracklets of two cameras (detected rows)."""
+    det = tr["frame_status"].astype(str).to_numpy() == "detected"
+    ok = det & np.isfinite(gxy).all(axis=1)
+    rows = pd.DataFrame({"frame": tr["frame"].to_numpy()[ok], "cam": tr["camera_id"].astype(str).to_numpy()[ok],
+                         "k": key[ok], "x": gxy[ok, 0], "y": gxy[ok, 1]})
+    m = rows.merge(rows, on="frame", suffixes=("_a", "_b"))
+    m = m[m["cam_a"] < m["cam_b"]]
+    if m.empty:
+        return pd.DataFrame(columns=["a", "b", "n_shared", "median_distance"])
+    m = m.assign(d=np.hypot(m["x_a"] - m["x_b"], m["y_a"] - m["y_b"]))
+    g = m.groupby(["k_a", "k_b"])["d"].agg(["size", "median"]).reset_index()
+    g.columns = ["a", "b", "n_shared", "median_distance"]
+    return g
+
+
+def _group_tracks(rows: pd.DataFrame, fps: float, tail_frames: int) -> pd.DataFrame:
+    """Per group: first/last frame, start/end positions and end velocity (m/s) from a line fit over the tail."""
+    out = []
+    for gid, g in rows.groupby("gid", sort=True):
+        per = g.groupby("frame")[["x", "y"]].mean()
+        f = per.index.to_numpy()
+        xy = per.to_numpy()
+        tail = f >= f[-1] - tail_frames
+        if tail.sum() >= 3 and np.ptp(f[tail]) > 0:
+            A = np.c_[f[tail] - f[-1], np.ones(tail.sum())]
+            coef = np.linalg.lstsq(A, xy[tail], rcond=None)[0]
+            v, end = coef[0] * fps, coef[1]
+        else:
+            v, end = np.zeros(2), xy[-1]
+        head = f <= f[0] + tail_frames
+        start = np.median(xy[head][: max(3, 1)], axis=0) if head.sum() else xy[0]
+        out.append((gid, f[0], f[-1], *start, *end, *v))
+    return pd.DataFrame(out, columns=["gid", "first", "last", "sx", "sy", "ex", "ey", "vx", "vy"])
+
+
+def associate_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: GroundConfig | None = None,
+                     fps: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Associate tracklets of all cameras by ground distance, then link handoffs across time.
+
+    Parameters
+    ----------
+    tracklets : TRACKLET2D DataFrame (all cameras and chunks of a session).
+    maps : camera name → :class:`~mctrack.ground.GroundMap`; tracklets of cameras
+        without a map keep their own global id.
+    cfg : :class:`GroundConfig`.
+    fps : frame rate (Hz) for the handoff velocity gate.
+
+    Returns
+    -------
+    association : ASSOCIATION DataFrame (global ids 0..K−1 by decreasing number
+        of detected rows; ``support`` = 1 − median distance / gate of the
+        group's weakest overlap link, NaN for a group without overlap links).
+    evidence : PAIR_EVIDENCE DataFrame of the scored overlap pairs
+        (``median_distance`` in m, ``score``/``mean_evidence``/``support`` NaN).
+    gxy : (len(tracklets), 2) float64 ground positions (m) of the rows.
+    """
+    cfg = cfg or GroundConfig()
+    tr = tracklets.reset_index(drop=True)
+    gxy = ground_positions(tr, maps, cfg.foot_point, cfg.foot_offset)
+    tracks = _track_table(tr)
+    if tracks.empty:
+        return ASSOCIATION.empty(), PAIR_EVIDENCE.empty(), gxy
+    idx = pd.MultiIndex.from_frame(tracks[["camera_id", "track_id"]])
+    key = idx.get_indexer(pd.MultiIndex.from_arrays([tr["camera_id"].astype(str), tr["track_id"]]))
+    cams = tracks["camera_id"].astype(str).to_numpy()
+    first, last = tracks["first"].to_numpy(), tracks["last"].to_numpy()
+    groups = _Groups(cams, first, last)
+
+    links = _overlap_links(tr, key, gxy, cfg)
+    cand = links[(links["n_shared"] >= cfg.min_shared) & (links["median_distance"] <= cfg.gate)]
+    weakest = {}
+    for a, b, d in cand.sort_values("median_distance")[["a", "b", "median_distance"]].itertuples(index=False):
+        ra, rb = groups.find(int(a)), groups.find(int(b))
+        if ra != rb and groups.can_join(ra, rb):
+            groups.union(ra, rb)
+            weakest[ra] = max(weakest.get(ra, 0.0), weakest.pop(rb, 0.0), float(d))
+    n_overlap_groups = len(groups.members)
+
+    # ---- handoff: link group ends to group starts across time
+    roots = np.array([groups.find(i) for i in range(len(tracks))])
+    ok = np.isfinite(gxy).all(axis=1) & (tr["frame_status"].astype(str).to_numpy() == "detected")
+    rows = pd.DataFrame({"gid": roots[key[ok]], "frame": tr["frame"].to_numpy()[ok], "x": gxy[ok, 0],
+                         "y": gxy[ok, 1]})
+    n_handoff = 0
+    if len(rows) and cfg.max_gap_frames > 0:
+        gt = _group_tracks(rows, fps, tail_frames=int(round(fps)))
+        gap = gt["first"].to_numpy()[None, :] - gt["last"].to_numpy()[:, None]  # (ends, starts)
+        pred = gt[["ex", "ey"]].to_numpy()[:, None, :] + gt[["vx", "vy"]].to_numpy()[:, None, :] * (gap[..., None] / fps)
+        dist = np.linalg.norm(pred - gt[["sx", "sy"]].to_numpy()[None, :, :], axis=-1)
+        gate = cfg.gate + cfg.gate_growth * np.clip(gap, 0, None) / fps
+        valid = (gap >= 1) & (gap <= cfg.max_gap_frames) & (dist <= gate)
+        if valid.any():
+            cost = np.where(valid, dist / gate, 1e6)
+            r, c = linear_sum_assignment(cost)
+            gids = gt["gid"].to_numpy()
+            for i, j in sorted(zip(r, c), key=lambda p: cost[p[0], p[1]]):
+                if not valid[i, j]:
+                    continue
+                ra, rb = groups.find(int(gids[i])), groups.find(int(gids[j]))
+                if ra != rb and groups.can_join(ra, rb):
+                    groups.union(ra, rb)
+                    weakest[ra] = max(weakest.get(ra, 0.0), weakest.pop(rb, 0.0))
+                    n_handoff += 1
+
+    roots = np.array([groups.find(i) for i in range(len(tracks))])
+    det_n = pd.Series(ok).groupby(key).sum().reindex(range(len(tracks)), fill_value=0).to_numpy()
+    size = pd.Series(det_n).groupby(roots).transform("sum").to_numpy()
+    order = pd.DataFrame({"root": roots, "size": size, "i": np.arange(len(tracks))})
+    rank = order.groupby("root").agg(size=("size", "first"), i=("i", "min")).sort_values(["size", "i"],
+                                                                                      ascending=[False, True])
+    gid_of_root = dict(zip(rank.index, range(len(rank))))
+    gid = np.array([gid_of_root[r] for r in roots], dtype=np.int64)
+    n_cams = pd.Series(cams).groupby(gid).transform("nunique").to_numpy()
+    support = np.array([1.0 - weakest[r] / cfg.gate if r in weakest and weakest[r] > 0 else np.nan for r in roots])
+    association = pd.DataFrame({"camera_id": cams, "track_id": tracks["track_id"].to_numpy(), "global_id": gid,
+                                "n_frames": tracks["n_frames"].to_numpy(), "n_linked_cameras": n_cams,
+                                "support": support, "parent_track_id": tracks["track_id"].to_numpy()})
+    linked = set(zip(cand["a"], cand["b"]))
+    ev = pd.DataFrame({"camera_a": cams[links["a"].astype(int)], "track_a": tracks["track_id"].to_numpy()[links["a"].astype(int)],
+                       "camera_b": cams[links["b"].astype(int)], "track_b": tracks["track_id"].to_numpy()[links["b"].astype(int)],
+                       "n_shared": links["n_shared"].astype(np.int64), "n_votes": links["n_shared"].astype(np.int64),
+                       "median_distance": links["median_distance"].astype(float),
+                       "linked": [(a, b) in linked and gid[int(a)] == gid[int(b)] for a, b in zip(links["a"], links["b"])],
+                       "score": np.nan, "mean_evidence": np.nan, "support": np.nan, "n_negative": 0})
+    log.info("ground association: %d tracklets -> %d groups by overlap (gate %.2f m) -> %d global ids after %d "
+             "handoff links (max gap %d frames)", len(tracks), n_overlap_groups, cfg.gate, len(rank), n_handoff,
+             cfg.max_gap_frames)
+    return ASSOCIATION.coerce(association), PAIR_EVIDENCE.coerce(ev), gxy
+
+
+def ground_points(tracklets: pd.DataFrame, association: pd.DataFrame, gxy: np.ndarray,
+                  gstd: np.ndarray | None = None) -> pd.DataFrame:
+    """POINTS3D rows on the ground plane: per (frame, global id) the mean ground position of its cameras' rows.
+
+    Detected rows are used where a (frame, global id) has any, else coasted
+    ones. ``z = 0``; ``n_cameras`` the rows averaged; ``std_x = std_y`` (m) the
+    standard deviation of the mean: ``sqrt(Σ s_i² / n² + spread² / n)`` with
+    ``s_i`` the rows' propagated pixel noise ``gstd`` (``(N,)`` m,
+    :func:`mctrack.ground.ground_std`; 0 if not given) and ``spread`` the
+    cameras' disagreement per axis (0 for one camera); ``std_z = 0``,
+    ``position_std`` the RMS of ``std_x, std_y``; ``reprojection_error`` NaN (no reprojection in
+    ground mode); ``confidence`` the mean detection confidence.
+    """
+    tr = tracklets.reset_index(drop=True)
+    s2 = np.zeros(len(tr)) if gstd is None else np.nan_to_num(np.asarray(gstd, float)) ** 2
+    m = tr[["camera_id", "track_id", "frame", "frame_status", "confidence"]].assign(
+        camera_id=tr["camera_id"].astype(str), x=gxy[:, 0], y=gxy[:, 1], s2=s2)
+    m = m.merge(association[["camera_id", "track_id", "global_id"]].astype({"camera_id": str}),
+                on=["camera_id", "track_id"], how="inner")
+    m = m[np.isfinite(m["x"]) & np.isfinite(m["y"])]
+    if m.empty:
+        return POINTS3D.empty()
+    m = m.assign(det=(m["frame_status"].astype(str) == "detected"))
+    best = m.groupby(["frame", "global_id"])["det"].transform("max")
+    m = m[m["det"] == best]
+    g = m.groupby(["frame", "global_id"])
+    p = g.agg(x=("x", "mean"), y=("y", "mean"), sx=("x", "std"), sy=("y", "std"), s2=("s2", "sum"),
+              n_cameras=("x", "size"), confidence=("confidence", "mean")).reset_index()
+    n = p["n_cameras"].to_numpy(float)
+    p["std_x"] = np.sqrt(p["s2"] / n ** 2 + p["sx"].fillna(0) ** 2 / n)
+    p["std_y"] = np.sqrt(p["s2"] / n ** 2 + p["sy"].fillna(0) ** 2 / n)
+    p["z"] = 0.0
+    p["std_z"] = 0.0
+    p["reprojection_error"] = np.nan
+    p["position_std"] = np.sqrt((p["std_x"] ** 2 + p["std_y"] ** 2) / 2)
+    return POINTS3D.coerce(p)
+
+
+def handoff_events(obs: pd.DataFrame, min_absence: int = 15, min_run: int = 10) -> pd.DataFrame:
+    """Handoff events of targets observed by several cameras.
+
+    ``obs``: one row per observation with columns ``camera_id``, ``global_id``,
+    ``frame``. Per (camera, global id) the frames are split into *runs* where
+    gaps exceed ``min_absence`` frames; runs shorter than ``min_run`` frames
+    are dropped (a target grazing an image edge). Every run that starts after
+    the target was already seen by *another* camera is a handoff: ``frame`` =
+    the run's first frame, ``to_camera`` its camera, ``from_camera`` the other
+    camera whose latest run (started before) was seen last (ties: the earlier
+    start), ``gap_frames`` = frames between that camera's last observation and
+    the run's start (0 when it still sees the target). The target's first
+    appearance is not a handoff. Returns a DataFrame with
+    :data:`HANDOFF_COLUMNS`, sorted by frame, global id.
+    """
+    if obs.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(HANDOFF_COLUMNS, ("int64", "int64", str, str, "int64"))})
+    o = obs[["camera_id", "global_id", "frame"]].astype({"camera_id": str}).drop_duplicates()
+    o = o.sort_values(["global_id", "camera_id", "frame"])
+    new = (o["frame"].diff() > min_absence) | (o["camera_id"] != o["camera_id"].shift()) | \
+          (o["global_id"] != o["global_id"].shift())
+    o = o.assign(run=new.cumsum())
+    runs = o.groupby("run").agg(camera_id=("camera_id", "first"), global_id=("global_id", "first"),
+                                first=("frame", "min"), last=("frame", "max"), n=("frame", "size")).reset_index()
+    runs = runs[runs["last"] - runs["first"] + 1 >= min_run]
+    events = []
+    for gid, g in runs.groupby("global_id"):
+        g = g.sort_values(["first", "camera_id"])
+        f, last, c = g["first"].to_numpy(), g["last"].to_numpy(), g["camera_id"].to_numpy()
+        for i in range(1, len(g)):
+            prev = (f < f[i]) & (c != c[i])
+            if not prev.any():
+                continue
+            seen = np.where(prev, np.minimum(last, f[i]), -1)
+            j = int(np.argmax(seen))
+            events.append((int(f[i]), int(gid), str(c[j]), str(c[i]), int(max(0, f[i] - last[j]))))
+    ev = pd.DataFrame(events, columns=list(HANDOFF_COLUMNS))
+    return ev.astype({"frame": "int64", "global_id": "int64", "gap_frames": "int64"}).sort_values(
+        ["frame", "global_id"]).reset_index(drop=True)
+
+
+def use_ground_mode(plan, cfg: GroundConfig) -> bool:
+    """Whether a session runs in ground-plane mode.
+
+    ``cfg.enabled`` True/False decides; ``"auto"``: when at least one camera
+    of ``plan`` (:class:`mctrack.config.SessionPlan`) names a homography CSV
+    and the session is not calibrated (fewer than 2 calibrated cameras).
+    """
+    if isinstance(cfg.enabled, bool):
+        return cfg.enabled
+    return any(c.homography for c in plan.cameras.values()) and not plan.calibrated
+
+
+def session_ground_maps(plan, cfg: GroundConfig, cameras: dict | None = None) -> dict[str, GroundMap]:
+    """Camera name → :class:`~mctrack.ground.GroundMap` of a session.
+
+    A camera's ``homography`` CSV wins (:func:`mctrack.ground.read_homography_csv`,
+    its RMS error logged); otherwise a calibrated camera's map comes from the
+    calibration and ``z = 0`` (:func:`mctrack.ground.homography_from_camera`;
+    ``cameras`` as from :func:`mctrack.config.load_session_cameras`). Raises
+    :class:`~mctrack.errors.InputError` when no camera has either.
+    """
+    from ..ground import homography_from_camera, read_homography_csv
+    from ..video import video_info
+
+    maps = {}
+    for name, entry in plan.cameras.items():
+        if entry.homography:
+            maps[name] = read_homography_csv(entry.homography, cfg.ransac_threshold)
+            if entry.video and os.path.exists(entry.video):
+                info = video_info(entry.video)
+                maps[name] = dataclasses.replace(maps[name], size=(info.width, info.height))
+            log.info("camera %s: homography from %s, RMS ground error %.3f m over its point pairs", name,
+                     entry.homography, maps[name].rms_error)
+        elif cameras and name in cameras:
+            maps[name] = homography_from_camera(cameras[name])
+            log.info("camera %s: ground homography from the calibration (plane z = 0)", name)
+    if not maps:
+        raise InputError(None, f"session '{plan.session}'", "ground-plane mode but no camera has a homography "
+                         "CSV or a calibration", "add a 'homography' column (CSV u,v,x,y) to the camera sheet")
+    return maps
+
+
+def session_handoffs(tracklets: pd.DataFrame, association: pd.DataFrame, cfg: GroundConfig) -> pd.DataFrame:
+    """Handoff events (:func:`handoff_events`) of the detected rows of associated tracklets."""
+    det = tracklets[tracklets["frame_status"].astype(str) == "detected"]
+    obs = det[["camera_id", "track_id", "frame"]].astype({"camera_id": str}).merge(
+        association[["camera_id", "track_id", "global_id"]].astype({"camera_id": str}), on=["camera_id", "track_id"])
+    return handoff_events(obs, cfg.min_absence)
+
+
+def gt_handoffs(gt2d: dict[str, pd.DataFrame], min_absence: int = 15, min_visibility_conf: bool = True) -> pd.DataFrame:
+    """Ground-truth handoff events from per-camera MOT ground truth whose ids are shared across cameras.
+
+    ``gt2d``: camera → :func:`mctrack.evaluate.read_mot_gt` table (``frame``,
+    ``id``, ``conf``); rows with ``conf == 0`` (visibility below 0.25 in the
+    simulator) are not "in view". Same rules as :func:`handoff_events`, with the
+    target id as global id.
+    """
+    obs = [g.loc[(g["conf"] > 0) if min_visibility_conf else slice(None), ["frame", "id"]]
+           .rename(columns={"id": "global_id"}).assign(camera_id=str(cam)) for cam, g in gt2d.items()]
+    obs = pd.concat(obs, ignore_index=True) if obs else pd.DataFrame(columns=["camera_id", "global_id", "frame"])
+    return handoff_events(obs, min_absence)
+
+
+def evaluate_handoffs(pred: pd.DataFrame, gt: pd.DataFrame, gid_to_target: dict, tolerance: int = 15) -> dict:
+    """Recall and precision of handoff events against ground truth.
+
+    A predicted event (global id ``g``) matches a ground-truth event of target
+    ``gid_to_target[g]`` with the same ``from_camera`` and ``to_camera`` whose
+    frame differs by at most ``tolerance`` frames; one-to-one, closest frames
+    first. ``gid_to_target`` maps global ids to GT target ids (e.g.
+    :func:`ground_gid_targets`).
+    Returns ``recall``, ``precision`` (NaN without events), ``n_gt``,
+    ``n_pred``, ``n_matched``, ``median_frame_error`` and ``tolerance_frames``.
+    """
+    p = pred.assign(target=pred["global_id"].map(gid_to_target)).reset_index(drop=True)
+    g = gt.reset_index(drop=True).rename(columns={"global_id": "target"})
+    m = p.reset_index().merge(g.reset_index(), on=["target", "from_camera", "to_camera"], suffixes=("_p", "_g"))
+    m = m.assign(df=(m["frame_p"] - m["frame_g"]).abs())
+    m = m[m["df"] <= tolerance].sort_values("df")
+    used_p, used_g, errs = set(), set(), []
+    for ip, ig, d in m[["index_p", "index_g", "df"]].itertuples(index=False):
+        if ip not in used_p and ig not in used_g:
+            used_p.add(ip)
+            used_g.add(ig)
+            errs.append(d)
+    n = len(used_p)
+    return {"recall": n / len(g) if len(g) else float("nan"), "precision": n / len(p) if len(p) else float("nan"),
+            "n_gt": int(len(g)), "n_pred": int(len(p)), "n_matched": int(n),
+            "median_frame_error": float(np.median(errs)) if errs else float("nan"), "tolerance_frames": int(tolerance)}
+
+
+def ground_gid_targets(points: pd.DataFrame, gt3d: pd.DataFrame, radius: float) -> dict:
+    """Global id → the GT target it follows most often (many-to-one).
+
+    Each point is paired with the nearest GT foot point of its frame within
+    ``radius`` m; a global id maps to the target of most of its pairs. Several
+    fragments of one target all map to it: handoff events are judged on the
+    target a global id follows, identity continuity is IDF1's business.
+    """
+    pairs = points[["frame", "global_id", "x", "y"]].merge(
+        gt3d[["frame", "target_id", "x", "y"]].rename(columns={"x": "gx", "y": "gy"}), on="frame")
+    if pairs.empty:
+        return {}
+    pairs = pairs.assign(dist=np.hypot(pairs["x"] - pairs["gx"], pairs["y"] - pairs["gy"]))
+    nearest = pairs.loc[pairs.groupby(["frame", "global_id"])["dist"].idxmin()]
+    nearest = nearest[nearest["dist"] < radius]
+    if nearest.empty:
+        return {}
+    votes = nearest.groupby(["global_id", "target_id"]).size().rename("n").reset_index()
+    best = votes.sort_values(["n", "target_id"], ascending=[False, True]).drop_duplicates("global_id")
+    return dict(zip(best["global_id"], best["target_id"]))
+
+
+def plot_handoffs(handoffs: pd.DataFrame, association: pd.DataFrame, tracklets: pd.DataFrame, path,
+                  title: str = "") -> None:
+    """QC plot: per global id (y) the frames each camera sees it (coloured bars) and its handoffs (arrows at the frame)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..errors import atomic_path
+
+    det = tracklets[tracklets["frame_status"].astype(str) == "detected"][["camera_id", "track_id", "frame"]]
+    obs = det.astype({"camera_id": str}).merge(association[["camera_id", "track_id", "global_id"]]
+                                               .astype({"camera_id": str}), on=["camera_id", "track_id"])
+    cams = sorted(obs["camera_id"].unique()) if len(obs) else []
+    colours = {c: plt.cm.tab10(i % 10) for i, c in enumerate(cams)}
+    gids = sorted(obs["global_id"].unique()) if len(obs) else []
+    row = {g: i for i, g in enumerate(gids)}
+    fig, ax = plt.subplots(figsize=(10, 0.35 * max(len(gids), 4) + 1.5))
+    k = max(len(cams), 1)
+    for cam in cams:
+        o = obs[obs["camera_id"] == cam]
+        j = cams.index(cam)
+        ax.scatter(o["frame"], o["global_id"].map(row) + (j - (k - 1) / 2) * 0.6 / k, s=1.5,
+                   color=colours[cam], label=cam, marker="s", linewidths=0)
+    for h in handoffs.itertuples(index=False):
+        if h.global_id in row:
+            ax.annotate("", xy=(h.frame, row[h.global_id] + 0.4), xytext=(h.frame, row[h.global_id] - 0.4),
+                        arrowprops=dict(arrowstyle="->", color=colours.get(h.to_camera, "k"), lw=1.5))
+    ax.set_yticks(range(len(gids)), [str(g) for g in gids])
+    ax.set_xlabel("frame")
+    ax.set_ylabel("global id")
+    ax.set_title(f"{title}: {len(handoffs)} handoffs (arrows, colour = camera entered)")
+    if cams:
+        ax.legend(loc="upper right", markerscale=6, fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def session_handoff_metrics(tracklets: pd.DataFrame, association: pd.DataFrame, points: pd.DataFrame,
+                            gt2d_paths: dict, gt3d_path, cfg: GroundConfig, radius: float,
+                            tolerance: int = 15) -> dict:
+    """Handoff recall/precision of a session (:func:`evaluate_handoffs`) plus the ground-position error.
+
+    ``gt2d_paths``: camera → MOT ``gt.txt`` (ids shared across cameras);
+    ``gt3d_path``: ``frame,target_id,x,y,z`` foot points; global ids are mapped
+    to targets by :func:`ground_gid_targets` within ``radius`` m. Adds
+    ``ground_median_error_cm`` / ``ground_p90_error_cm``: distance (cm) of every
+    ground point to the nearest GT foot point of its frame, whatever its
+    identity (localisation only; the identity-mapped error is
+    ``tracking_3d.median_error_m``).
+    """
+    from ..evaluate import read_gt3d, read_mot_gt
+
+    gt3d = read_gt3d(gt3d_path)
+    mapping = ground_gid_targets(points, gt3d, radius)
+    out = evaluate_handoffs(session_handoffs(tracklets, association, cfg),
+                            gt_handoffs({c: read_mot_gt(p) for c, p in gt2d_paths.items()}, cfg.min_absence),
+                            mapping, tolerance)
+    pairs = points[["frame", "global_id", "x", "y"]].merge(gt3d.rename(columns={"x": "gx", "y": "gy"}), on="frame")
+    d = (np.hypot(pairs["x"] - pairs["gx"], pairs["y"] - pairs["gy"]) * 100).groupby(
+        [pairs["frame"], pairs["global_id"]]).min()
+    out["ground_median_error_cm"] = float(np.median(d)) if len(d) else float("nan")
+    out["ground_p90_error_cm"] = float(np.quantile(d, 0.9)) if len(d) else float("nan")
+    return out
