@@ -728,3 +728,15 @@ def check_model_file(model: str | os.PathLike, field: str = "detect.ultralytics.
             kind = next((c.decode() for c in (b"ClassificationModel", b"OBBModel") if c in data), "unknown model")
             raise InputError(model, field, f"is an ultralytics {kind}, not a detector",
                              "use a detection model (e.g. yolo11n.pt)")
+
+
+def ground_mode(plan, enabled) -> bool:
+    """Whether session ``plan`` runs in ground-plane mode (config ``ground.enabled``: True, False or ``"auto"``).
+
+    ``"auto"``: when at least one camera of the plan names a homography CSV and
+    the session is not calibrated (fewer than 2 calibrated cameras). Kept here,
+    free of heavy imports, because the Snakefile evaluates it while parsing.
+    """
+    if isinstance(enabled, bool):
+        return enabled
+    return any(c.homography for c in plan.cameras.values()) and not plan.calibrated

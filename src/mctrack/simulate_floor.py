@@ -306,7 +306,7 @@ def _format_gt3d_floor(feet: np.ndarray, seen: np.ndarray) -> str:
 
 
 def run_floor_simulation(cfg: FloorConfig, camera_names: list[str], videos: dict, calibration, gt3d,
-                         gt2d: dict) -> None:
+                         gt2d: dict, workers: int = 1) -> None:
     """Generate the floor session: videos, anipose calibration, ``gt3d.csv`` (foot points, z = 0), MOT gt.
 
     Same files and formats as :func:`mctrack.simulate.run_simulation`, except
@@ -315,6 +315,8 @@ def run_floor_simulation(cfg: FloorConfig, camera_names: list[str], videos: dict
     walker in the unseen strip between views cannot be tracked there. The
     handoff ground truth is derived from the MOT gt files
     (:func:`mctrack.associate.ground.gt_handoffs`). Every file is written atomically.
+    ``workers`` is accepted for the signature of ``run_simulation``; the flat-shaded
+    floor renders are cheap and run in this process.
     """
     names = list(camera_names)
     for what, mapping in (("videos", videos), ("gt2d", gt2d)):

@@ -5,7 +5,7 @@ rule assemble:
         association="results/{session}/associate/association.parquet",
         points="results/{session}/triangulate/points3d.parquet",
         tracks3d="results/{session}/smooth/tracks3d.parquet",
-        handoffs="results/{session}/ground/handoffs.parquet",
+        handoffs=handoffs_input,
         calibration=calibration_input,
         videos=session_videos,
         model=detector_model_input,
@@ -16,6 +16,5 @@ rule assemble:
     params:
         plan=plan,
         chunk_frames=config["hdf5"]["chunk_frames"],
-        ground=config["ground"],
     script:
         "../scripts/assemble.py"

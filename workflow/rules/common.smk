@@ -1,5 +1,5 @@
 # Planning and input functions. All checks run here, before any job starts (memoised in MCTRACK_CACHE).
-from mctrack.config import check_stage_configs, detector_settings, plan_sessions
+from mctrack.config import check_stage_configs, detector_settings, ground_mode, plan_sessions
 
 PLANS = plan_sessions(config, cache_dir=MCTRACK_CACHE)
 check_stage_configs(config, cache_dir=MCTRACK_CACHE)
@@ -259,3 +259,10 @@ def detect_gpus(config):
 def homography_files(wildcards):
     """The point-pair CSVs (camera sheet column 'homography') of the session's cameras (ground-plane mode)."""
     return [c.homography for c in PLANS[wildcards.session].cameras.values() if c.homography]
+
+
+def handoffs_input(wildcards):
+    """The session's handoff table in ground-plane mode (rule handoffs), else nothing."""
+    if ground_mode(PLANS[wildcards.session], config["ground"].get("enabled", "auto")):
+        return f"results/{wildcards.session}/ground/handoffs.parquet"
+    return []

@@ -1,7 +1,6 @@
 """Snakemake adapter: rule assemble -> mctrack.io.session.assemble_session (one HDF5 per session)."""
 import pandas as pd
 
-from mctrack.associate.ground import GroundConfig, use_ground_mode
 from mctrack.config import load_session_cameras
 from mctrack.io.session import assemble_session, collect_provenance
 from mctrack.log import setup_logging
@@ -18,8 +17,7 @@ prov = collect_provenance({c: (e.video, e.frame_offset) for c, e in plan.cameras
                           detector_backend=detect.get("backend", ""))
 association = read_table(snakemake.input.association, ASSOCIATION)
 # issue 8: handoff events go into /handoffs in ground-plane mode
-handoffs = (pd.read_parquet(snakemake.input.handoffs)
-            if use_ground_mode(plan, GroundConfig.from_dict(snakemake.params.ground)) else None)
+handoffs = pd.read_parquet(snakemake.input.handoffs) if snakemake.input.get("handoffs") else None
 assemble_session(snakemake.output[0], plan.n_frames, list(plan.cameras), list(snakemake.input.tracklets), association,
                  snakemake.input.points, detections=list(snakemake.input.detections), session=plan.session,
                  fps=plan.fps, config=dict(snakemake.config), chunk_frames=snakemake.params.chunk_frames, rig=rig,

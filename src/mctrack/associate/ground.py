@@ -343,15 +343,15 @@ def handoff_events(obs: pd.DataFrame, min_absence: int = 15, min_run: int = 10) 
 
 
 def use_ground_mode(plan, cfg: GroundConfig) -> bool:
-    """Whether a session runs in ground-plane mode.
+    """Whether a session runs in ground-plane mode (:func:`mctrack.config.ground_mode` of ``cfg.enabled``).
 
     ``cfg.enabled`` True/False decides; ``"auto"``: when at least one camera
     of ``plan`` (:class:`mctrack.config.SessionPlan`) names a homography CSV
     and the session is not calibrated (fewer than 2 calibrated cameras).
     """
-    if isinstance(cfg.enabled, bool):
-        return cfg.enabled
-    return any(c.homography for c in plan.cameras.values()) and not plan.calibrated
+    from ..config import ground_mode
+
+    return ground_mode(plan, cfg.enabled)
 
 
 def session_ground_maps(plan, cfg: GroundConfig, cameras: dict | None = None) -> dict[str, GroundMap]:
