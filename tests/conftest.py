@@ -52,6 +52,17 @@ def make_tracklets(cameras: dict, positions: np.ndarray, noise_px: float = 0.5, 
     return TRACKLET2D.coerce(pd.concat(rows, ignore_index=True))
 
 
+def restart_tracks(tr, seed: int = 1):
+    """Every camera loses every track once (at a random frame 30-89) and restarts it as id + 1000 (in place)."""
+    rng = np.random.default_rng(seed)
+    for cam in tr["camera_id"].unique():
+        for tid in tr.loc[tr["camera_id"] == cam, "track_id"].unique():
+            cut = int(rng.integers(30, 90))
+            sel = (tr["camera_id"] == cam) & (tr["track_id"] == tid) & (tr["frame"] >= cut)
+            tr.loc[sel, "track_id"] = tid + 1000
+    return tr
+
+
 @pytest.fixture(scope="session")
 def rig_scene():
     """A 4-camera synthetic rig (mctrack.simulate) and 5 targets moving for 120 frames."""

@@ -6,7 +6,7 @@ Tracklets come from tests/conftest.py::make_tracklets (track id = 10·target + 1
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_tracklets
+from conftest import make_tracklets, restart_tracks
 
 from mctrack.associate import AssociationConfig, associate_session
 from mctrack.associate.data import TrackletIndex
@@ -55,13 +55,8 @@ def test_projector_matches_opencv():
 def test_fragments_joined_and_pure(rig_scene):
     """Every camera restarts every target once with a new id: one global id per target, every row pure."""
     cams, pos = rig_scene
-    tr = make_tracklets(cams, pos, noise_px=1.0)
-    rng = np.random.default_rng(1)
-    for cam in cams:
-        for tid in tr.loc[tr["camera_id"] == cam, "track_id"].unique():
-            cut = int(rng.integers(30, 90))
-            sel = (tr["camera_id"] == cam) & (tr["track_id"] == tid) & (tr["frame"] >= cut)
-            tr.loc[sel, "track_id"] = tid + 1000
+    # every camera loses every target at a different frame and restarts it with a new id
+    tr = restart_tracks(make_tracklets(cams, pos, noise_px=1.0))
     res = associate_session(tr, cams, FRAMES)
     _assert_one_id_per_target(res, pos.shape[1])
 

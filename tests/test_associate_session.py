@@ -4,7 +4,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_tracklets
+from conftest import make_tracklets, restart_tracks
 
 from mctrack.associate import AssociationConfig, associate, associate_session
 from mctrack.errors import InputError
@@ -24,14 +24,8 @@ def _check_cannot_links(tr, assoc):
 
 def test_fragments_joined_and_pure(rig_scene):
     cams, pos = rig_scene
-    tr = make_tracklets(cams, pos, noise_px=1.0)
     # every camera loses every target at a different frame and restarts it with a new id
-    rng = np.random.default_rng(1)
-    for cam in cams:
-        for tid in tr.loc[tr["camera_id"] == cam, "track_id"].unique():
-            cut = int(rng.integers(30, 90))
-            sel = (tr["camera_id"] == cam) & (tr["track_id"] == tid) & (tr["frame"] >= cut)
-            tr.loc[sel, "track_id"] = tid + 1000
+    tr = restart_tracks(make_tracklets(cams, pos, noise_px=1.0))
     res = associate_session(tr, cams)
     a = res.association.assign(target=_target(res.association["track_id"]))
     assert (a.groupby("target")["global_id"].nunique() == 1).all()  # fragments joined

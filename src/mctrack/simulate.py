@@ -959,6 +959,16 @@ def _format_gt3d(positions: np.ndarray) -> str:
     return "".join(lines)
 
 
+def check_output_paths(camera_names, videos: dict, gt2d: dict) -> list[str]:
+    """``camera_names`` as a list; InputError naming the mapping when ``videos`` or ``gt2d`` lacks a camera."""
+    names = list(camera_names)
+    for what, mapping in (("videos", videos), ("gt2d", gt2d)):
+        missing = [c for c in names if c not in mapping]
+        if missing:
+            raise InputError(None, what, f"no output path for camera(s) {missing}", "give one path per camera")
+    return names
+
+
 def _render_and_write(cam, positions, headings, cfg, index, shown, blank, video, gt2d_path) -> None:
     """Render camera ``index`` and write its video and 2D ground truth (one job of :func:`run_simulation`)."""
     frames, gt = render_camera(cam, positions, headings, cfg, camera_rng(cfg, index), shown, blank)
@@ -1007,11 +1017,7 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
     invalid rig (see :func:`make_rig`) or when ``videos`` / ``gt2d`` lack a
     camera of ``camera_names``.
     """
-    names = list(camera_names)
-    for what, mapping in (("videos", videos), ("gt2d", gt2d)):
-        missing = [c for c in names if c not in mapping]
-        if missing:
-            raise InputError(None, what, f"no output path for camera(s) {missing}", "give one path per camera")
+    names = check_output_paths(camera_names, videos, gt2d)
     cams = make_rig(names, cfg)
     if cfg.refraction:
         cams = [RefractiveCamera.of(c, tank_interface(cfg)) for c in cams]

@@ -49,7 +49,7 @@ import numpy as np
 
 from .calibration import Camera, write_anipose_toml
 from .errors import InputError, atomic_path
-from .simulate import GT2D_DTYPE, _format_gt2d, _look_at
+from .simulate import GT2D_DTYPE, _format_gt2d, _look_at, check_output_paths
 from .video import VideoWriter
 
 __all__ = ["FloorConfig", "floor_rig", "floor_trajectories", "render_floor_camera", "run_floor_simulation"]
@@ -318,11 +318,7 @@ def run_floor_simulation(cfg: FloorConfig, camera_names: list[str], videos: dict
     ``workers`` is accepted for the signature of ``run_simulation``; the flat-shaded
     floor renders are cheap and run in this process.
     """
-    names = list(camera_names)
-    for what, mapping in (("videos", videos), ("gt2d", gt2d)):
-        missing = [c for c in names if c not in mapping]
-        if missing:
-            raise InputError(None, what, f"no output path for camera(s) {missing}", "give one path per camera")
+    names = check_output_paths(camera_names, videos, gt2d)
     cams = floor_rig(names, cfg)
     feet = floor_trajectories(cfg)
     seen = np.zeros(feet.shape[:2], bool)
