@@ -121,6 +121,10 @@ class _Projector:
         self.W = np.array([c.size[0] for c in cams], np.float64)[:, None]
         self.H = np.array([c.size[1] for c in cams], np.float64)[:, None]
 
+    def depth(self, X: np.ndarray, cam: np.ndarray) -> np.ndarray:
+        """Camera-frame z (m) of points ``X (n, 3)``, each in its camera ``cam (n,)``."""
+        return np.einsum("ij,ij->i", self.R[cam, 2], X) + self.t[cam, 2]
+
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Xc = np.einsum("cij,mj->cmi", self.R, X) + self.t[:, None, :]
         depth = Xc[..., 2]
@@ -334,8 +338,9 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
         Xm[single] = o + np.maximum(s_, 0)[:, None] * d
     tr_ids = act[seen]
     Xs = Xm[seen]
-    # target size in m from the rows (box size px * depth along the ray / f), EMA
-    depth = np.einsum("ij,ij->i", Xm[ap] - o_all[r], d_all[r])
+    # target size in m from the rows (box size px * depth in the camera / f), EMA; the depth is the
+    # camera-frame z, as in the gate (a refracted ray's origin lies on the interface, not at the camera)
+    depth = proj.depth(Xm[ap], rc[hit])
     sz = size_px[r] * np.maximum(depth, 0) / f_px[rc[hit]]
     sz_t = (np.bincount(ap, weights=sz, minlength=A) / np.maximum(n, 1))[seen]
     old = T.size[tr_ids]
@@ -503,7 +508,7 @@ def _births(rows, rc, uv, o_all, d_all, proj: "_Projector", f_px, size_px, cfg
             continue
         used[m] = True
         r = rows[m]
-        depth = np.einsum("ij,ij->i", Xn[q][None] - o_all[r], d_all[r])
+        depth = proj.depth(np.broadcast_to(Xn[q], (len(r), 3)), rc[m])
         out.append((r, Xn[q], float(np.median(size_px[r] * depth / f_px[rc[m]]))))
         if used.all():
             break
