@@ -18,10 +18,11 @@ class AssociationConfig:
     (:mod:`~mctrack.associate.frames`); ``"tracklets"`` groups whole 2D
     tracklets by their pairwise geometric evidence
     (:mod:`~mctrack.associate.evidence`, :mod:`~mctrack.associate.solve`).
-    The default was chosen on measurements: on the synthetic tank (6 fish) the
-    frames method gives 3D IDF1 0.97 with 4 cameras vs 0.91, and is better on
-    every 2- and 3-camera subset (0.71-0.93 vs 0.68-0.81); on Pose2Sim (two
-    people, 4 cameras) both keep each person one id in 100/100 frames.
+    The default was chosen on measurements (3D IDF1, same 2D tracklets): on
+    the synthetic tank (6 fish) 0.99 with 4 cameras vs 0.95, better on four
+    of its five 2- and 3-camera subsets and on the hard scene (0.66 vs 0.40);
+    on Pose2Sim (two people, 4 cameras) both keep each person one id in
+    100/100 frames (README, "associate").
     ``tracklets`` is faster (no per-frame loop) and needs no motion model.
 
     Per-frame 3D tracking (``method: frames``; see :mod:`mctrack.associate.frames`)
