@@ -59,7 +59,7 @@ from ..calibration import Camera
 from .config import AssociationConfig
 from .data import TrackletIndex
 from .evidence import closest_points
-from .refine import _ray_sums, _segment, _solve3
+from .refine import _segment
 
 _BIG = 1e12
 _DUP_EVERY = 5  # frames between duplicate-track checks (the check needs n_init + 10 frames anyway)
@@ -483,8 +483,7 @@ def _births(rows, rc, uv, o_all, d_all, proj: "_Projector", f_px, size_px, cfg
     # triangulate every candidate from all its members; check they all stay within the gate
     cand, cam = np.nonzero(mem >= 0)
     m_rows = rows[mem[cand, cam]]
-    S, bb, n = _ray_sums(cand, o_all[m_rows], d_all[m_rows], M)
-    Xn = _solve3(S, bb)
+    Xn, n = _intersect(cand, cam, o_all[m_rows], d_all[m_rows], M, C)
     uvn, _ = proj(Xn)
     en = np.hypot(*(uvn[cam, cand] - uv[mem[cand, cam]]).T) / tau[mem[cand, cam]]
     en = np.where(np.isfinite(en), en, np.inf)
