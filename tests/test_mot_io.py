@@ -114,19 +114,12 @@ def _gt_text(rows: np.ndarray, frame_shift: int) -> str:
     return "".join(f"{int(f) + 1 + frame_shift},{int(i)},{x + 1},{y + 1},{w},{h},1,1,1\n" for f, i, x, y, w, h in rows)
 
 
-def test_frame_offset_gt_gives_same_metrics_as_unshifted(tmp_path):
-    """GT frame 1 = first decoded frame of the video; with frame_offset k, session frame = GT frame - 1 - k.
-
-    The same session-frame tracklets scored against an unshifted GT (offset 0) and
-    against the GT of a video that starts 7 frames earlier (offset 7, GT frames
-    shifted by 7, plus GT rows before session frame 0 and after the processed
-    range, which must not count) give identical metrics.
-    """
-    from mctrack.evaluate import evaluate_session
-    from mctrack.tables import ASSOCIATION, POINTS3D, TRACKLET2D
+def _switching_tracks(T: int):
+    """Three boxes moving for ``T`` frames (GT rows ``(frame, id, x, y, w, h)``) and TRACKLET2D rows of
+    one camera ``c`` whose track ids switch at frame 30 (id i + 1 -> i + 11): three identity switches."""
+    from mctrack.tables import TRACKLET2D
 
     rng = np.random.default_rng(0)
-    T = 50
     rows = []
     for i in range(3):
         x0, y0 = rng.uniform(50, 400, 2)
@@ -137,7 +130,44 @@ def test_frame_offset_gt_gives_same_metrics_as_unshifted(tmp_path):
                        "frame": rows[:, 0].astype(int), "x1": rows[:, 2] + 1, "y1": rows[:, 3],
                        "x2": rows[:, 2] + 31, "y2": rows[:, 3] + 80, "cx": 0.0, "cy": 0.0,
                        "frame_status": "detected", "det_index": 0, "confidence": 0.9})
-    tr = TRACKLET2D.coerce(tr)
+    return rows, TRACKLET2D.coerce(tr)
+
+
+def test_per_camera_blocks_by_global_id_and_before_association(tmp_path):
+    """``cameras_global`` scores rows by global id: the two tracklets of each target (switch at frame 30)
+    joined by the association give IDF1 1 and no switch, while ``cameras`` (tracklet ids) counts 3
+    switches; ``cameras_track2d`` scores the tracker's own output."""
+    from mctrack.evaluate import evaluate_session
+    from mctrack.tables import ASSOCIATION, POINTS3D
+
+    T = 50
+    rows, tr = _switching_tracks(T)
+    gt = tmp_path / "gt.txt"
+    gt.write_text(_gt_text(rows, 0))
+    assoc = ASSOCIATION.coerce(pd.DataFrame({"camera_id": "c", "track_id": [1, 2, 3, 11, 12, 13],
+                                             "global_id": [0, 1, 2, 0, 1, 2], "n_frames": 0,
+                                             "n_linked_cameras": 1}))
+    m = evaluate_session(tr, {"c": gt}, association=assoc, points=POINTS3D.empty(), gt3d_path=None,
+                         n_frames=T, raw_tracklets=tr)
+    assert m["cameras"]["c"]["IDSW"] == 3 and m["cameras"]["c"]["IDF1"] < 0.7
+    assert m["cameras_global"]["c"]["IDSW"] == 0 and m["cameras_global"]["c"]["IDF1"] == pytest.approx(1.0)
+    assert m["cameras_track2d"]["c"] == m["cameras"]["c"]
+    assert m["summary"]["mean_IDF1_global"] == pytest.approx(1.0)
+
+
+def test_frame_offset_gt_gives_same_metrics_as_unshifted(tmp_path):
+    """GT frame 1 = first decoded frame of the video; with frame_offset k, session frame = GT frame - 1 - k.
+
+    The same session-frame tracklets scored against an unshifted GT (offset 0) and
+    against the GT of a video that starts 7 frames earlier (offset 7, GT frames
+    shifted by 7, plus GT rows before session frame 0 and after the processed
+    range, which must not count) give identical metrics.
+    """
+    from mctrack.evaluate import evaluate_session
+    from mctrack.tables import ASSOCIATION, POINTS3D
+
+    T = 50
+    rows, tr = _switching_tracks(T)
     plain = tmp_path / "gt0.txt"
     plain.write_text(_gt_text(rows, 0))
     shifted = tmp_path / "gt7.txt"
