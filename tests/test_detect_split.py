@@ -305,3 +305,31 @@ def test_mouse_arena_fill_moved_finds_the_resting_mouse():
             plain = detect.make_detector({**cfg, "fill_moved": False}).detect_chunk(
                 root / view / f"minimal_{view}.mp4", 0, 120, view)
             assert plain.frame.nunique() < 60  # measured: 0 of 120 frames
+
+
+# ---------------------------------------------------------------------------- appearance (chromaticity)
+
+def test_blob_chromaticity_is_the_targets_colour():
+    """Each blob's (chroma_r, chroma_g) is its body colour's R/(R+G+B), G/(R+G+B), also for split parts."""
+    bg = textured_background()
+    img = bg.copy()
+    colours = {(70, 60): (30, 60, 90), (93, 60): (80, 50, 40), (160, 30): (40, 80, 40)}  # BGR
+    for (c, a), col in zip(PAIR + SINGLES[:1], colours.values()):
+        cv2.ellipse(img, c, AXES, a, 0, 360, col, -1)
+    thr = np.full((H, W), 16.0 * 15.0, np.float32)
+    one = np.pi * AXES[0] * AXES[1]
+    det = detect.make_detector({})
+    b, c, ch = det.detect_frame(bg, thr, img, float(one), chroma=True)
+    assert len(b) == 3 and ch.shape == (3, 2)
+    for centre, (B, G, R) in colours.items():
+        i = int(np.argmin(np.linalg.norm(centres(b) - np.array(centre), axis=1)))
+        # the blob's rim mixes in background (grey: r = g = 1/3); the core dominates the weighted mean
+        np.testing.assert_allclose(ch[i], [R / (B + G + R), G / (B + G + R)], atol=0.02)
+    # the three colours are told apart far beyond that tolerance
+    assert np.linalg.norm(ch[:, None] - ch[None], axis=2)[np.triu_indices(3, 1)].min() > 0.1
+    # a grey model has no colour: NaN, boxes unchanged
+    g_bg, g_img = cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    b2, _, ch2 = det.detect_frame(g_bg, thr, g_img, float(one), chroma=True)
+    assert np.isnan(ch2).all() and len(b2) == 3
+    b3, _ = det.detect_frame(bg, thr, img, float(one))  # the two-value form is unchanged
+    np.testing.assert_array_equal(b3, b)

@@ -100,14 +100,16 @@ DETECTION = TableSpec("Detection", {
     "camera_id": "str", "frame": "int64", "det_index": "int32",
     "x1": "float32", "y1": "float32", "x2": "float32", "y2": "float32",
     "confidence": "float32", "class_id": "int32",
-})
+    "chroma_r": "float32", "chroma_g": "float32",
+}, defaults={c: (lambda df: np.nan) for c in ("chroma_r", "chroma_g")})
 
 TRACKLET2D = TableSpec("Tracklet2D", {
     "camera_id": "str", "track_id": "int64", "frame": "int64",
     "x1": "float32", "y1": "float32", "x2": "float32", "y2": "float32",
     "cx": "float32", "cy": "float32",
     "frame_status": "status", "det_index": "int32", "confidence": "float32",
-})
+    "chroma_r": "float32", "chroma_g": "float32",
+}, defaults={c: (lambda df: np.nan) for c in ("chroma_r", "chroma_g")})
 
 ASSOCIATION = TableSpec("Association", {
     "camera_id": "str", "track_id": "int64", "global_id": "int64",

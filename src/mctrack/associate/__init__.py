@@ -43,7 +43,8 @@ from ..tables import ASSOCIATION, PAIR_EVIDENCE, TRACKLET2D
 from .config import AssociationConfig
 from .data import TrackletIndex
 from .evidence import EVIDENCE_COLUMNS, candidate_pairs, closest_points, kernel_evidence, pair_scores, ray_distance
-from .frames import pieces_table, track_detections, tracklet_pieces
+from .encounters import resolve_encounters
+from .frames import appearance_sigma, pieces_table, track_detections, tracklet_pieces
 from .refine import apply_splits, find_splits, group_points, reprojected_rows, row_labels, stitch_groups
 from .solve import group_support, solve_groups
 
@@ -161,6 +162,10 @@ def _frames_labels(tr, idx, cams, cfg):
     (``box_fraction`` × the median target size).
     """
     track, cost, size_m = track_detections(idx, cams, cfg)
+    app_sig = appearance_sigma(idx) if idx.appearance is not None and cfg.appearance_weight > 0 else None
+    track, link_sup = resolve_encounters(idx, track, cams, size_m, cfg.encounter_radius, cfg.encounter_frames,
+                                         cfg.stitch_max_gap, cfg.box_fraction, app_sig, cfg.appearance_weight)
+    cost = np.where(track >= 0, cost, np.nan)
     piece, ptrack = tracklet_pieces(idx, track, cfg.min_run)
     tr, parent_of_piece = pieces_table(tr, idx, piece)
     new_idx = TrackletIndex.build(tr)
@@ -181,6 +186,11 @@ def _frames_labels(tr, idx, cams, cfg):
     n_hit = np.bincount(piece[hit], minlength=len(ptrack))
     sup = np.bincount(piece[hit], weights=np.exp(-0.5 * cost[hit] ** 2), minlength=len(ptrack)) / np.maximum(n_hit, 1)
     sup = np.where(lone | (n_hit < cfg.min_run), np.nan, sup)  # pieces attached by 2D continuity alone: not judged
+    if link_sup:  # a track relinked across an encounter or a coast is as strong as its weakest link
+        ls = np.full(n_track, np.nan)
+        ls[np.fromiter(link_sup, np.int64)] = np.fromiter(link_sup.values(), float)
+        lsp = ls[np.maximum(ptrack, 0)]
+        sup = np.where(~lone & np.isfinite(lsp), np.fmin(sup, lsp), sup)
     piece_support = np.empty(len(new_idx.keys))
     piece_support[k_of_piece] = sup
     log.info("per-frame 3D tracking: %d 3D tracks; %d tracklets cut into %d pieces (%d unclaimed)",

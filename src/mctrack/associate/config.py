@@ -43,6 +43,20 @@ class AssociationConfig:
     in target sizes per frame² (default 0.1).
     ``min_run``: detected rows a run of one 3D track needs inside a 2D
     tracklet before the tracklet is cut there (default 3).
+    ``encounter_radius``: target sizes; where two 3D tracks come closer than
+    this, both are cut and the fragments relinked by motion from both sides
+    (:mod:`~mctrack.associate.encounters`; default 1.0 = one body length,
+    about where blobs of two targets start to merge in the images; 0 cuts
+    only where a track coasted).
+    ``encounter_frames``: frames added on each side of an encounter window
+    (default 2).
+    ``appearance_weight``: weight of the appearance term added to a row's
+    matching cost when the rows carry appearance (``chroma_r, chroma_g``
+    from the background detector on colour video): ``w · min(Δ²/σ², 9)``
+    with Δ the chromaticity distance between the row and the track's running
+    mean in that camera and σ estimated per camera from consecutive rows of
+    one tracklet (:func:`~mctrack.associate.frames.appearance_sigma`)
+    (default 1.0; 0 = motion and geometry only).
 
     Geometric likelihood (see :mod:`mctrack.associate.evidence`)
     ------------------------------------------------------------
@@ -106,6 +120,9 @@ class AssociationConfig:
     max_coast_frames: int = 30
     motion_noise: float = 0.1
     min_run: int = 3
+    encounter_radius: float = 1.0
+    encounter_frames: int = 2
+    appearance_weight: float = 1.0
     distance_scale: float | None = None
     centroid_sigma: float = 2.0
     box_fraction: float = 0.25
@@ -147,6 +164,9 @@ class AssociationConfig:
             if int(getattr(self, name)) < 1:
                 raise InputError(None, f"associate.{name}", f"must be >= 1, got {getattr(self, name)!r}",
                                  "set a positive integer in the config's associate section")
+        if self.encounter_radius < 0 or int(self.encounter_frames) < 0 or self.appearance_weight < 0:
+            raise InputError(None, "associate.encounter_radius/encounter_frames/appearance_weight", "must be >= 0",
+                             "set a non-negative number in the config's associate section (0 turns it off)")
         if self.negative_weight < 0 or self.stitch_max_gap < 0 or self.exact_max_nodes < 0:
             raise InputError(None, "associate.negative_weight/stitch_max_gap/exact_max_nodes", "must be >= 0",
                              "set a non-negative number in the config's associate section")

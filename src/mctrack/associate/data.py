@@ -30,6 +30,8 @@ class TrackletIndex:
     cx, cy, w, h : (N,) float64 px centroid and box size
     detected, coasted : (N,) bool
     source_row : (N,) int64 position of each row in the table it was built from
+    appearance : (N, 2) float64 chromaticity ``chroma_r, chroma_g`` of each row
+        (NaN where unknown), or None when the table has none
     """
 
     keys: pd.DataFrame
@@ -45,6 +47,7 @@ class TrackletIndex:
     _code: np.ndarray
     _span: int
     source_row: np.ndarray | None = None
+    appearance: np.ndarray | None = None
 
     @classmethod
     def build(cls, tracklets: pd.DataFrame, source: str | None = None) -> "TrackletIndex":
@@ -102,9 +105,14 @@ class TrackletIndex:
                            first=first, last=last, first_det=first_det, last_det=last_det, n_det=n_det)
         # alive interval for cannot-links: first row .. last detected row (coasted rows in between included)
         keys["end"] = np.where(n_det > 0, last_det, last)
+        app = None
+        if {"chroma_r", "chroma_g"} <= set(tracklets.columns):
+            app = tracklets[["chroma_r", "chroma_g"]].to_numpy(np.float64)[order]
+            if not np.isfinite(app).any():
+                app = None
         return cls(keys=keys, camera_names=names, tk=tk, frame=frame, cx=cxy[:, 0], cy=cxy[:, 1],
                    w=box[:, 2] - box[:, 0], h=box[:, 3] - box[:, 1], detected=detected,
-                   coasted=status == "coasted", _code=code, _span=span, source_row=order)
+                   coasted=status == "coasted", _code=code, _span=span, source_row=order, appearance=app)
 
     def row_rays(self, cameras: dict) -> tuple[np.ndarray, np.ndarray]:
         """World ray origin and unit direction ``(N, 3)`` of every row's centroid (cached; NaN for uncalibrated)."""

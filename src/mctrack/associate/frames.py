@@ -68,7 +68,7 @@ _DUP_EVERY = 5  # frames between duplicate-track checks (the check needs n_init 
 class _Tracks:
     """Struct of arrays of 3D tracks (capacity grows by doubling)."""
 
-    def __init__(self, cap: int = 64):
+    def __init__(self, cap: int = 64, n_cams: int = 1):
         self.n = 0
         self.X = np.zeros((cap, 3))
         self.V = np.zeros((cap, 3))
@@ -80,11 +80,14 @@ class _Tracks:
         self.last_multi = np.zeros(cap, np.int64)  # last frame with >= 2 cameras
         self.born = np.zeros(cap, np.int64)
         self.close = np.zeros(cap, np.int64)    # consecutive frames near an older track
+        self.app = np.zeros((cap, n_cams, 2))     # per camera: mean appearance (chromaticity r, g) of its rows
+        self.app_n = np.zeros((cap, n_cams))      # per camera: rows in that mean (capped at 20: a running mean)
 
     def add(self, X: np.ndarray, size: np.ndarray, frame: int, p0: np.ndarray) -> np.ndarray:
         m = len(X)
         while self.n + m > len(self.alive):
-            for name in ("X", "V", "P", "size", "alive", "confirmed", "streak", "last_multi", "born", "close"):
+            for name in ("X", "V", "P", "size", "alive", "confirmed", "streak", "last_multi", "born", "close",
+                         "app", "app_n"):
                 a = getattr(self, name)
                 setattr(self, name, np.concatenate([a, np.zeros_like(a)]))
         ids = np.arange(self.n, self.n + m)
@@ -93,6 +96,7 @@ class _Tracks:
         self.P[ids] = p0
         self.alive[ids], self.confirmed[ids] = True, False
         self.streak[ids], self.last_multi[ids], self.born[ids], self.close[ids] = 1, frame, frame, 0
+        self.app[ids], self.app_n[ids] = 0.0, 0.0
         return ids
 
 
@@ -179,6 +183,7 @@ def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tu
     if not det.size:
         return track, cost, float("nan")
     cam_of = idx.keys["cam"].to_numpy()[idx.tk]
+    app = getattr(idx, "appearance", None)
     o_all, d_all = idx.row_rays(dict(zip(idx.camera_names, cams)))
     order = det[np.lexsort((cam_of[det], idx.frame[det]))]
     fr = idx.frame[order]
@@ -192,8 +197,9 @@ def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tu
     f_px = np.array([0.5 * (c.K[0, 0] + c.K[1, 1]) for c in cams])
     proj = _Projector(cams)
     cam_range = np.arange(len(cams) + 1)
-    T = _Tracks()
+    T = _Tracks(n_cams=len(cams))
     gate2 = cfg.gate ** 2
+    app_sig = appearance_sigma(idx) if app is not None and cfg.appearance_weight > 0 else None
     K = len(idx.keys)
     last_track = np.full(K, -1, np.int64)   # per tracklet: track of its last assigned row and when
     last_frame = np.full(K, -10 ** 9, np.int64)
@@ -226,6 +232,12 @@ def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tu
             tk = idx.tk[rows]
             cont = (last_track[tk][:, None] == act[None, :]) & ((t - last_frame[tk]) <= cfg.continuity_frames)[:, None]
             c2 = np.where(ok, d2 - cfg.continuity_bonus * cont, _BIG)
+            if app_sig is not None:  # appearance: squared normalised chromaticity distance, capped at 3σ
+                am = T.app[act[None, :], rc[:, None]]                                        # (R, A, 2)
+                an = T.app_n[act[None, :], rc[:, None]]                                      # (R, A)
+                da = ((app[rows][:, None, :] - am) ** 2).sum(2) / app_sig[rc][:, None] ** 2
+                use = (an >= 3) & np.isfinite(da)
+                c2 = np.where(ok & use, c2 + cfg.appearance_weight * np.minimum(da, 9.0), c2)
             cut = np.searchsorted(rc, cam_range).tolist()
             for lo, hi in zip(cut[:-1], cut[1:]):   # per camera: one assignment
                 if lo == hi:
@@ -257,6 +269,14 @@ def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tu
                 dn[pos] = 0.0
         _bookkeeping(T, t, cfg, assigned)
         hit = assigned >= 0
+        if app_sig is not None:
+            hr = rows[hit]
+            a_r = app[hr]
+            fin = np.isfinite(a_r).all(1)
+            j, c = assigned[hit][fin], rc[hit][fin]
+            n_ = np.minimum(T.app_n[j, c], 19.0)
+            T.app[j, c] = (T.app[j, c] * n_[:, None] + a_r[fin]) / (n_ + 1)[:, None]
+            T.app_n[j, c] += 1
         track[rows[hit]] = assigned[hit]
         cost[rows[hit]] = dn[hit]
         tk = idx.tk[rows[hit]]
@@ -270,6 +290,33 @@ def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tu
     cost[bad] = np.nan
     sizes = T.size[:T.n][T.confirmed[:T.n]]
     return track, cost, float(np.median(sizes)) if sizes.size else float("nan")
+
+
+def appearance_sigma(idx: TrackletIndex) -> np.ndarray:
+    """Per-camera spread of one row's appearance about its target's, ``(C,) float64`` chromaticity units.
+
+    Robust estimate over the detected rows of tracklets with ≥ 5 of them:
+    ``1.4826 · median |a − median of its tracklet|`` over both chromaticity
+    components (the normalised MAD, Rousseeuw & Croux 1993). This spread
+    includes the slow change of a target's appearance with its pose, which
+    the track's running mean also sees; consecutive rows differ much less.
+    Cameras with fewer than 20 such rows take the pooled value; floor 1e-3.
+    """
+    C = len(idx.camera_names)
+    det = np.flatnonzero(idx.detected & np.isfinite(idx.appearance).all(1))
+    tk = idx.tk[det]
+    n = np.bincount(tk, minlength=len(idx.keys))
+    det, tk = det[n[tk] >= 5], tk[n[tk] >= 5]
+    if not det.size:
+        return np.full(C, 0.01)
+    a = pd.DataFrame(idx.appearance[det], columns=["r", "g"])
+    dev = (a - a.groupby(tk).transform("median")).abs().to_numpy()
+    cam = idx.keys["cam"].to_numpy()[tk]
+    out = np.full(C, 1.4826 * float(np.median(dev)))
+    for c in range(C):  # per camera (a handful)
+        if (cam == c).sum() >= 20:
+            out[c] = 1.4826 * float(np.median(dev[cam == c]))
+    return np.maximum(out, 1e-3)
 
 
 def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> None:

@@ -89,6 +89,26 @@ def _weighted_median(values: np.ndarray) -> float:
     return float(v[np.searchsorted(c, 0.5 * c[-1])])
 
 
+def _chroma(label: np.ndarray, bgr: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:
+    """Appearance of each blob: its chromaticity ``(r, g) = (R, G) / (R + G + B)``.
+
+    ``label (P,)`` int blob of each foreground pixel (``0..n-1``), ``bgr (P, 3)``
+    its colour, ``weight (P,)`` its colour distance to the background (so the
+    blob's core counts more than its edge, where the background shows
+    through). Returns ``(n, 2) float32`` (NaN for a blob without weight).
+    Chromaticity drops the brightness, which changes with a target's
+    orientation and shading, and keeps the hue of its surface, which does not
+    (normalised rgb, Gevers & Smeulders 1999, *Pattern Recognit.* 32:453).
+    """
+    w = weight.astype(np.float64)
+    s = np.stack([np.bincount(label, weights=w * bgr[:, k], minlength=n) for k in range(3)], axis=1)
+    tot = s.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.stack([s[:, 2] / tot, s[:, 1] / tot], axis=1)
+    out[~(tot > 0)] = np.nan
+    return out.astype(np.float32)
+
+
 def _split_pixels(xs: np.ndarray, ys: np.ndarray, k: int) -> np.ndarray:
     """Cluster labels ``(n,) int32`` in ``[0, k)`` of one blob's pixels ``xs, ys`` (``(n,)`` px).
 
@@ -521,20 +541,22 @@ class BackgroundDetector:
         return labels, stats, area[keep], keep
 
     def detect_frame(self, background: np.ndarray, threshold: np.ndarray, image: np.ndarray,
-                     target_area: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                     target_area: float = 0.0, chroma: bool = False):
         """Detect foreground blobs in one model-space image with the frozen model.
 
-        ``image`` is ``(H, W)`` or ``(H, W, 3) uint8`` matching ``background``;
+        ``image`` is ``(H, W)`` or ``(H, W, 3) uint8`` (BGR) matching ``background``;
         ``threshold`` ``(H, W) float32`` (see :meth:`primed_model`);
         ``target_area`` px, one target's blob area (0 = do not split). Returns
         ``(boxes, confidence)``: ``(N, 4) float32`` xyxy px and ``(N,) float32``
         in ``[0, 1]``, in component-label (raster) order, the parts of a split
-        blob consecutive in their k-means order.
+        blob consecutive in their k-means order; with ``chroma=True`` also
+        ``(N, 2) float32`` appearance (see :func:`_chroma`; NaN for a grey model).
         """
         d2 = _sq_dist(image, background)
         labels, stats, area, keep = self._components(self._mask(d2, threshold))
         if not keep.any():
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+            empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+            return (*empty, np.zeros((0, 2), np.float32)) if chroma else empty
         # mean colour distance per component: bincount over the foreground pixels only
         n = len(stats) + 1
         flat = labels.reshape(-1)
@@ -547,22 +569,29 @@ class BackgroundDetector:
         s = stats[keep].astype(np.float32)
         x, y = s[:, cv2.CC_STAT_LEFT], s[:, cv2.CC_STAT_TOP]
         boxes = np.stack([x, y, x + s[:, cv2.CC_STAT_WIDTH], y + s[:, cv2.CC_STAT_HEIGHT]], axis=1)
+        colour = chroma and image.ndim == 3
+        if colour:
+            ch = _chroma(flat[fg], image.reshape(-1, 3)[fg], dist, n)[1:][keep]
+        elif chroma:
+            ch = np.full((len(boxes), 2), np.nan, np.float32)
         if not (self.params["split"] and target_area > 0):
-            return boxes, conf
+            return (boxes, conf, ch) if chroma else (boxes, conf)
         parts = np.maximum(np.floor(area / target_area + 0.5), 2).astype(int)
         # below split_ratio: one target; above max_split targets: not a group of targets (a camera
         # out, a light switched on: the whole image is one blob), left whole
         parts[(area < self.params["split_ratio"] * target_area) | (parts > self.params["max_split"])] = 1
         if (parts == 1).all():
-            return boxes, conf
+            return (boxes, conf, ch) if chroma else (boxes, conf)
         # only blobs to split are visited (a few per frame); each is clustered on its own pixels
-        out_b, out_c = [], []
+        out_b, out_c, out_h = [], [], []
         ids = np.flatnonzero(keep) + 1
         d = np.sqrt(d2, dtype=np.float32)
         for j in range(len(ids)):
             if parts[j] == 1:
                 out_b.append(boxes[j:j + 1])
                 out_c.append(conf[j:j + 1])
+                if chroma:
+                    out_h.append(ch[j:j + 1])
                 continue
             x0, y0, w, h = (int(v) for v in stats[ids[j] - 1, :4])
             ys, xs = np.nonzero(labels[y0:y0 + h, x0:x0 + w] == ids[j])
@@ -580,6 +609,12 @@ class BackgroundDetector:
             c = np.bincount(lab, weights=d[y0 + ys, x0 + xs], minlength=parts[j]) / np.maximum(cnt, 1)
             out_b.append(np.stack([x0 + x1, y0 + y1, x0 + x2 + 1, y0 + y2 + 1], axis=1)[ok].astype(np.float32))
             out_c.append((1.0 - np.exp(-c / cs))[ok].astype(np.float32))
+            if colour:
+                out_h.append(_chroma(lab, image[y0 + ys, x0 + xs], d[y0 + ys, x0 + xs], int(parts[j]))[ok])
+            elif chroma:
+                out_h.append(np.full((int(ok.sum()), 2), np.nan, np.float32))
+        if chroma:
+            return np.concatenate(out_b), np.concatenate(out_c), np.concatenate(out_h)
         return np.concatenate(out_b), np.concatenate(out_c)
 
     def detect_chunk(self, video: str | os.PathLike, start: int, stop: int, camera_id: str,
@@ -594,11 +629,12 @@ class BackgroundDetector:
         """
         _check_chunk(video, start, stop, frame_offset)
         bg, thr, grey, area = self.primed_model(video)
-        frames, boxes, confs, classes = [], [], [], []
+        frames, boxes, confs, classes, chromas = [], [], [], [], []
         for f, img in read_frames(video, start, stop, frame_offset):
-            b, c = self.detect_frame(bg, thr, self._to_model(img, grey), area)
+            b, c, h = self.detect_frame(bg, thr, self._to_model(img, grey), area, chroma=True)
             frames.append(np.full(len(b), f, np.int64))
             boxes.append(b)
             confs.append(c)
             classes.append(np.zeros(len(b), np.int32))
-        return _table(camera_id, frames, boxes, confs, classes)
+            chromas.append(h)
+        return _table(camera_id, frames, boxes, confs, classes, chromas)

@@ -114,12 +114,13 @@ def _check_chunk(video: str | os.PathLike, start: Any, stop: Any, frame_offset: 
 
 
 def _table(camera_id: str, frames: list[np.ndarray], boxes: list[np.ndarray], confs: list[np.ndarray],
-           classes: list[np.ndarray]) -> pd.DataFrame:
+           classes: list[np.ndarray], chromas: list[np.ndarray] | None = None) -> pd.DataFrame:
     """Assemble per-frame numpy arrays into a coerced DETECTION table.
 
     Each list has one entry per frame: ``frames[i]`` ``(n_i,) int64``, ``boxes[i]``
     ``(n_i, 4) float32`` xyxy px, ``confs[i]`` ``(n_i,) float32``, ``classes[i]``
-    ``(n_i,) int32``.
+    ``(n_i,) int32``, ``chromas[i]`` ``(n_i, 2) float32`` appearance
+    (``chroma_r, chroma_g``; None: NaN).
     """
     if not frames:
         return tables.DETECTION.empty()
@@ -134,4 +135,7 @@ def _table(camera_id: str, frames: list[np.ndarray], boxes: list[np.ndarray], co
         "confidence": np.concatenate(confs).astype(np.float32),
         "class_id": np.concatenate(classes).astype(np.int32),
     })
+    if chromas is not None:
+        h = np.concatenate(chromas).astype(np.float32).reshape(-1, 2)
+        df["chroma_r"], df["chroma_g"] = h[:, 0], h[:, 1]
     return tables.DETECTION.coerce(df)

@@ -207,6 +207,35 @@ def _rows_to_frame(blocks: list[np.ndarray], camera_id: str) -> pd.DataFrame:
     return TRACKLET2D.coerce(df)
 
 
+def attach_appearance(rows: pd.DataFrame, detections: pd.DataFrame | str | os.PathLike | None,
+                      camera_id: str) -> pd.DataFrame:
+    """Copy each detected row's appearance (``chroma_r, chroma_g``) from its detection.
+
+    ``rows``: TRACKLET2D of one camera; ``detections``: its DETECTION table
+    (rows joined on ``(frame, det_index)``; other cameras' rows ignored).
+    Coasted and interpolated rows, and detections without appearance, get NaN.
+    Returns a TRACKLET2D table in the order of ``rows``.
+    """
+    if detections is None or isinstance(detections, (str, os.PathLike)) or not len(rows):
+        return rows
+    if not {"chroma_r", "chroma_g"} <= set(detections.columns):
+        return rows
+    d = detections
+    if "camera_id" in d.columns:
+        d = d[d["camera_id"].astype(str).to_numpy() == str(camera_id)]
+    d = d[["frame", "det_index", "chroma_r", "chroma_g"]].drop_duplicates(["frame", "det_index"])
+    key = pd.MultiIndex.from_arrays([d["frame"].to_numpy(np.int64), d["det_index"].to_numpy(np.int64)])
+    pos = pd.Index(key).get_indexer(pd.MultiIndex.from_arrays([rows["frame"].to_numpy(np.int64),
+                                                              rows["det_index"].to_numpy(np.int64)]))
+    ok = (pos >= 0) & (rows["det_index"].to_numpy() >= 0)
+    out = rows.copy()
+    for c in ("chroma_r", "chroma_g"):
+        v = np.full(len(rows), np.nan, np.float32)
+        v[ok] = d[c].to_numpy(np.float32)[pos[ok]]
+        out[c] = v
+    return TRACKLET2D.coerce(out)
+
+
 def _detection_arrays(dets: pd.DataFrame | None, source=None):
     """Validate DETECTION rows and return (frame, det_index, boxes, conf, cls) numpy arrays.
 
@@ -523,7 +552,7 @@ def track_chunk(cfg: TrackerConfig, detections: pd.DataFrame | str | os.PathLike
         if len(cam) and "camera_id" in cam.columns:
             cam = cam[cam["camera_id"].astype(str).to_numpy() == str(camera_id)]
         emb = embed_detections(ReIDEmbedder(cfg.reid), video, cam, start, stop, frame_offset)
-    df = tracker.run(detections, start, stop, emb)
+    df = attach_appearance(tracker.run(detections, start, stop, emb), detections, camera_id)
     if embeddings_out is not None:
         if emb is None:
             emb = pd.DataFrame({"frame": np.zeros(0, np.int64), "det_index": np.zeros(0, np.int32)})
