@@ -20,8 +20,8 @@ class AssociationConfig:
     (:mod:`~mctrack.associate.evidence`, :mod:`~mctrack.associate.solve`).
     The default was chosen on measurements (3D IDF1, same 2D tracklets): on
     the synthetic tank (6 fish) 0.99 with 4 cameras vs 0.95; on its five 2-
-    and 3-camera subsets better on three (by 0.04-0.25), worse on two (by
-    0.05-0.06); on the hard scene 0.66 vs 0.40;
+    and 3-camera subsets better on all five (by 0.01-0.26); on the hard
+    scene 0.95 vs 0.40;
     on Pose2Sim (two people, 4 cameras) both keep each person one id in
     100/100 frames (README, "associate").
     ``tracklets`` is faster (no per-frame loop) and needs no motion model.

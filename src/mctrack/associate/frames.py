@@ -18,7 +18,13 @@ frame — and uses the 2D tracklets only as a tie-breaker:
    (``s = sqrt(w·h)`` of the row's box, px; ``σ_pred`` the track's predicted
    position std projected to px), gated at ``d ≤ gate·τ``, minus
    ``continuity_bonus`` when the row's 2D tracklet was assigned to that track
-   within the last ``continuity_frames`` frames.
+   within the last ``continuity_frames`` frames, plus — when the rows carry
+   appearance (``chroma_r, chroma_g``, from the background detector on
+   colour video) — ``appearance_weight · min(Δ²/σ², 9)``, Δ the
+   chromaticity distance between the row and the track's running mean in
+   that camera (over its last ~20 rows there, used once it has 3), σ the
+   camera's appearance spread (:func:`appearance_sigma`). Appearance only
+   ranks candidates inside the geometric gate, never admits one outside.
 3. **Update**: each track's rows are triangulated (least-squares ray
    intersection, the N-view midpoint method); a row whose reprojection from
    the others is outside the gate is dropped (one pass). Two or more rays give
