@@ -73,7 +73,10 @@ class GroundConfig:
     acceleration of a walker), ``position_sigma`` (m, foot-point model error
     per axis, added in quadrature to ``pixel_sigma`` px of foot-point noise
     propagated through the homography), ``n_init`` (detected frames before a
-    ground track is confirmed; rows of never-confirmed tracks are clutter).
+    ground track is confirmed; rows of never-confirmed tracks are clutter),
+    ``min_view_support`` (0..1, 0 = off): a ground track observed in fewer than
+    this fraction of the camera-frames whose view holds it is clutter
+    (:func:`_drop_unseen_tracks`).
     """
 
     enabled: bool | str = "auto"
@@ -90,6 +93,7 @@ class GroundConfig:
     position_sigma: float = 0.2
     pixel_sigma: float = 2.0
     n_init: int = 5
+    min_view_support: float = 0.6
 
     def __post_init__(self):
         if self.foot_point not in FOOT_POINTS:
@@ -105,6 +109,8 @@ class GroundConfig:
         for key in ("acceleration_std", "position_sigma", "pixel_sigma"):
             if not float(getattr(self, key)) > 0:
                 raise InputError(None, f"ground.{key}", "must be > 0", "use a positive value")
+        if not 0 <= float(self.min_view_support) < 1:
+            raise InputError(None, "ground.min_view_support", "must be in [0, 1)", "e.g. 0.5, or 0 to keep all tracks")
         if int(self.n_init) < 1:
             raise InputError(None, "ground.n_init", "must be >= 1", "use a frame count")
         for key in ("min_shared", "max_gap_frames", "min_absence"):
@@ -378,6 +384,61 @@ def _kalman_tracks(frame: np.ndarray, cam: np.ndarray, z: np.ndarray, r2: np.nda
     return np.where(out >= 0, np.where(good[np.maximum(out, 0)], out, -1), -1)
 
 
+def in_view(gm: GroundMap, xy: np.ndarray, margin: float = 0.02) -> np.ndarray:
+    """Whether ground points ``(N, 2)`` m are in a camera's view: ``(N,) bool``.
+
+    True where the point maps to a pixel inside the image (``gm.size``, shrunk
+    by ``margin`` of its width/height on every side) in front of the camera
+    (the pixel maps back to the point). All False when the map has no image size.
+    Occlusion is not considered.
+    """
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if gm.size is None or not len(xy):
+        return np.zeros(len(xy), bool)
+    W, H = gm.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        uv = gm.to_image(xy)
+        back = gm.to_ground(uv)
+    inside = (uv[:, 0] >= margin * W) & (uv[:, 0] <= (1 - margin) * W) & (uv[:, 1] >= margin * H) & \
+             (uv[:, 1] <= (1 - margin) * H)
+    return inside & (np.linalg.norm(back - xy, axis=1) < 1e-3 * (1 + np.linalg.norm(xy, axis=1)))
+
+
+def _drop_unseen_tracks(frame: np.ndarray, cam: np.ndarray, z: np.ndarray, label: np.ndarray,
+                        maps: dict[str, GroundMap], min_support: float) -> np.ndarray:
+    """Labels with ground tracks that the cameras viewing them mostly do not see set to −1 (clutter).
+
+    Per ground track: ``possible`` = Σ over its frames of the cameras whose
+    view holds its mean position (:func:`in_view`) plus any that observe it,
+    ``observed`` = Σ of the cameras observing it. A track with
+    ``observed / possible < min_support`` and at least 30 unobserved
+    camera-frames is a single-view false positive (a background ghost, a
+    blob fragment): a target standing in two cameras' views is detected by
+    both most of the time. Single-camera sessions are never affected.
+    """
+    ok = label >= 0
+    if not ok.any() or len(maps) < 2:
+        return label
+    obs = pd.DataFrame({"t": label[ok], "frame": frame[ok], "cam": cam[ok], "x": z[ok, 0], "y": z[ok, 1]})
+    per = obs.groupby(["t", "frame"]).agg(x=("x", "mean"), y=("y", "mean"), n_obs=("cam", "nunique")).reset_index()
+    seen = obs.groupby(["t", "frame", "cam"]).size().rename("n").reset_index()
+    xy = per[["x", "y"]].to_numpy()
+    possible = np.zeros(len(per))
+    key = pd.MultiIndex.from_frame(per[["t", "frame"]])
+    for name, gm in maps.items():
+        s = seen[seen["cam"] == name]
+        observing = np.zeros(len(per), bool)
+        observing[key.get_indexer(pd.MultiIndex.from_frame(s[["t", "frame"]]))] = True
+        possible += in_view(gm, xy) | observing
+    per = per.assign(possible=possible)
+    tot = per.groupby("t")[["n_obs", "possible"]].sum()
+    bad = tot.index[(tot["n_obs"] < min_support * tot["possible"]) & (tot["possible"] - tot["n_obs"] >= 30)]
+    if len(bad):
+        log.info("ground tracks %s dropped: seen in %s of the camera-frames whose view holds them", list(bad),
+                 [f"{o:.0f}/{p:.0f}" for o, p in tot.loc[bad].to_numpy()])
+    return np.where(np.isin(label, bad), -1, label)
+
+
 def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: GroundConfig | None = None,
                  fps: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Ground-plane association by one Kalman filter per target, fed by every camera (``ground.method: kalman``).
@@ -432,6 +493,9 @@ def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: Groun
         prev = pos.groupby(key.to_numpy()).shift(1).fillna(-1).astype(np.int64).to_numpy()
         r2 = cfg.position_sigma ** 2 + np.nan_to_num(gstd[order], nan=1.0) ** 2
         label[order] = _kalman_tracks(tr["frame"].to_numpy()[order], cam_i, gxy[order], r2, prev, cfg, fps)
+        if cfg.min_view_support > 0:
+            label[order] = _drop_unseen_tracks(tr["frame"].to_numpy()[order], cam_names[order], gxy[order],
+                                               label[order], maps, cfg.min_view_support)
     # coasted rows (and nothing else) inherit their tracklet's neighbouring label
     lab = np.where(det, label.astype(np.float64), np.nan)  # -1 = clutter, NaN = coasted / no ground position
     srt = tr.assign(_lab=lab, _i=np.arange(len(tr))).sort_values(["camera_id", "track_id", "frame"])
