@@ -113,3 +113,42 @@ def test_kalman_settings_are_checked():
         GroundConfig(acceleration_std=0)
     with pytest.raises(InputError, match="ground.n_init"):
         GroundConfig(n_init=0)
+
+
+def test_in_view_of_the_floor_cameras():
+    from mctrack.associate.ground import in_view
+
+    cams, maps = _rig()
+    xy = np.array([[-4.2, 0.0], [4.2, 0.0], [-4.2, -30.0]])
+    # cam1 watches the x < 0 part from y < 0: the first point, not the right part, not 30 m behind it
+    assert in_view(maps["cam1"], xy).tolist() == [True, False, False]
+    assert in_view(maps["cam3"], xy).tolist() == [False, True, False]
+
+
+def test_kalman_drops_a_track_that_a_second_camera_viewing_it_never_sees():
+    """A static blob in cam2 only (a background ghost) where cam1 also looks; a walker both cameras see.
+
+    Expected with min_view_support 0.6: the ghost (seen in 1 of 2 viewing cameras, 50 %) is clutter,
+    the walker is kept; with 0 (off) both are kept; one camera alone never drops anything.
+    """
+    cams, maps = _rig(["cam1", "cam2"])
+    f = np.arange(0, 60)
+    w = lambda f: np.c_[-4.5 + 1.0 * f / FPS, np.full(len(f), 0.5)]  # noqa: E731
+    ghost = np.tile([[-3.0, -1.0]], (len(f), 1))
+    assert in_view_both(maps, ghost[:1]) and in_view_both(maps, w(f))
+    tr = pd.concat([_tracklet_rows("cam1", 1, f, _proj(cams["cam1"], w(f))),
+                    _tracklet_rows("cam2", 1, f, _proj(cams["cam2"], w(f))),
+                    _tracklet_rows("cam2", 2, f, _proj(cams["cam2"], ghost))], ignore_index=True)
+    out, assoc, _, _ = track_ground(tr, maps, GroundConfig(min_view_support=0.6), fps=FPS)
+    assert assoc["global_id"].nunique() == 1 and set(out["track_id"]) == {1}
+    _, assoc, _, _ = track_ground(tr, maps, GroundConfig(min_view_support=0.0), fps=FPS)
+    assert assoc["global_id"].nunique() == 2
+    one = tr[tr["camera_id"] == "cam2"]
+    _, assoc, _, _ = track_ground(one, {"cam2": maps["cam2"]}, GroundConfig(min_view_support=0.6), fps=FPS)
+    assert assoc["global_id"].nunique() == 2
+
+
+def in_view_both(maps, xy):
+    from mctrack.associate.ground import in_view
+
+    return bool(in_view(maps["cam1"], xy).all() and in_view(maps["cam2"], xy).all())

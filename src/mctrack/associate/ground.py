@@ -409,7 +409,8 @@ def _drop_unseen_tracks(frame: np.ndarray, cam: np.ndarray, z: np.ndarray, label
     """Labels with ground tracks that the cameras viewing them mostly do not see set to −1 (clutter).
 
     Per ground track: ``possible`` = Σ over its frames of the cameras whose
-    view holds its mean position (:func:`in_view`) plus any that observe it,
+    view holds its mean position (:func:`in_view`) plus any that observe it
+    (cameras with no observation in the whole session do not count),
     ``observed`` = Σ of the cameras observing it. A track with
     ``observed / possible < min_support`` and at least 30 unobserved
     camera-frames is a single-view false positive (a background ghost, a
@@ -417,7 +418,7 @@ def _drop_unseen_tracks(frame: np.ndarray, cam: np.ndarray, z: np.ndarray, label
     both most of the time. Single-camera sessions are never affected.
     """
     ok = label >= 0
-    if not ok.any() or len(maps) < 2:
+    if not ok.any() or len(np.unique(cam[ok])) < 2:
         return label
     obs = pd.DataFrame({"t": label[ok], "frame": frame[ok], "cam": cam[ok], "x": z[ok, 0], "y": z[ok, 1]})
     per = obs.groupby(["t", "frame"]).agg(x=("x", "mean"), y=("y", "mean"), n_obs=("cam", "nunique")).reset_index()
@@ -427,6 +428,8 @@ def _drop_unseen_tracks(frame: np.ndarray, cam: np.ndarray, z: np.ndarray, label
     key = pd.MultiIndex.from_frame(per[["t", "frame"]])
     for name, gm in maps.items():
         s = seen[seen["cam"] == name]
+        if s.empty:  # a camera without any observation (no video content, failed detector) is no evidence
+            continue
         observing = np.zeros(len(per), bool)
         observing[key.get_indexer(pd.MultiIndex.from_frame(s[["t", "frame"]]))] = True
         possible += in_view(gm, xy) | observing
