@@ -152,3 +152,24 @@ def in_view_both(maps, xy):
     from mctrack.associate.ground import in_view
 
     return bool(in_view(maps["cam1"], xy).all() and in_view(maps["cam2"], xy).all())
+
+
+def test_box_ground_width_and_merged_boxes_are_no_observations():
+    """A box spanning two walkers (bottom edge 1.5 m of floor) is no observation with max_ground_width 1.2."""
+    from mctrack.associate.ground import box_ground_width
+
+    cams, maps = _rig(["cam1"])
+    cam = cams["cam1"]
+    f = np.arange(0, 30)
+    w = lambda f: np.c_[-4.0 + 1.0 * f / FPS, np.zeros(len(f))]  # noqa: E731
+    tr = _tracklet_rows("cam1", 1, f, _proj(cam, w(f)))
+    left, right = _proj(cam, w(f) - [0.75, 0.0]), _proj(cam, w(f) + [0.75, 0.0])
+    wide = tr.copy()
+    wide.loc[10:14, "x1"] = np.minimum(left[10:15, 0], right[10:15, 0])
+    wide.loc[10:14, "x2"] = np.maximum(left[10:15, 0], right[10:15, 0])
+    width = box_ground_width(wide, maps)
+    assert np.allclose(width[10:15], 1.5, atol=0.05) and (width[:10] < 0.3).all()
+    out, assoc, _, gxy = track_ground(wide, maps, GroundConfig(max_ground_width=1.2), fps=FPS)
+    assert len(out) == 30 and assoc["global_id"].nunique() == 1  # the wide rows stay, labelled by their tracklet
+    with pytest.raises(InputError, match="ground.max_ground_width"):
+        GroundConfig(max_ground_width=-1)
