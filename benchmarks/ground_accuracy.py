@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 from scipy.optimize import linear_sum_assignment
 
-from mctrack.associate.ground import (GroundConfig, associate_ground, evaluate_handoffs, ground_gid_targets,
+from mctrack.associate.ground import (GroundConfig, associate_ground, box_ground_width, evaluate_handoffs, ground_gid_targets,
                                       ground_points, gt_handoffs, handoff_events, track_ground)
 from mctrack.calibration import load_calibration
 from mctrack.evaluate import box_iou, evaluate_3d_tracking, read_gt3d, read_mot_gt
@@ -58,7 +58,8 @@ def ground_scores(tracklets: pd.DataFrame, maps: dict, cfg: GroundConfig, gts: d
         tracklets, association, _, gxy = track_ground(tracklets, maps, cfg, fps=fps)
     else:
         association, _, gxy = associate_ground(tracklets, maps, cfg, fps=fps)
-    points = ground_points(tracklets, association, gxy)
+    weak = box_ground_width(tracklets, maps) > cfg.max_ground_width if cfg.max_ground_width > 0 else None
+    points = ground_points(tracklets, association, gxy, weak=weak)
     t3 = evaluate_3d_tracking(points, gt3d, radius)
     det = tracklets[tracklets["frame_status"].astype(str) == "detected"]
     obs = det[["camera_id", "track_id", "frame"]].merge(association[["camera_id", "track_id", "global_id"]])

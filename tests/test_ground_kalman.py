@@ -173,3 +173,17 @@ def test_box_ground_width_and_merged_boxes_are_no_observations():
     assert len(out) == 30 and assoc["global_id"].nunique() == 1  # the wide rows stay, labelled by their tracklet
     with pytest.raises(InputError, match="ground.max_ground_width"):
         GroundConfig(max_ground_width=-1)
+
+
+def test_ground_points_use_weak_rows_only_without_a_strong_one():
+    """A merged (weak) row of cam2 is ignored where cam1 has a clean row, used where it is alone."""
+    tr = pd.DataFrame({"camera_id": ["cam1", "cam2", "cam2"], "track_id": [1, 1, 1], "frame": [0, 0, 1],
+                       "frame_status": "detected", "confidence": 1.0})
+    assoc = pd.DataFrame({"camera_id": ["cam1", "cam2"], "track_id": [1, 1], "global_id": [0, 0]})
+    gxy = np.array([[1.0, 2.0], [1.8, 2.0], [3.0, 2.0]])
+    weak = np.array([False, True, True])
+    p = ground_points(tr, assoc, gxy, weak=weak).set_index("frame")
+    assert p.loc[0, "x"] == 1.0 and p.loc[0, "n_cameras"] == 1
+    assert p.loc[1, "x"] == 3.0
+    p = ground_points(tr, assoc, gxy).set_index("frame")
+    assert p.loc[0, "x"] == pytest.approx(1.4) and p.loc[0, "n_cameras"] == 2

@@ -587,11 +587,13 @@ def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: Groun
 
 
 def ground_points(tracklets: pd.DataFrame, association: pd.DataFrame, gxy: np.ndarray,
-                  gstd: np.ndarray | None = None) -> pd.DataFrame:
+                  gstd: np.ndarray | None = None, weak: np.ndarray | None = None) -> pd.DataFrame:
     """POINTS3D rows on the ground plane: per (frame, global id) the mean ground position of its cameras' rows.
 
     Detected rows are used where a (frame, global id) has any, else coasted
-    ones. ``z = 0``; ``n_cameras`` the rows averaged; ``std_x = std_y`` (m) the
+    ones; ``weak`` (``(N,) bool``, e.g. boxes wider than
+    ``ground.max_ground_width`` on the floor: merged blobs) marks detected
+    rows used only like coasted ones. ``z = 0``; ``n_cameras`` the rows averaged; ``std_x = std_y`` (m) the
     standard deviation of the mean: ``sqrt(Σ s_i² / n² + spread² / n)`` with
     ``s_i`` the rows' propagated pixel noise ``gstd`` (``(N,)`` m,
     :func:`mctrack.ground.ground_std`; 0 if not given) and ``spread`` the
@@ -601,14 +603,16 @@ def ground_points(tracklets: pd.DataFrame, association: pd.DataFrame, gxy: np.nd
     """
     tr = tracklets.reset_index(drop=True)
     s2 = np.zeros(len(tr)) if gstd is None else np.nan_to_num(np.asarray(gstd, float)) ** 2
-    m = tr[["camera_id", "track_id", "frame", "frame_status", "confidence"]].assign(
-        camera_id=tr["camera_id"].astype(str), x=gxy[:, 0], y=gxy[:, 1], s2=s2)
+    strong = (tr["frame_status"].astype(str) == "detected").to_numpy()
+    if weak is not None:
+        strong &= ~np.asarray(weak, bool)
+    m = tr[["camera_id", "track_id", "frame", "confidence"]].assign(
+        camera_id=tr["camera_id"].astype(str), x=gxy[:, 0], y=gxy[:, 1], s2=s2, det=strong)
     m = m.merge(association[["camera_id", "track_id", "global_id"]].astype({"camera_id": str}),
                 on=["camera_id", "track_id"], how="inner")
     m = m[np.isfinite(m["x"]) & np.isfinite(m["y"])]
     if m.empty:
         return POINTS3D.empty()
-    m = m.assign(det=(m["frame_status"].astype(str) == "detected"))
     best = m.groupby(["frame", "global_id"])["det"].transform("max")
     m = m[m["det"] == best]
     g = m.groupby(["frame", "global_id"])
