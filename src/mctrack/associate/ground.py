@@ -3,7 +3,12 @@
 Used instead of the ray-based association (:mod:`mctrack.associate`) when
 ``ground.enabled`` is set, or when the cameras have ground homographies but no
 full calibration. Every tracklet row has a ground position (m, from its foot
-point, :mod:`mctrack.ground`); then
+point, :mod:`mctrack.ground`); then either (``ground.method: kalman``, the
+default, :func:`track_ground`) one constant-velocity Kalman filter per target on
+the floor is fed frame by frame by every camera's rows — identity follows
+ground motion, tracklets are split where they change ground track, and a track
+continuing into another camera is the handoff — or (``ground.method:
+tracklets``, :func:`associate_ground`) whole tracklets are grouped:
 
 1. **Overlap links**: every pair of tracklets of two cameras that share
    frames is scored by the median ground distance over their shared detected
