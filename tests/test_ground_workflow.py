@@ -46,13 +46,16 @@ def test_floor_scene_ground_positions_identities_and_handoffs(floor_run):
           "IDF1", m["tracking_3d"]["IDF1"])
     pts = pd.read_parquet(res / "triangulate/points3d.parquet")
     assert len(pts) > 0 and (pts["z"] == 0).all()
-    # measured 2026-11 (200 frames, 8 walkers, background detector + OC-SORT): ground error 22 cm (median,
-    # to the nearest foot point), IDF1 on ground positions 0.48 (0.5 m radius), handoff recall 0.33 /
-    # precision 0.20 (12 GT events). The limits are regression guards with margin for the H.264 encoder and
-    # thread-count differences; the per-camera 2D tracking (merged blobs of crossing walkers) is what caps them.
+    # measured 2026-11 (200 frames, 8 walkers, background detector + OC-SORT, ground.method kalman): ground
+    # error 20 cm (median, to the nearest foot point), IDF1 on ground positions 0.63 (0.5 m radius), handoff
+    # recall 0.50 / precision 0.26 (12 GT events); grouping whole tracklets (method tracklets) gave IDF1 0.48,
+    # recall 0.33 / precision 0.20. The limits are regression guards with margin for the H.264 encoder and
+    # thread-count differences; detection (merged blobs of crossing walkers, ghosts) is what caps them
+    # (benchmarks/ground_accuracy.py: 0.84 IDF1 on GT boxes).
     assert m["handoffs"]["ground_median_error_cm"] < 35
-    assert m["tracking_3d"]["IDF1"] > 0.35
-    assert m["handoffs"]["recall"] >= 0.2 and m["handoffs"]["precision"] >= 0.1
+    assert m["tracking_3d"]["IDF1"] > 0.45
+    assert m["handoffs"]["recall"] >= 0.3 and m["handoffs"]["precision"] >= 0.15
+    assert "ground Kalman tracking" in (floor_run / "logs/synthetic_ground/associate.log").read_text()
     with h5py.File(res / "synthetic_ground.h5") as f:
         assert "handoffs" in f
     assert (res / "qc/handoffs.png").stat().st_size > 10_000

@@ -704,3 +704,63 @@ def main_subject_consistency(session: dict, n_subjects: int = 2) -> dict:
         })
     return {"n_frames": int(T), "n_global_ids": int(K), "n_global_ids_triangulated": int((tri > 0).sum()),
             "subjects": subjects}
+
+
+def ground_foot_agreement(tracklets: pd.DataFrame, association: pd.DataFrame, points: pd.DataFrame,
+                          cameras: Mapping, max_reprojection_error: float = 40.0) -> dict:
+    """Ground-plane foot positions vs triangulated foot points of the same detections (issue 8, real footage).
+
+    For every (frame, global id) whose detected TRACKLET2D rows come from >= 2
+    cameras, the foot point of each box (bottom centre, px) is (a) mapped to
+    the world plane ``z = 0`` with :func:`mctrack.ground.homography_from_camera`
+    and averaged over the cameras — what ground-plane mode reports — and (b)
+    triangulated with the full calibration
+    (:func:`mctrack.triangulate.triangulate_points`, gate
+    ``max_reprojection_error`` px). ``cameras``: camera id →
+    :class:`~mctrack.calibration.Camera` (world frame in m, z up from the floor).
+
+    Returns ``n`` (points compared), ``median_m`` / ``p90_m`` (horizontal
+    distance between (a) and (b), m), ``median_foot_z_m`` (height of the
+    triangulated feet above the calibration's ``z = 0``: the floor plane's
+    offset) and ``centre_median_m`` (distance of (a) to the x, y of the
+    box-centre 3D ``points`` of the same frame and global id, for reference;
+    NaN without common points).
+    """
+    from .ground import foot_points, ground_positions, homography_from_camera
+    from .triangulate import triangulate_points
+
+    cams = list(cameras)
+    maps = {c: homography_from_camera(cameras[c]) for c in cams}
+    tr = tracklets[(tracklets["frame_status"].astype(str) == "detected")
+                   & tracklets["camera_id"].astype(str).isin(cams)].reset_index(drop=True)
+    g = ground_positions(tr, maps)
+    uv = foot_points(tr)
+    rows = tr[["camera_id", "track_id", "frame"]].assign(camera_id=tr["camera_id"].astype(str), gx=g[:, 0],
+                                                         gy=g[:, 1], u=uv[:, 0], v=uv[:, 1])
+    rows = rows.merge(association[["camera_id", "track_id", "global_id"]].astype({"camera_id": str}),
+                      on=["camera_id", "track_id"])
+    rows = rows[np.isfinite(rows[["gx", "gy"]].to_numpy()).all(axis=1)]
+    rows = rows.drop_duplicates(["frame", "global_id", "camera_id"])
+    rows = rows[rows.groupby(["frame", "global_id"])["camera_id"].transform("size") >= 2]
+    keys = rows[["frame", "global_id"]].drop_duplicates().reset_index(drop=True)
+    if keys.empty:
+        return {"n": 0, "median_m": float("nan"), "p90_m": float("nan"), "median_foot_z_m": float("nan"),
+                "centre_median_m": float("nan")}
+    kidx = pd.MultiIndex.from_frame(keys)
+    k = kidx.get_indexer(pd.MultiIndex.from_frame(rows[["frame", "global_id"]]))
+    c = pd.Index(cams).get_indexer(rows["camera_id"])
+    obs = np.zeros((len(keys), len(cams), 2))
+    mask = np.zeros((len(keys), len(cams)), bool)
+    obs[k, c] = rows[["u", "v"]].to_numpy()
+    mask[k, c] = True
+    X, _, _ = triangulate_points(obs, mask, [cameras[n] for n in cams], max_reprojection_error)
+    ground = rows.groupby(["frame", "global_id"])[["gx", "gy"]].mean().reindex(kidx).to_numpy()
+    ok = np.isfinite(X).all(axis=1)
+    d = np.hypot(*(ground[ok] - X[ok, :2]).T)
+    cen = keys.assign(gx=ground[:, 0], gy=ground[:, 1]).merge(points[["frame", "global_id", "x", "y"]])
+    dc = np.hypot(cen["gx"] - cen["x"], cen["gy"] - cen["y"])
+    return {"n": int(ok.sum()), "median_m": float(np.median(d)) if ok.any() else float("nan"),
+            "p90_m": float(np.quantile(d, 0.9)) if ok.any() else float("nan"),
+            "median_foot_z_m": float(np.median(X[ok, 2])) if ok.any() else float("nan"),
+            "centre_median_m": float(np.median(dc)) if len(dc) else float("nan")}
+

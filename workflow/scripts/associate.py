@@ -1,6 +1,7 @@
 """Snakemake adapter: rule associate -> mctrack.associate.associate_session (all cameras and chunks of a session)."""
 from mctrack.associate import AssociationConfig, AssociationResult, associate_session
-from mctrack.associate.ground import GroundConfig, associate_ground, session_ground_maps, use_ground_mode
+from mctrack.associate.ground import (GroundConfig, associate_ground, session_ground_maps, track_ground,
+                                      use_ground_mode)
 from mctrack.config import load_session_cameras
 from mctrack.log import setup_logging
 from mctrack.runtime import exit_now
@@ -12,8 +13,11 @@ tracklets = read_tables(snakemake.input.tracklets, TRACKLET2D)
 ground = GroundConfig.from_dict(snakemake.params.ground)
 if use_ground_mode(plan, ground):  # issue 8: ground-plane association + camera handoff (mctrack.associate.ground)
     maps = session_ground_maps(plan, ground, load_session_cameras(plan) if plan.calibration else {})
-    association, evidence, _ = associate_ground(tracklets, maps, ground, fps=plan.fps)
-    res = AssociationResult(tracklets, association, evidence)
+    if ground.method == "kalman":  # one Kalman filter per target on the floor; tracklets split by ground track
+        res = AssociationResult(*track_ground(tracklets, maps, ground, fps=plan.fps)[:3])
+    else:
+        association, evidence, _ = associate_ground(tracklets, maps, ground, fps=plan.fps)
+        res = AssociationResult(tracklets, association, evidence)
 else:
     if plan.calibrated:
         cameras = load_session_cameras(plan)

@@ -3,7 +3,12 @@
 Used instead of the ray-based association (:mod:`mctrack.associate`) when
 ``ground.enabled`` is set, or when the cameras have ground homographies but no
 full calibration. Every tracklet row has a ground position (m, from its foot
-point, :mod:`mctrack.ground`); then
+point, :mod:`mctrack.ground`); then either (``ground.method: kalman``, the
+default, :func:`track_ground`) one constant-velocity Kalman filter per target on
+the floor is fed frame by frame by every camera's rows — identity follows
+ground motion, tracklets are split where they change ground track, and a track
+continuing into another camera is the handoff — or (``ground.method:
+tracklets``, :func:`associate_ground`) whole tracklets are grouped:
 
 1. **Overlap links**: every pair of tracklets of two cameras that share
    frames is scored by the median ground distance over their shared detected
@@ -38,9 +43,9 @@ from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError
 from ..ground import FOOT_POINTS, GroundMap, ground_positions
-from ..tables import ASSOCIATION, PAIR_EVIDENCE, POINTS3D
+from ..tables import ASSOCIATION, PAIR_EVIDENCE, POINTS3D, TRACKLET2D
 
-__all__ = ["GroundConfig", "associate_ground", "ground_points", "handoff_events", "HANDOFF_COLUMNS"]
+__all__ = ["GroundConfig", "associate_ground", "track_ground", "ground_points", "handoff_events", "HANDOFF_COLUMNS"]
 
 log = logging.getLogger("mctrack.associate.ground")
 
@@ -64,6 +69,22 @@ class GroundConfig:
     prediction); ``ransac_threshold`` (m): homography RANSAC threshold;
     ``min_absence`` (frames): a target must have been out of a camera's view
     this long for its reappearance to count as a new handoff.
+    ``method``: ``"kalman"`` (:func:`track_ground`: one constant-velocity
+    Kalman filter per target on the ground plane fed by every camera's
+    detected rows, so identity survives 2D tracker switches, merges and gaps
+    between views) or ``"tracklets"`` (:func:`associate_ground`: whole 2D
+    tracklets grouped by median ground distance, then end → start handoff
+    links). Kalman settings: ``acceleration_std`` (m/s², white-noise
+    acceleration of a walker), ``position_sigma`` (m, foot-point model error
+    per axis, added in quadrature to ``pixel_sigma`` px of foot-point noise
+    propagated through the homography), ``n_init`` (detected frames before a
+    ground track is confirmed; rows of never-confirmed tracks are clutter),
+    ``min_view_support`` (0..1, 0 = off): a ground track observed in fewer than
+    this fraction of the camera-frames whose view holds it is clutter
+    (:func:`_drop_unseen_tracks`); ``max_ground_width`` (m, 0 = off): a
+    detected row whose box bottom edge spans more floor than this
+    (:func:`box_ground_width`) is a merged blob of several targets and no
+    observation (it follows its tracklet like a coasted row).
     """
 
     enabled: bool | str = "auto"
@@ -75,6 +96,13 @@ class GroundConfig:
     gate_growth: float = 1.0
     ransac_threshold: float = 0.1
     min_absence: int = 15
+    method: str = "kalman"
+    acceleration_std: float = 2.0
+    position_sigma: float = 0.2
+    pixel_sigma: float = 2.0
+    n_init: int = 5
+    min_view_support: float = 0.6
+    max_ground_width: float = 0.0
 
     def __post_init__(self):
         if self.foot_point not in FOOT_POINTS:
@@ -85,6 +113,17 @@ class GroundConfig:
         for key in ("gate", "gate_growth", "ransac_threshold"):
             if not float(getattr(self, key)) > 0:
                 raise InputError(None, f"ground.{key}", "must be > 0", "use a positive distance")
+        if self.method not in ("kalman", "tracklets"):
+            raise InputError(None, "ground.method", f"unknown method {self.method!r}", "use kalman or tracklets")
+        for key in ("acceleration_std", "position_sigma", "pixel_sigma"):
+            if not float(getattr(self, key)) > 0:
+                raise InputError(None, f"ground.{key}", "must be > 0", "use a positive value")
+        if not 0 <= float(self.min_view_support) < 1:
+            raise InputError(None, "ground.min_view_support", "must be in [0, 1)", "e.g. 0.5, or 0 to keep all tracks")
+        if not float(self.max_ground_width) >= 0:
+            raise InputError(None, "ground.max_ground_width", "must be >= 0", "e.g. 1.2 (m) for people, 0 = off")
+        if int(self.n_init) < 1:
+            raise InputError(None, "ground.n_init", "must be >= 1", "use a frame count")
         for key in ("min_shared", "max_gap_frames", "min_absence"):
             if int(getattr(self, key)) < 0:
                 raise InputError(None, f"ground.{key}", "must be >= 0", "use a frame count")
@@ -263,12 +302,303 @@ def associate_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: G
     return ASSOCIATION.coerce(association), PAIR_EVIDENCE.coerce(ev), gxy
 
 
+#: chi-square 2 dof, 99.7 %: Mahalanobis gate of a ground observation against a track's prediction
+_CHI2_GATE = 11.62
+
+
+def _kalman_tracks(frame: np.ndarray, cam: np.ndarray, z: np.ndarray, r2: np.ndarray, prev: np.ndarray,
+                   cfg: GroundConfig, fps: float) -> np.ndarray:
+    """Ground track index ``(N,) int64`` of every observation (−1 = clutter) by a multi-camera Kalman tracker.
+
+    ``frame`` (N,) int, ``cam`` (N,) int camera index, ``z`` (N, 2) m ground
+    positions, ``r2`` (N,) m² per-axis observation variance, ``prev`` (N,) int
+    the index of the same 2D tracklet's previous observation (−1 = none).
+    Observations must be sorted by frame. See :func:`track_ground`.
+    """
+    dt = 1.0 / fps
+    F = np.eye(4)
+    F[0, 2] = F[1, 3] = dt
+    q = cfg.acceleration_std ** 2
+    Q = q * np.block([[dt ** 4 / 4 * np.eye(2), dt ** 3 / 2 * np.eye(2)], [dt ** 3 / 2 * np.eye(2), dt ** 2 * np.eye(2)]])
+    v0 = 1.5  # m/s: prior std of a new track's velocity (walking speed; Bohannon 1997: 1.2-1.5 m/s)
+    cap = 4096
+    s = np.zeros((cap, 4))
+    P = np.zeros((cap, 4, 4))
+    last = np.full(cap, -1, np.int64)      # frame of the last update
+    hits = np.zeros(cap, np.int64)
+    confirmed = np.zeros(cap, bool)
+    alive = np.zeros(cap, bool)
+    n_tracks = 0
+    out = np.full(len(frame), -1, np.int64)
+    bounds = np.flatnonzero(np.r_[True, np.diff(frame) != 0, True])
+    prev_frame = None
+    for b0, b1 in zip(bounds[:-1], bounds[1:]):
+        f = int(frame[b0])
+        steps = 1 if prev_frame is None else f - prev_frame
+        prev_frame = f
+        # end tracks: confirmed ones unseen longer than the handoff gap, tentative ones after 2 missed frames
+        miss = f - last[:n_tracks]
+        alive[:n_tracks] &= np.where(confirmed[:n_tracks], miss <= cfg.max_gap_frames, miss <= 3)
+        act = np.flatnonzero(alive[:n_tracks])
+        for _ in range(steps):  # predict (frames without observations included)
+            s[act] = s[act] @ F.T
+            P[act] = F @ P[act] @ F.T + Q
+        for c in np.unique(cam[b0:b1]):
+            obs = b0 + np.flatnonzero(cam[b0:b1] == c)
+            act = np.flatnonzero(alive[:n_tracks])
+            if not len(act):
+                continue
+            S = P[act][:, :2, :2][:, None] + r2[obs][None, :, None, None] * np.eye(2)  # (K, M, 2, 2)
+            y = z[obs][None] - s[act][:, None, :2]                                       # (K, M, 2)
+            d2 = np.einsum("kmi,kmij,kmj->km", y, np.linalg.inv(S), y)
+            ok = d2 <= _CHI2_GATE
+            # the 2D tracker's identity is evidence too: its tracklet's last ground track is preferred
+            same = (prev[obs] >= 0)[None] & (out[np.maximum(prev[obs], 0)][None] == act[:, None])
+            cost = d2 - 4.0 * same + 2.0 * ~confirmed[act][:, None]
+            r, k = linear_sum_assignment(np.where(ok, cost, 1e6))
+            keep = ok[r, k]
+            r, k = r[keep], k[keep]
+            t, o = act[r], obs[k]
+            Sm = P[t][:, :2, :2] + r2[o][:, None, None] * np.eye(2)
+            K = P[t][:, :, :2] @ np.linalg.inv(Sm)                                       # (n, 4, 2)
+            s[t] = s[t] + np.einsum("nij,nj->ni", K, z[o] - s[t][:, :2])
+            P[t] = P[t] - K @ P[t][:, :2, :]
+            out[o] = t
+            last[t] = f
+            hits[t] += 1
+        # births: unassigned observations, cameras' observations of one target (within the gate) merged
+        new = b0 + np.flatnonzero(out[b0:b1] < 0)
+        born: list[int] = []
+        for o in new:
+            near = [t for t in born if np.hypot(*(s[t, :2] - z[o])) <= cfg.gate]
+            if near:
+                t = near[0]
+                s[t, :2] = (s[t, :2] + z[o]) / 2
+            else:
+                if n_tracks == cap:
+                    cap *= 2
+                    s, P = np.resize(s, (cap, 4)), np.resize(P, (cap, 4, 4))
+                    last, hits = np.resize(last, cap), np.resize(hits, cap)
+                    confirmed, alive = np.resize(confirmed, cap), np.resize(alive, cap)
+                t = n_tracks
+                n_tracks += 1
+                s[t] = [z[o, 0], z[o, 1], 0.0, 0.0]
+                P[t] = np.diag([r2[o], r2[o], v0 ** 2, v0 ** 2])
+                hits[t] = 1
+                confirmed[t] = False
+                alive[t] = True
+                last[t] = f
+                born.append(t)
+            out[o] = t
+        confirmed[:n_tracks] |= hits[:n_tracks] >= cfg.n_init
+    good = confirmed[:n_tracks]
+    return np.where(out >= 0, np.where(good[np.maximum(out, 0)], out, -1), -1)
+
+
+def in_view(gm: GroundMap, xy: np.ndarray, margin: float = 0.02) -> np.ndarray:
+    """Whether ground points ``(N, 2)`` m are in a camera's view: ``(N,) bool``.
+
+    True where the point maps to a pixel inside the image (``gm.size``, shrunk
+    by ``margin`` of its width/height on every side) in front of the camera
+    (the pixel maps back to the point). All False when the map has no image size.
+    Occlusion is not considered.
+    """
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if gm.size is None or not len(xy):
+        return np.zeros(len(xy), bool)
+    W, H = gm.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        uv = gm.to_image(xy)
+        back = gm.to_ground(uv)
+    inside = (uv[:, 0] >= margin * W) & (uv[:, 0] <= (1 - margin) * W) & (uv[:, 1] >= margin * H) & \
+             (uv[:, 1] <= (1 - margin) * H)
+    return inside & (np.linalg.norm(back - xy, axis=1) < 1e-3 * (1 + np.linalg.norm(xy, axis=1)))
+
+
+def _drop_unseen_tracks(frame: np.ndarray, cam: np.ndarray, z: np.ndarray, label: np.ndarray,
+                        maps: dict[str, GroundMap], min_support: float) -> np.ndarray:
+    """Labels with ground tracks that the cameras viewing them mostly do not see set to −1 (clutter).
+
+    Per ground track: ``possible`` = Σ over its frames of the cameras whose
+    view holds its mean position (:func:`in_view`) plus any that observe it
+    (cameras with no observation in the whole session do not count),
+    ``observed`` = Σ of the cameras observing it. A track with
+    ``observed / possible < min_support`` and at least 30 unobserved
+    camera-frames is a single-view false positive (a background ghost, a
+    blob fragment): a target standing in two cameras' views is detected by
+    both most of the time. Single-camera sessions are never affected.
+    """
+    ok = label >= 0
+    if not ok.any() or len(np.unique(cam[ok])) < 2:
+        return label
+    obs = pd.DataFrame({"t": label[ok], "frame": frame[ok], "cam": cam[ok], "x": z[ok, 0], "y": z[ok, 1]})
+    per = obs.groupby(["t", "frame"]).agg(x=("x", "mean"), y=("y", "mean"), n_obs=("cam", "nunique")).reset_index()
+    seen = obs.groupby(["t", "frame", "cam"]).size().rename("n").reset_index()
+    xy = per[["x", "y"]].to_numpy()
+    possible = np.zeros(len(per))
+    key = pd.MultiIndex.from_frame(per[["t", "frame"]])
+    for name, gm in maps.items():
+        s = seen[seen["cam"] == name]
+        if s.empty:  # a camera without any observation (no video content, failed detector) is no evidence
+            continue
+        observing = np.zeros(len(per), bool)
+        observing[key.get_indexer(pd.MultiIndex.from_frame(s[["t", "frame"]]))] = True
+        possible += in_view(gm, xy) | observing
+    per = per.assign(possible=possible)
+    tot = per.groupby("t")[["n_obs", "possible"]].sum()
+    bad = tot.index[(tot["n_obs"] < min_support * tot["possible"]) & (tot["possible"] - tot["n_obs"] >= 30)]
+    if len(bad):
+        log.info("ground tracks %s dropped: seen in %s of the camera-frames whose view holds them", list(bad),
+                 [f"{o:.0f}/{p:.0f}" for o, p in tot.loc[bad].to_numpy()])
+    return np.where(np.isin(label, bad), -1, label)
+
+
+def box_ground_width(tracklets: pd.DataFrame, maps: dict[str, GroundMap]) -> np.ndarray:
+    """Floor width ``(N,) float64`` m spanned by each row's box bottom edge (``(x1, y2)`` to ``(x2, y2)``).
+
+    NaN for cameras without a map or edges above the horizon. A single upright
+    target's box spans about its footprint plus the perspective splay of its
+    upper body (0.6–1.14 m, 5th–99th percentile, for the 0.5 m synthetic
+    walkers of ``config/synthetic_ground.yaml``); much wider boxes hold several
+    targets.
+    """
+    out = np.full(len(tracklets), np.nan)
+    cams = tracklets["camera_id"].astype(str).to_numpy()
+    for name, gm in maps.items():
+        sel = cams == name
+        if sel.any():
+            a = gm.to_ground(tracklets.loc[sel, ["x1", "y2"]].to_numpy(np.float64))
+            b = gm.to_ground(tracklets.loc[sel, ["x2", "y2"]].to_numpy(np.float64))
+            out[sel] = np.linalg.norm(a - b, axis=1)
+    return out
+
+
+def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: GroundConfig | None = None,
+                 fps: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Ground-plane association by one Kalman filter per target, fed by every camera (``ground.method: kalman``).
+
+    Every detected TRACKLET2D row with a ground position is an observation
+    ``z`` (m, :func:`mctrack.ground.ground_positions`) with per-axis variance
+    ``position_sigma² + ground_std(pixel_sigma)²`` (foot-point model error plus
+    pixel noise propagated through the homography; grows with distance). Frame
+    by frame, every ground track (state ``x, y, vx, vy``, constant velocity,
+    white-noise acceleration ``acceleration_std``; Bar-Shalom, Li &
+    Kirubarajan, *Estimation with Applications to Tracking*, §6.3.2) is
+    predicted; then per camera its observations are assigned one-to-one to the
+    tracks (Hungarian on the squared Mahalanobis distance, gate χ²₂ 99.7 %; a
+    row whose 2D tracklet fed a track in its previous row gets a bonus of 4 on
+    that track, tentative tracks a penalty of 2) and the matched tracks are
+    updated. Unassigned observations start tentative tracks (observations of
+    other cameras within ``gate`` m in that frame join them); ``n_init``
+    updates confirm a track. A confirmed track coasts up to
+    ``max_gap_frames`` without observations (a target between views): the
+    prediction's growing covariance is the handoff gate, and the track
+    continuing in another camera *is* the handoff. Identity is thus carried by
+    ground motion through 2D tracker switches and blob merges.
+
+    Returns
+    -------
+    tracklets : TRACKLET2D rows split where a 2D tracklet changes ground track
+        (its first segment keeps the 2D tracker's id, later ones get new ids above
+        the camera's largest; ``parent_track_id`` in the association keeps the
+        2D tracker's id). Detected rows of no
+        confirmed track (clutter: background ghosts, fragments) are dropped,
+        coasted rows follow the segment before them (or after, at the start).
+    association : ASSOCIATION table (global ids 0..K−1 by decreasing number of
+        detected rows; ``support`` NaN).
+    evidence : PAIR_EVIDENCE of the overlapping segment pairs (median ground distance).
+    gxy : (len(tracklets_out), 2) float64 ground positions (m) of the returned rows.
+    """
+    from ..ground import ground_std
+
+    cfg = cfg or GroundConfig()
+    tr = tracklets.reset_index(drop=True)
+    gxy = ground_positions(tr, maps, cfg.foot_point, cfg.foot_offset)
+    gstd = ground_std(tr, maps, cfg.foot_point, cfg.pixel_sigma)
+    det = (tr["frame_status"].astype(str).to_numpy() == "detected") & np.isfinite(gxy).all(axis=1)
+    cam_names = tr["camera_id"].astype(str).to_numpy()
+    if cfg.max_ground_width > 0:  # merged blobs of several targets: their bottom centre lies between them
+        det &= ~(box_ground_width(tr, maps) > cfg.max_ground_width)
+    label = np.full(len(tr), -1, np.int64)
+    if det.any():
+        idx = np.flatnonzero(det)
+        order = idx[np.lexsort((tr["track_id"].to_numpy()[idx], cam_names[idx], tr["frame"].to_numpy()[idx]))]
+        ucam, cam_i = np.unique(cam_names[order], return_inverse=True)
+        key = pd.Series(list(zip(cam_names[order], tr["track_id"].to_numpy()[order])))
+        pos = pd.Series(np.arange(len(order)))
+        prev = pos.groupby(key.to_numpy()).shift(1).fillna(-1).astype(np.int64).to_numpy()
+        r2 = cfg.position_sigma ** 2 + np.nan_to_num(gstd[order], nan=1.0) ** 2
+        label[order] = _kalman_tracks(tr["frame"].to_numpy()[order], cam_i, gxy[order], r2, prev, cfg, fps)
+        if cfg.min_view_support > 0:
+            label[order] = _drop_unseen_tracks(tr["frame"].to_numpy()[order], cam_names[order], gxy[order],
+                                               label[order], maps, cfg.min_view_support)
+    # coasted rows (and nothing else) inherit their tracklet's neighbouring label
+    lab = np.where(det, label.astype(np.float64), np.nan)  # -1 = clutter, NaN = coasted / no ground position
+    srt = tr.assign(_lab=lab, _i=np.arange(len(tr))).sort_values(["camera_id", "track_id", "frame"])
+    filled = srt.groupby(["camera_id", "track_id"])["_lab"].transform(lambda x: x.ffill().bfill())
+    lab_all = pd.Series(filled.to_numpy(), index=srt["_i"].to_numpy()).sort_index().to_numpy()
+    keep = np.isfinite(lab_all) & (lab_all >= 0)
+    out = tr[keep].reset_index(drop=True)
+    g = lab_all[keep].astype(np.int64)
+    gxy = gxy[keep]
+    if out.empty:
+        return TRACKLET2D.empty(), ASSOCIATION.empty(), PAIR_EVIDENCE.empty(), gxy
+    # segments: runs of one (camera, 2D track id, ground track) in frame order -> new per-camera track ids
+    o = out.assign(_g=g, _i=np.arange(len(out))).sort_values(["camera_id", "track_id", "frame"])
+    brk = (o["_g"] != o["_g"].shift()) | (o["camera_id"] != o["camera_id"].shift()) | \
+          (o["track_id"] != o["track_id"].shift())
+    seg = brk.cumsum().to_numpy()
+    o = o.assign(_seg=seg)
+    # the first segment of a 2D tracklet keeps its id; later ones get new ids above the camera's largest
+    first = (o["camera_id"] != o["camera_id"].shift()) | (o["track_id"] != o["track_id"].shift())
+    later = brk & ~first
+    extra = later.astype(np.int64).groupby(o["camera_id"]).cumsum()
+    top = o.groupby("camera_id")["track_id"].transform("max")
+    seg_id = np.where(later, top + extra, o["track_id"])
+    o["_new"] = pd.Series(seg_id, index=o.index).groupby(seg).transform("first").astype(np.int64)
+    o = o.sort_values("_i")
+    parent = out["track_id"].to_numpy()
+    out["track_id"] = o["_new"].to_numpy()
+    segs = o.drop_duplicates(["camera_id", "_new"])
+    tracks = out.groupby(["camera_id", "track_id"], sort=True).agg(
+        n_frames=("frame", "size")).reset_index()
+    seg_info = segs.set_index(["camera_id", "_new"])
+    mi = pd.MultiIndex.from_frame(tracks[["camera_id", "track_id"]])
+    gtrack = seg_info["_g"].reindex(mi).to_numpy()
+    parent_tid = pd.Series(parent, index=pd.MultiIndex.from_arrays([out["camera_id"], out["track_id"]])
+                           ).groupby(level=[0, 1]).first().reindex(mi).to_numpy()
+    isdet = out["frame_status"].astype(str).to_numpy() == "detected"
+    size = pd.Series(isdet.astype(int)).groupby(g).sum()
+    rank = size.reset_index().set_axis(["g", "n"], axis=1).sort_values(["n", "g"], ascending=[False, True])
+    gid = pd.Series(np.arange(len(rank)), index=rank["g"].to_numpy()).reindex(gtrack).to_numpy(np.int64)
+    cams = tracks["camera_id"].astype(str).to_numpy()
+    n_cams = pd.Series(cams).groupby(gid).transform("nunique").to_numpy()
+    association = pd.DataFrame({"camera_id": cams, "track_id": tracks["track_id"].to_numpy(), "global_id": gid,
+                                "n_frames": tracks["n_frames"].to_numpy(), "n_linked_cameras": n_cams,
+                                "support": np.nan, "parent_track_id": parent_tid})
+    key = mi.get_indexer(pd.MultiIndex.from_arrays([out["camera_id"].astype(str), out["track_id"]]))
+    links = _overlap_links(out, key, gxy, cfg)
+    a, b = links["a"].astype(int).to_numpy(), links["b"].astype(int).to_numpy()
+    tid = tracks["track_id"].to_numpy()
+    ev = pd.DataFrame({"camera_a": cams[a], "track_a": tid[a], "camera_b": cams[b], "track_b": tid[b],
+                       "n_shared": links["n_shared"].astype(np.int64), "n_votes": links["n_shared"].astype(np.int64),
+                       "median_distance": links["median_distance"].astype(float), "linked": gid[a] == gid[b],
+                       "score": np.nan, "mean_evidence": np.nan, "support": np.nan, "n_negative": 0})
+    log.info("ground Kalman tracking: %d detected rows -> %d ground tracks (%d clutter rows dropped); %d 2D "
+             "tracklets -> %d segments", int(det.sum()), len(rank), int((det & ~keep).sum()),
+             tr.groupby(["camera_id", "track_id"]).ngroups, len(tracks))
+    return TRACKLET2D.coerce(out), ASSOCIATION.coerce(association), PAIR_EVIDENCE.coerce(ev), gxy
+
+
+
 def ground_points(tracklets: pd.DataFrame, association: pd.DataFrame, gxy: np.ndarray,
-                  gstd: np.ndarray | None = None) -> pd.DataFrame:
+                  gstd: np.ndarray | None = None, weak: np.ndarray | None = None) -> pd.DataFrame:
     """POINTS3D rows on the ground plane: per (frame, global id) the mean ground position of its cameras' rows.
 
     Detected rows are used where a (frame, global id) has any, else coasted
-    ones. ``z = 0``; ``n_cameras`` the rows averaged; ``std_x = std_y`` (m) the
+    ones; ``weak`` (``(N,) bool``, e.g. boxes wider than
+    ``ground.max_ground_width`` on the floor: merged blobs) marks detected
+    rows used only like coasted ones. ``z = 0``; ``n_cameras`` the rows averaged; ``std_x = std_y`` (m) the
     standard deviation of the mean: ``sqrt(Σ s_i² / n² + spread² / n)`` with
     ``s_i`` the rows' propagated pixel noise ``gstd`` (``(N,)`` m,
     :func:`mctrack.ground.ground_std`; 0 if not given) and ``spread`` the
@@ -278,14 +608,16 @@ def ground_points(tracklets: pd.DataFrame, association: pd.DataFrame, gxy: np.nd
     """
     tr = tracklets.reset_index(drop=True)
     s2 = np.zeros(len(tr)) if gstd is None else np.nan_to_num(np.asarray(gstd, float)) ** 2
-    m = tr[["camera_id", "track_id", "frame", "frame_status", "confidence"]].assign(
-        camera_id=tr["camera_id"].astype(str), x=gxy[:, 0], y=gxy[:, 1], s2=s2)
+    strong = (tr["frame_status"].astype(str) == "detected").to_numpy()
+    if weak is not None:
+        strong &= ~np.asarray(weak, bool)
+    m = tr[["camera_id", "track_id", "frame", "confidence"]].assign(
+        camera_id=tr["camera_id"].astype(str), x=gxy[:, 0], y=gxy[:, 1], s2=s2, det=strong)
     m = m.merge(association[["camera_id", "track_id", "global_id"]].astype({"camera_id": str}),
                 on=["camera_id", "track_id"], how="inner")
     m = m[np.isfinite(m["x"]) & np.isfinite(m["y"])]
     if m.empty:
         return POINTS3D.empty()
-    m = m.assign(det=(m["frame_status"].astype(str) == "detected"))
     best = m.groupby(["frame", "global_id"])["det"].transform("max")
     m = m[m["det"] == best]
     g = m.groupby(["frame", "global_id"])

@@ -1,0 +1,153 @@
+"""Issue 8: where the synthetic floor scene loses accuracy and identity, stage by stage.
+
+Run the floor session first (``snakemake --cores 2 --configfile config/synthetic_ground.yaml``), then
+``python benchmarks/ground_accuracy.py [results/synthetic_ground] [--config config/synthetic_ground.yaml]``.
+Prints one JSON object:
+
+``detection``  per camera: recall / precision (IoU >= 0.5, GT boxes with visibility >= 0.25), merged
+               detections (one box over two GT boxes), and the ground error (cm) of the foot points of
+               detections matched to a GT box whose bottom is inside the image (``foot_error_cm``: median
+               distance to the GT foot point; ``foot_bias_cm``: median signed error along the viewing
+               direction, + = too far from the camera), next to the same for the GT boxes themselves
+               (``gt_box_foot_error_cm``, the floor of the foot-point model).
+``track2d``    per camera IDF1 of the per-camera tracker before association (metrics.json ``cameras_track2d``).
+``pipeline``   ground error median (cm), ground IDF1 and handoff recall / precision of the run (metrics.json).
+``oracle_gt_boxes``  the same three figures when the ground association and handoff stage gets the GT boxes
+               as tracklets (per camera, a new track id whenever a target re-enters after more than
+               ``max_coast`` frames out of view, as a perfect 2D tracker would): the ceiling of the ground
+               stage, so pipeline minus oracle is what detection + 2D tracking lose.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.optimize import linear_sum_assignment
+
+from mctrack.associate.ground import (GroundConfig, associate_ground, box_ground_width, evaluate_handoffs, ground_gid_targets,
+                                      ground_points, gt_handoffs, handoff_events, track_ground)
+from mctrack.calibration import load_calibration
+from mctrack.evaluate import box_iou, evaluate_3d_tracking, read_gt3d, read_mot_gt
+from mctrack.ground import ground_positions, homography_from_camera
+from mctrack.tables import DETECTION, TRACKLET2D, read_table, read_tables
+
+
+def gt_tracklets(gts: dict[str, pd.DataFrame], max_coast: int = 15, min_vis: float = 0.25) -> pd.DataFrame:
+    """TRACKLET2D rows from per-camera MOT GT: a perfect 2D tracker (new id after > ``max_coast`` frames unseen)."""
+    rows = []
+    for cam, g in gts.items():
+        g = g[(g["conf"] > 0) & (g["visibility"] >= min_vis)].sort_values(["id", "frame"])
+        new = (g["frame"].diff() > max_coast + 1) | (g["id"] != g["id"].shift())
+        tid = new.cumsum().to_numpy()
+        rows.append(pd.DataFrame({"camera_id": cam, "track_id": tid, "frame": g["frame"].to_numpy(),
+                                  "x1": g["x1"], "y1": g["y1"], "x2": g["x2"], "y2": g["y2"],
+                                  "cx": (g["x1"] + g["x2"]) / 2, "cy": (g["y1"] + g["y2"]) / 2,
+                                  "frame_status": "detected", "det_index": 0, "confidence": 1.0}))
+    return TRACKLET2D.coerce(pd.concat(rows, ignore_index=True))
+
+
+def ground_scores(tracklets: pd.DataFrame, maps: dict, cfg: GroundConfig, gts: dict, gt3d: pd.DataFrame,
+                  fps: float, radius: float) -> dict:
+    """Ground error median (cm), ground IDF1 and handoff recall/precision of one set of tracklets."""
+    if cfg.method == "kalman":
+        tracklets, association, _, gxy = track_ground(tracklets, maps, cfg, fps=fps)
+    else:
+        association, _, gxy = associate_ground(tracklets, maps, cfg, fps=fps)
+    weak = box_ground_width(tracklets, maps) > cfg.max_ground_width if cfg.max_ground_width > 0 else None
+    points = ground_points(tracklets, association, gxy, weak=weak)
+    t3 = evaluate_3d_tracking(points, gt3d, radius)
+    det = tracklets[tracklets["frame_status"].astype(str) == "detected"]
+    obs = det[["camera_id", "track_id", "frame"]].merge(association[["camera_id", "track_id", "global_id"]])
+    ho = evaluate_handoffs(handoff_events(obs, cfg.min_absence), gt_handoffs(gts, cfg.min_absence),
+                           ground_gid_targets(points, gt3d, radius))
+    pairs = points[["frame", "global_id", "x", "y"]].merge(gt3d.rename(columns={"x": "gx", "y": "gy"}), on="frame")
+    d = (np.hypot(pairs["x"] - pairs["gx"], pairs["y"] - pairs["gy"]) * 100).groupby(
+        [pairs["frame"], pairs["global_id"]]).min()
+    return {"ground_median_error_cm": float(np.median(d)), "ground_IDF1": t3["IDF1"],
+            "n_global_ids": int(association["global_id"].nunique()), "handoff_recall": ho["recall"],
+            "handoff_precision": ho["precision"]}
+
+
+def detection_stage(dets: pd.DataFrame, gts: dict, maps: dict, cfg: GroundConfig, gt3d: pd.DataFrame) -> dict:
+    """Per camera recall, precision, merged boxes and foot-point ground error of detections vs GT."""
+    out = {}
+    foot = gt3d.set_index(["frame", "target_id"])[["x", "y"]]
+    for cam, gt in gts.items():
+        H = maps[cam].size[1]
+        g = gt[(gt["conf"] > 0) & (gt["visibility"] >= 0.25)]
+        d = dets[dets["camera_id"] == cam]
+        by_f = dict(tuple(d.groupby("frame")))
+        tp = merged = 0
+        pairs = []
+        for f, gg in g.groupby("frame"):
+            dd = by_f.get(f)
+            if dd is None:
+                continue
+            iou = box_iou(dd[["x1", "y1", "x2", "y2"]].to_numpy(), gg[["x1", "y1", "x2", "y2"]].to_numpy())
+            r, c = linear_sum_assignment(-np.where(iou >= 0.5, iou, 0))
+            ok = iou[r, c] >= 0.5
+            tp += int(ok.sum())
+            merged += int(((iou > 0.1).sum(1) >= 2).sum())
+            pairs.append(pd.DataFrame({"frame": f, "target_id": gg["id"].to_numpy()[c[ok]],
+                                       **{k: dd[k].to_numpy()[r[ok]] for k in ("x1", "y1", "x2", "y2")},
+                                       **{"g" + k: gg[k].to_numpy()[c[ok]] for k in ("x1", "y1", "x2", "y2")}}))
+        p = pd.concat(pairs, ignore_index=True)
+        p = p[(p["y2"] < H - 2) & (p["gy2"] < H - 2)].reset_index(drop=True)
+        true = foot.reindex(pd.MultiIndex.from_frame(p[["frame", "target_id"]])).to_numpy()
+        res = {"det_recall": tp / max(len(g), 1), "det_precision": tp / max(len(d), 1), "merged_detections": merged,
+               "n_detections": int(len(d)), "n_gt": int(len(g))}
+        for tag, cols in (("", ("x1", "y1", "x2", "y2")), ("gt_box_", ("gx1", "gy1", "gx2", "gy2"))):
+            rows = p[list(cols)].set_axis(["x1", "y1", "x2", "y2"], axis=1).assign(camera_id=cam)
+            est = ground_positions(rows, {cam: maps[cam]}, cfg.foot_point, cfg.foot_offset)
+            err = est - true
+            ray = true - maps[cam].camera.center[:2]
+            ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+            res[f"{tag}foot_error_cm"] = float(np.nanmedian(np.linalg.norm(err, axis=1)) * 100)
+            res[f"{tag}foot_bias_cm"] = float(np.nanmedian(np.sum(err * ray, axis=1)) * 100)
+        out[cam] = res
+    return out
+
+
+def main(res: Path, config: Path) -> dict:
+    cfg_all = yaml.safe_load(config.read_text())
+    cfg = GroundConfig.from_dict(cfg_all.get("ground"))
+    radius = float(cfg_all.get("evaluate", {}).get("match_distance_3d", 0.5))
+    fps = float(cfg_all.get("simulate", {}).get("fps", 30.0))
+    sim = res / "simulate"
+    rig = load_calibration(sim / "calibration.toml")
+    maps = {name: homography_from_camera(cam) for name, cam in rig.items()}
+    gts = {p.stem: read_mot_gt(p) for p in sorted((sim / "gt").glob("*.txt"))}
+    gt3d = read_gt3d(sim / "gt3d.csv")
+    dets = pd.concat([read_table(p, DETECTION) for p in sorted((res / "detect").glob("*/*.parquet"))],
+                     ignore_index=True)
+    max_coast = int(cfg_all.get("track_2d", {}).get("max_coast_frames", 15))
+    metrics = json.loads((res / "eval/metrics.json").read_text())
+    out = {"detection": detection_stage(dets, gts, maps, cfg, gt3d),
+           "track2d": {c: {"IDF1": m["IDF1"], "IDSW": m["IDSW"]} for c, m in metrics.get("cameras_track2d", {}).items()},
+           "pipeline": {"ground_median_error_cm": metrics["handoffs"]["ground_median_error_cm"],
+                        "ground_IDF1": metrics["tracking_3d"]["IDF1"],
+                        "n_global_ids": metrics["tracking_3d"]["n_tracks_3d"],
+                        "handoff_recall": metrics["handoffs"]["recall"],
+                        "handoff_precision": metrics["handoffs"]["precision"]},
+           "oracle_gt_boxes": ground_scores(gt_tracklets(gts, max_coast), maps, cfg, gts, gt3d, fps, radius)}
+    tracklets = read_tables(sorted((res / "track_2d").glob("*.parquet")), TRACKLET2D)
+    other = "tracklets" if cfg.method == "kalman" else "kalman"
+    out[f"replay_method_{cfg.method}"] = ground_scores(tracklets, maps, cfg, gts, gt3d, fps, radius)
+    cfg_other = dataclasses.replace(cfg, method=other)
+    out[f"replay_method_{other}"] = ground_scores(tracklets, maps, cfg_other, gts, gt3d, fps, radius)
+    out[f"oracle_gt_boxes_method_{other}"] = ground_scores(gt_tracklets(gts, max_coast), maps, cfg_other, gts, gt3d,
+                                                           fps, radius)
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="?", default="results/synthetic_ground", type=Path)
+    ap.add_argument("--config", default="config/synthetic_ground.yaml", type=Path)
+    a = ap.parse_args()
+    print(json.dumps(main(a.results, a.config), indent=1))
