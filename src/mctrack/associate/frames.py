@@ -58,6 +58,7 @@ from scipy.optimize import linear_sum_assignment
 from ..calibration import Camera
 from .config import AssociationConfig
 from .data import TrackletIndex
+from ..errors import InputError
 from .evidence import closest_points
 from .refine import _segment
 
@@ -134,20 +135,21 @@ class _Projector:
             rad = 1 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3))
             xd = x * rad + 2 * self.p1 * x * y + self.p2 * (r2 + 2 * x * x)
             yd = y * rad + self.p1 * (r2 + 2 * y * y) + 2 * self.p2 * x * y
-            u = self.fx[:, None] * xd + self.cx[:, None]
-            v = self.fy[:, None] * yd + self.cy[:, None]
-            uv = np.stack([u, v], -1)
+            uv = np.empty(x.shape + (2,))
+            u, v = uv[..., 0], uv[..., 1]
+            np.add(self.fx[:, None] * xd, self.cx[:, None], out=u)
+            np.add(self.fy[:, None] * yd, self.cy[:, None], out=v)
         else:
             uv = np.stack([c.project(X) for c in self.cams]) if len(X) else np.zeros((len(self.cams), 0, 2))
-        out = ~((depth > 0) & (uv[..., 0] >= -0.5) & (uv[..., 0] < self.W) & (uv[..., 1] >= -0.5) &
-                (uv[..., 1] < self.H))
+            u, v = uv[..., 0], uv[..., 1]
+        out = ~((depth > 0) & (u >= -0.5) & (u < self.W) & (v >= -0.5) & (v < self.H))
         uv[out] = np.nan
         return uv, depth
 
 
 def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig
                      ) -> tuple[np.ndarray, np.ndarray, float]:
-    """3D tracks of the detected rows of ``idx`` (see module docstring).
+    """3D tracks of the detected rows of ``idx`` (see module docstring); one block of :class:`FrameTracker`.
 
     Parameters
     ----------
@@ -166,110 +168,226 @@ def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationCon
     size : median target size (m, ``sqrt(w·h)`` of the boxes back-projected
         at the target's depth) over the confirmed tracks; NaN when none.
     """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _track(idx, cams, cfg)
+    tracker = FrameTracker(cams, cfg)
+    track, cost = tracker.feed(idx, idx.tk)
+    return tracker.final(track), np.where(tracker.final(track) >= 0, cost, np.nan), tracker.size()
 
 
-def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tuple[np.ndarray, np.ndarray, float]:
-    N = len(idx.frame)
-    track = np.full(N, -2, np.int64)
-    cost = np.full(N, np.nan)
-    det = np.flatnonzero(idx.detected)
-    track[det] = -1
-    if not det.size:
-        return track, cost, float("nan")
-    cam_of = idx.keys["cam"].to_numpy()[idx.tk]
-    o_all, d_all = idx.row_rays(dict(zip(idx.camera_names, cams)))
-    order = det[np.lexsort((cam_of[det], idx.frame[det]))]
-    fr = idx.frame[order]
-    frames, starts = np.unique(fr, return_index=True)
-    ends = np.append(starts[1:], len(order))
-    size_px = np.sqrt(np.abs(idx.w * idx.h))
-    # per row: tau of the detection alone (px), half box
-    tau0_sq = (cfg.box_fraction * size_px) ** 2 + cfg.centroid_sigma ** 2
-    hw, hh = idx.w / 2, idx.h / 2
-    cxy = np.column_stack([idx.cx, idx.cy])
-    f_px = np.array([0.5 * (c.K[0, 0] + c.K[1, 1]) for c in cams])
-    proj = _Projector(cams)
-    cam_range = np.arange(len(cams) + 1)
-    T = _Tracks()
-    gate2 = cfg.gate ** 2
-    K = len(idx.keys)
-    last_track = np.full(K, -1, np.int64)   # per tracklet: track of its last assigned row and when
-    last_frame = np.full(K, -10 ** 9, np.int64)
-    prev_t = None
-    for t, a, b in zip(frames.tolist(), starts.tolist(), ends.tolist()):
-        rows = order[a:b]
-        rc = cam_of[rows]
-        cxr, cyr = idx.cx[rows], idx.cy[rows]
+class FrameTracker:
+    """The per-frame 3D tracker of the module docstring, fed block by block with its state carried.
+
+    Feeding the frames of a session in consecutive blocks (:meth:`feed`, each
+    block's frames after the previous block's) gives exactly the tracks of
+    feeding them at once: the state carried between blocks is the tracks
+    (Kalman state, tentative/confirmed, streaks, duplicate counters), the
+    frame of the last step and, per tracklet, the track and frame of its last
+    assigned row (continuity bonus). Memory: that state, O(tracks + tracklets).
+
+    A track is confirmed after ``n_init`` multi-camera frames, possibly in a
+    later block, so :meth:`feed` returns raw track ids; :meth:`final` maps
+    them to the returned convention once every block is fed (tracks never
+    confirmed -> -1).
+
+    Parameters
+    ----------
+    cams : cameras, world unit m; a block's ``idx.camera_names`` must name
+        cameras of this list (by ``Camera.name`` order given here).
+    cfg : as :func:`track_detections`.
+    names : camera names in ``cams`` order (default ``[c.name for c in cams]``);
+        block rows are matched to cameras by name.
+    """
+
+    def __init__(self, cams: list[Camera], cfg: AssociationConfig, names: list[str] | None = None):
+        self.cams, self.cfg = cams, cfg
+        self.names = list(names) if names is not None else [c.name for c in cams]
+        self.proj = _Projector(cams)
+        self.f_px = np.array([0.5 * (c.K[0, 0] + c.K[1, 1]) for c in cams])
+        self.T = _Tracks()
+        self.prev_t: int | None = None
+        self.last_track = np.full(64, -1, np.int64)   # per tracklet key: track of its last assigned row and when
+        self.last_frame = np.full(64, -10 ** 9, np.int64)
+
+    def _grow(self, n: int) -> None:
+        while n > len(self.last_track):
+            self.last_track = np.r_[self.last_track, np.full(len(self.last_track), -1, np.int64)]
+            self.last_frame = np.r_[self.last_frame, np.full(len(self.last_frame), -10 ** 9, np.int64)]
+
+    def feed(self, idx: TrackletIndex, key: np.ndarray, rays: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Track the detected rows of one block of frames.
+
+        Parameters
+        ----------
+        idx : the block's rows (any cameras of ``names``; all frames after
+            the previous block's last frame).
+        key : (N,) int64 ≥ 0, a session-wide id of each row's tracklet (the
+            same id in every block; e.g. ``idx.tk`` for one block).
+        rays : ``idx.row_rays`` if already computed.
+
+        Returns
+        -------
+        track : (N,) int64 raw track id of each detected row (-1 unassigned),
+            -2 for rows that are not detected; pass through :meth:`final`.
+        cost : (N,) float64 ``d / τ`` of assigned rows, NaN otherwise.
+
+        Raises
+        ------
+        InputError
+            A frame of the block is not after the last frame already fed
+            (blocks out of order or overlapping).
+        """
+        det = np.flatnonzero(idx.detected)
+        if det.size and self.prev_t is not None and int(idx.frame[det].min()) <= self.prev_t:
+            raise InputError(None, "Tracklet2D block", f"frame {int(idx.frame[det].min())} is not after the last "
+                             f"frame already tracked ({self.prev_t})",
+                             "feed blocks of consecutive, non-overlapping frames in increasing order")
+        N = len(idx.frame)
+        track = np.full(N, -2, np.int64)
+        cost = np.full(N, np.nan)
+        track[det] = -1
+        if not det.size:
+            return track, cost
+        key = np.asarray(key, np.int64)
+        self._grow(int(key.max()) + 1)
+        cam_map = np.array([self.names.index(n) for n in idx.camera_names], np.int64)
+        cam_of = cam_map[idx.keys["cam"].to_numpy()[idx.tk]]
+        if rays is None:
+            rays = idx.row_rays(dict(zip(self.names, self.cams)))
+        order = det[np.lexsort((cam_of[det], idx.frame[det]))]
+        fr = idx.frame[order]
+        frames, starts = np.unique(fr, return_index=True)
+        ends = np.append(starts[1:], len(order))
+        # per-row arrays in (frame, camera) order: a frame's rows are one slice
+        o_all, d_all = rays[0][order], rays[1][order]
+        cx, cy, w, h = idx.cx[order], idx.cy[order], idx.w[order], idx.h[order]
+        cam_o, key_o = cam_of[order], key[order]
+        size_o = np.sqrt(np.abs(w * h))
+        tau0_o = (self.cfg.box_fraction * size_o) ** 2 + self.cfg.centroid_sigma ** 2
+        tr_o = np.full(len(order), -1, np.int64)
+        dn_o = np.full(len(order), np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for t, a, b in zip(frames.tolist(), starts.tolist(), ends.tolist()):
+                tr_o[a:b], dn_o[a:b] = self._step(t, slice(a, b), cam_o, key_o, cx, cy, w, h, o_all, d_all,
+                                                          size_o, tau0_o)
+        track[order], cost[order] = tr_o, dn_o
+        return track, cost
+
+    def _step(self, t, sl, cam_o, key_o, cx, cy, w, h, o_all, d_all, size_o, tau0_o
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """One frame: predict, assign per camera, update, births, bookkeeping (rows ``sl`` of the block)."""
+        T, cfg, proj, f_px = self.T, self.cfg, self.proj, self.f_px
+        rc = cam_o[sl]
+        R = len(rc)
+        rows = np.arange(R)                     # the frame's rows, local indices
+        o_f, d_f = o_all[sl], d_all[sl]
+        cxr, cyr = cx[sl], cy[sl]
+        size_px, tau0_sq = size_o[sl], tau0_o[sl]
         act = np.flatnonzero(T.alive[:T.n])
-        assigned = np.full(len(rows), -1, np.int64)
-        dn = np.full(len(rows), np.nan)
-        step = 1 if prev_t is None else t - prev_t
-        prev_t = t
+        assigned = np.full(R, -1, np.int64)
+        dn = np.full(R, np.nan)
+        step = 1 if self.prev_t is None else t - self.prev_t
+        self.prev_t = t
+        tk = key_o[sl]
         if act.size:
             _predict(T, act, step, cfg.motion_noise)
             uvp, depth = proj(T.X[act])                       # (C, A, 2), (C, A)
             U, Dp = uvp[rc], depth[rc]                         # (R, A, 2), (R, A)
             fr_ = f_px[rc][:, None] / Dp
-            d2 = ((cxr[:, None] - U[..., 0]) ** 2 + (cyr[:, None] - U[..., 1]) ** 2) / \
-                (tau0_sq[rows][:, None] + T.P[act, 0, 0][None, :] * fr_ ** 2)
+            size_a = T.size[act]
+            du, dv = cxr[:, None] - U[..., 0], cyr[:, None] - U[..., 1]
+            d2 = (du ** 2 + dv ** 2) / (tau0_sq[:, None] + T.P[act, 0, 0][None, :] * fr_ ** 2)
             # a row more than 3x the size of the target it would be matched to is not that target
             # (a lighting flash or a camera going dark makes frame-sized foreground blobs)
-            ok = (d2 <= gate2) & ~(size_px[rows][:, None] > 3.0 * T.size[act][None, :] * fr_)
+            ok = (d2 <= cfg.gate ** 2) & ~(size_px[:, None] > (3.0 * size_a)[None, :] * fr_)
             # a row larger than one target whose box holds the predictions of >= 2 confirmed tracks
             # within the gate is a merged blob: its centroid lies between the targets, nobody's measurement
-            inside = ok & (np.abs(U[..., 0] - cxr[:, None]) <= hw[rows][:, None]) & \
-                (np.abs(U[..., 1] - cyr[:, None]) <= hh[rows][:, None]) & \
-                (size_px[rows][:, None] > 1.3 * T.size[act][None, :] * fr_) & T.confirmed[act][None, :]
-            ok &= (inside.sum(1) < 2)[:, None]
-            tk = idx.tk[rows]
-            cont = (last_track[tk][:, None] == act[None, :]) & ((t - last_frame[tk]) <= cfg.continuity_frames)[:, None]
+            inside = ok & (size_px[:, None] > (1.3 * size_a)[None, :] * fr_) & T.confirmed[act][None, :]
+            if inside.any():
+                inside &= (np.abs(du) <= (w[sl] / 2)[:, None]) & (np.abs(dv) <= (h[sl] / 2)[:, None])
+                ok &= (inside.sum(1) < 2)[:, None]
+            cont = (self.last_track[tk][:, None] == act[None, :]) & \
+                ((t - self.last_frame[tk]) <= cfg.continuity_frames)[:, None]
             c2 = np.where(ok, d2 - cfg.continuity_bonus * cont, _BIG)
-            cut = np.searchsorted(rc, cam_range).tolist()
-            for lo, hi in zip(cut[:-1], cut[1:]):   # per camera: one assignment
-                if lo == hi:
-                    continue
-                cols = np.flatnonzero(ok[lo:hi].any(0))
-                if not cols.size:
-                    continue
-                sub = c2[lo:hi]
-                ri, ji = linear_sum_assignment(sub[:, cols])
-                ji = cols[ji]
-                keep = sub[ri, ji] < _BIG
-                assigned[lo + ri[keep]] = act[ji[keep]]
-                dn[lo + ri[keep]] = np.sqrt(d2[lo + ri[keep], ji[keep]])
-            _update(T, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t)
+            _assign(rc, ok, c2, d2, act, assigned, dn)
+            _update(T, act, rows, rc, assigned, dn, np.column_stack([cxr, cyr]), o_f, d_f, proj, tau0_sq,
+                    size_px, f_px, cfg, t)
         # births from the rows nobody claimed
         free = np.flatnonzero(assigned < 0)
         if free.size >= 2 and rc[free].min() != rc[free].max():
             uv = np.column_stack([cxr, cyr])
             live = np.flatnonzero(T.alive[:T.n] & T.confirmed[:T.n])
-            for grp_rows, X, sz in _births(rows[free], rc[free], uv[free], o_all, d_all, proj, f_px, size_px, cfg):
+            for grp_rows, X, sz in _births(free, rc[free], uv[free], o_f, d_f, proj, f_px, size_px, cfg):
                 # no new track within 0.75 target sizes of a confirmed one: that is a part of the same
                 # target (an over-split blob) or the ray crossing of a merged one, not a second target
                 if live.size and (((T.X[live] - X) ** 2).sum(1) < (0.75 * T.size[live]) ** 2).any():
                     continue
                 p0 = np.array([[(0.25 * sz) ** 2, 0.0], [0.0, (0.5 * sz) ** 2]])
                 j = int(T.add(X[None], np.array([sz]), t, p0)[0])
-                pos = np.flatnonzero(np.isin(rows, grp_rows))
-                assigned[pos] = j
-                dn[pos] = 0.0
+                assigned[grp_rows] = j
+                dn[grp_rows] = 0.0
         _bookkeeping(T, t, cfg, assigned)
         hit = assigned >= 0
-        track[rows[hit]] = assigned[hit]
-        cost[rows[hit]] = dn[hit]
-        tk = idx.tk[rows[hit]]
-        last_track[tk] = assigned[hit]
-        last_frame[tk] = t
-    # rows of tracks never confirmed are unassigned
-    conf = np.zeros(T.n + 1, bool)
-    conf[:T.n] = T.confirmed[:T.n]
-    bad = (track >= 0) & ~conf[np.where(track >= 0, track, T.n)]
-    track[bad] = -1
-    cost[bad] = np.nan
-    sizes = T.size[:T.n][T.confirmed[:T.n]]
-    return track, cost, float(np.median(sizes)) if sizes.size else float("nan")
+        k = tk[hit]
+        self.last_track[k] = assigned[hit]
+        self.last_frame[k] = t
+        return assigned, np.where(hit, dn, np.nan)
+
+    def final(self, track: np.ndarray) -> np.ndarray:
+        """Raw track ids from :meth:`feed` -> confirmed track or -1 (-2 kept); call after the last block."""
+        conf = np.zeros(self.T.n + 1, bool)
+        conf[:self.T.n] = self.T.confirmed[:self.T.n]
+        track = np.asarray(track)
+        bad = (track >= 0) & ~conf[np.where(track >= 0, track, self.T.n)]
+        return np.where(bad, -1, track)
+
+    def size(self) -> float:
+        """Median target size (m) over the confirmed tracks so far; NaN when none."""
+        sizes = self.T.size[:self.T.n][self.T.confirmed[:self.T.n]]
+        return float(np.median(sizes)) if sizes.size else float("nan")
+
+
+def _assign(rc: np.ndarray, ok: np.ndarray, c2: np.ndarray, d2: np.ndarray, act: np.ndarray,
+            assigned: np.ndarray, dn: np.ndarray) -> None:
+    """Per camera, minimum-cost assignment of rows to tracks (``linear_sum_assignment``), in place.
+
+    ``rc (R,)`` sorted camera of each row, ``ok (R, A)`` gate, ``c2`` cost
+    (``_BIG`` outside the gate), ``d2`` squared normalised distance. The
+    per-camera problems (``_BIG`` for pairs outside the gate, so the solver
+    first maximises the number of gated pairs, then minimises their cost)
+    split into the connected components of the gate graph: a row whose only
+    gated track is gated for no other row of its camera is matched to it
+    directly; the remaining rows of all cameras are solved in one call, with
+    one column per (camera, track) in their gates.
+    """
+    R, A = ok.shape
+    n_ok = ok.sum(1)
+    if not n_ok.any():
+        return
+    col = ok.argmax(1)
+    C = int(rc[-1]) + 1
+    cs = np.zeros((R + 1, A), np.int64)
+    np.cumsum(ok, 0, out=cs[1:])
+    cut = np.searchsorted(rc, np.arange(C + 1))
+    per_cam = cs[cut[1:]] - cs[cut[:-1]]                  # (C, A) rows of each camera gating each track
+    easy = (n_ok == 1) & (per_cam[rc, col] == 1)
+    e = np.flatnonzero(easy)
+    assigned[e] = act[col[e]]
+    dn[e] = np.sqrt(d2[e, col[e]])
+    hard = np.flatnonzero((n_ok > 0) & ~easy)
+    if not hard.size:
+        return
+    hi, hj = np.nonzero(ok[hard])
+    key = rc[hard[hi]] * A + hj
+    used = np.zeros(C * A, bool)
+    used[key] = True
+    ckey = np.flatnonzero(used)                             # one column per (camera, track), sorted
+    M = np.full((len(hard), len(ckey)), _BIG)
+    M[hi, (np.cumsum(used) - 1)[key]] = c2[hard[hi], hj]
+    ri, ki = linear_sum_assignment(M)
+    keep = M[ri, ki] < _BIG
+    r, j = hard[ri[keep]], ckey[ki[keep]] % A
+    assigned[r] = act[j]
+    dn[r] = np.sqrt(d2[r, j])
 
 
 def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> None:
@@ -290,10 +408,8 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     if not hit.size:
         return
     A = len(act)
-    pos_of = np.full(T.n, -1, np.int64)
-    pos_of[act] = np.arange(A)
     for attempt in range(2):
-        ap = pos_of[assigned[hit]]
+        ap = np.searchsorted(act, assigned[hit])   # position of each row's track in act (sorted)
         r = rows[hit]
         Xm, n = _intersect(ap, rc[hit], o_all[r], d_all[r], A, len(f_px))
         multi = n >= 2
@@ -325,7 +441,7 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
         hit = np.flatnonzero(assigned >= 0)
         if not hit.size:
             return
-    ap = pos_of[assigned[hit]]
+    ap = np.searchsorted(act, assigned[hit])
     r = rows[hit]
     seen = n >= 1
     single = seen & ~(multi & np.isfinite(Xm).all(1))
@@ -376,17 +492,29 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
     camera has no ray, which adds nothing to the sums) and the 3×3 normal
     equations ``Σ(I − d dᵀ) X = Σ(I − d dᵀ) o`` are solved in closed form
     (adjugate / determinant): a few dozen small numpy operations per frame
-    instead of a batched ``np.linalg.solve``.
+    instead of a batched ``np.linalg.solve``. With fewer than 8 cameras the
+    sums are ``np.bincount`` over the rays instead (the rays of a group come in
+    camera order, so the additions happen in the same order and the result is
+    bit-identical; numpy sums ≥ 8 terms pairwise, hence the dense layout there).
     """
     n = np.bincount(g, minlength=G)
-    D = np.zeros((G, C, 3))
-    P = np.zeros((G, C, 3))
-    D[g, cam] = d
-    P[g, cam] = o - d * (d * o).sum(1)[:, None]
-    b = P.sum(1)
-    dx, dy, dz = D[..., 0], D[..., 1], D[..., 2]
-    a, e, i = n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1)
-    bq, c, f = -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)
+    P = o - d * (d * o).sum(1)[:, None]
+    if C < 8:
+        s = [np.bincount(g, weights=w, minlength=G) for w in (
+            d[:, 0] * d[:, 0], d[:, 1] * d[:, 1], d[:, 2] * d[:, 2], d[:, 0] * d[:, 1], d[:, 0] * d[:, 2],
+            d[:, 1] * d[:, 2], P[:, 0], P[:, 1], P[:, 2])]
+        a, e, i = n - s[0], n - s[1], n - s[2]
+        bq, c, f = -s[3], -s[4], -s[5]
+        b = np.stack(s[6:], 1)
+    else:
+        D = np.zeros((G, C, 3))
+        Pd = np.zeros((G, C, 3))
+        D[g, cam] = d
+        Pd[g, cam] = P
+        b = Pd.sum(1)
+        dx, dy, dz = D[..., 0], D[..., 1], D[..., 2]
+        a, e, i = n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1)
+        bq, c, f = -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)
     A0, A1, A2 = e * i - f * f, c * f - bq * i, bq * f - c * e
     B1, B2, C2 = a * i - c * c, bq * c - a * f, a * e - bq * bq
     det = a * A0 + bq * A1 + c * A2
