@@ -145,30 +145,35 @@ class BlockAssociation:
     def _track_pass(self) -> None:
         self.tracker = FrameTracker(self.cams, self.cfg, self.names)
         self.n_blocks = 0
+        self.block_rows: list[int] = []
         rest = []
         for b, tr, other in self._iter():
             idx = TrackletIndex.build(tr, source=f"block {b}")
             key = self._keys(idx)[idx.tk]
-            track, cost = self.tracker.feed(idx, key)
-            np.save(self._dir / f"{b}.track.npy", track)
-            np.save(self._dir / f"{b}.cost.npy", cost)
+            rays = idx.row_rays(dict(zip(self.names, self.cams)))
+            track, cost = self.tracker.feed(idx, key, rays)
+            cam = np.searchsorted(self.names, np.asarray(idx.camera_names, dtype=str))[idx.keys["cam"].to_numpy()]
+            np.savez(self._dir / f"{b}.npz", key=key, frame=idx.frame, cam=cam[idx.tk], w=idx.w, h=idx.h,
+                     detected=idx.detected, source_row=idx.source_row, track=track, cost=cost, o=rays[0], d=rays[1])
+            self.block_rows.append(len(key))
             if len(other):
                 rest.append(other[["camera_id", "track_id", "frame", "frame_status"]])
             self.n_blocks = b + 1
         self.rest = pd.concat(rest, ignore_index=True) if rest else None
 
-    def _block(self, b: int, tr: pd.DataFrame):
-        idx = TrackletIndex.build(tr, source=f"block {b}")
-        key = self._keys(idx)[idx.tk]
-        track = self.tracker.final(np.load(self._dir / f"{b}.track.npy"))
-        cost = np.load(self._dir / f"{b}.cost.npy")
-        return idx, key, track, np.where(track >= 0, cost, np.nan)
+    def _block(self, b: int) -> dict:
+        """Spilled arrays of block ``b`` (rows in (tracklet, frame) order), with the final tracks and costs."""
+        z = dict(np.load(self._dir / f"{b}.npz"))
+        z["track"] = self.tracker.final(z["track"])
+        z["cost"] = np.where(z["track"] >= 0, z["cost"], np.nan)
+        return z
 
     # ---- pass 2: per-tracklet runs of known tracks, smoothed as tracklet_pieces ----------------------------
     def _runs_pass(self) -> None:
         rk, rv, rl = [], [], []
-        for b, tr, _ in self._iter():
-            idx, key, track, _ = self._block(b, tr)
+        for b in range(self.n_blocks):
+            z = self._block(b)
+            key, track = z["key"], z["track"]
             known = np.flatnonzero(track >= 0)
             k, v = key[known], track[known]
             if not len(k):
@@ -222,12 +227,12 @@ class BlockAssociation:
         stats = []   # per block: serial, detected, frame, hit, support term
         self.edge = []   # per block: (serial, first det frame, w, h, last det frame, w, h)
         n_p = 0
-        for b, tr, _ in self._iter():
-            idx, key, track, cost = self._block(b, tr)
+        for b in range(self.n_blocks):
+            z = self._block(b)
+            key, track, cost, cam, frame = z["key"], z["track"], z["cost"], z["cam"], z["frame"]
             N = len(key)
             if not N:
                 continue
-            cam = np.searchsorted(self.names, idx.keys["camera_id"].to_numpy()[idx.tk].astype(str))
             known = track >= 0
             start = np.r_[True, key[1:] != key[:-1]]
             # known rows at or before each row in its tracklet, over the session
@@ -244,8 +249,8 @@ class BlockAssociation:
             other = np.flatnonzero((L >= 0) & (L != track))
             if other.size:
                 n_t = int(max(L.max(), track.max())) + 2
-                span = int(idx.frame.max()) + 1
-                kf = (cam * span + idx.frame) * n_t
+                span = int(frame.max()) + 1
+                kf = (cam * span + frame) * n_t
                 own = np.sort(kf[known] + track[known])
                 if own.size:
                     qq = kf[other] + L[other]
@@ -259,7 +264,7 @@ class BlockAssociation:
             n_p += fresh.size
             p_key.append(key[fresh])
             p_L.append(L[fresh])
-            p_first.append(idx.frame[fresh])
+            p_first.append(frame[fresh])
             pos = np.where(new | start, np.arange(N), 0)
             pos = np.maximum.accumulate(pos)
             ser = np.full(N, -1, np.int64)
@@ -269,11 +274,11 @@ class BlockAssociation:
             cur[key[ends]] = serial[ends]
             last_L[key[ends]] = L[ends]
             run_end = np.flatnonzero(np.r_[serial[1:] != serial[:-1], True])
-            p_last.append((serial[run_end], idx.frame[run_end]))
+            p_last.append((serial[run_end], frame[run_end]))
             np.save(self._dir / f"{b}.serial.npy", serial)
-            det = idx.detected
+            det = z["detected"]
             hit = np.isfinite(cost)
-            stats.append((serial, det, idx.frame, hit, np.where(hit, np.exp(-0.5 * cost ** 2), 0.0)))
+            stats.append((serial, det, frame, hit, np.where(hit, np.exp(-0.5 * cost ** 2), 0.0)))
             # first / last detected row of every piece in this block (box size for reprojected rows)
             d = np.flatnonzero(det)
             if d.size:
@@ -281,9 +286,9 @@ class BlockAssociation:
                 fs = np.r_[True, s[1:] != s[:-1]]
                 ls = np.r_[s[1:] != s[:-1], True]
                 f_, l_ = d[fs], d[ls]
-                self.edge.append(pd.DataFrame({"serial": s[fs], "block": b, "f0": idx.frame[f_], "w0": idx.w[f_],
-                                               "h0": idx.h[f_], "f1": idx.frame[l_], "w1": idx.w[l_],
-                                               "h1": idx.h[l_]}))
+                self.edge.append(pd.DataFrame({"serial": s[fs], "block": b, "f0": frame[f_], "w0": z["w"][f_],
+                                               "h0": z["h"][f_], "f1": frame[l_], "w1": z["w"][l_],
+                                               "h1": z["h"][l_]}))
         P = n_p
         self.p_key = np.concatenate(p_key) if p_key else np.zeros(0, np.int64)
         self.p_L = np.concatenate(p_L) if p_L else np.zeros(0, np.int64)
@@ -359,26 +364,40 @@ class BlockAssociation:
                  self.n_blocks, n_track, K, P, int(lone.sum()))
 
     # ---- pass 4: 3D points per (frame, group), stitching ---------------------------------------------------
-    def _refined(self, b: int, tr: pd.DataFrame):
-        """The block's rows with their pieces' track ids, their TrackletIndex and the session key of each."""
-        idx = TrackletIndex.build(tr, source=f"block {b}")
+    def _refined(self, b: int, extra: tuple | None = None) -> TrackletIndex:
+        """Index over the session's refined tracklets (``self.keys``) holding the rows of block ``b``.
+
+        Rows are sorted by (refined tracklet, frame) as :meth:`TrackletIndex.build`
+        would; ``source_row`` is each row's position in the block's rows in
+        (tracklet, frame) order of the original ids (-1 for ``extra`` rows:
+        ``(key, frame, w, h)`` of detected rows outside the block).
+        """
+        z = np.load(self._dir / f"{b}.npz")
         serial = np.load(self._dir / f"{b}.serial.npy")
-        src = tr.iloc[idx.source_row].reset_index(drop=True)
-        k = self.k_of_serial[serial]
-        src = src.assign(track_id=self.keys["track_id"].to_numpy()[k])
-        nidx = TrackletIndex.build(src, source=f"block {b}")
-        ks = np.empty(len(nidx.keys), np.int64)
-        ks[nidx.tk] = k[nidx.source_row]
-        return src, nidx, ks
+        tk, frame, w, h, det = self.k_of_serial[serial], z["frame"], z["w"], z["h"], z["detected"]
+        pos = np.arange(len(tk))
+        o_, d_ = z["o"], z["d"]
+        if extra is not None:
+            ek, ef, ew, eh = extra
+            tk, frame, w, h = np.r_[tk, ek], np.r_[frame, ef], np.r_[w, ew], np.r_[h, eh]
+            det = np.r_[det, np.ones(len(ek), bool)]
+            pos = np.r_[pos, np.full(len(ek), -1, np.int64)]
+            o_ = np.r_[o_, np.full((len(ek), 3), np.nan)]
+            d_ = np.r_[d_, np.full((len(ek), 3), np.nan)]
+        span = int(max(frame.max(), self.keys["last"].max())) + 2 if len(frame) else 1
+        code = tk * span + frame
+        o = np.argsort(code, kind="stable")
+        n = len(o)
+        gidx = TrackletIndex(keys=self.keys, camera_names=self.names, tk=tk[o], frame=frame[o], cx=np.zeros(n),
+                             cy=np.zeros(n), w=w[o], h=h[o], detected=det[o], coasted=np.zeros(n, bool),
+                             _code=code[o], _span=span, source_row=pos[o])
+        gidx.__dict__["_rays"] = (o_[o], d_[o])
+        return gidx
 
     def _points(self, labels: np.ndarray) -> dict:
         """:func:`~.refine.group_points` of the whole session, block by block."""
-        parts = []
-        for b, tr, _ in self._iter():
-            if not len(tr):
-                continue
-            _, nidx, ks = self._refined(b, tr)
-            parts.append(group_points(nidx, labels[ks], [self.cameras[n] for n in nidx.camera_names]))
+        parts = [group_points(self._refined(b), labels, self.cams) for b in range(self.n_blocks)
+                 if self.block_rows[b]]
         if not parts:
             return {"frame": np.zeros(0, np.int64), "group": np.zeros(0, np.int64), "X": np.zeros((0, 3)),
                     "n": np.zeros(0, np.int64)}
@@ -424,48 +443,42 @@ class BlockAssociation:
         """Refined TRACKLET2D rows, one DataFrame per block (sorted by ``camera_id, track_id, frame``)."""
         for b, tr, other in self._iter():
             if len(tr):
-                src, nidx, ks = self._refined(b, tr)
+                # the block's rows in (tracklet, frame) order of the original ids, as spilled in pass 1
+                z = np.load(self._dir / f"{b}.npz")
+                serial = np.load(self._dir / f"{b}.serial.npy")
+                src = tr.iloc[z["source_row"]].reset_index(drop=True)
+                src = src.assign(track_id=self.keys["track_id"].to_numpy()[self.k_of_serial[serial]])
                 if self.pts is not None:
-                    src = self._reprojected(b, src, nidx, ks)
+                    src = self._reprojected(b, src)
             else:
                 src = tr
             out = TRACKLET2D.coerce(pd.concat([src, other], ignore_index=True))
             yield out.sort_values(["camera_id", "track_id", "frame"], kind="stable").reset_index(drop=True)
 
-    def _reprojected(self, b: int, src: pd.DataFrame, nidx: TrackletIndex, ks: np.ndarray) -> pd.DataFrame:
+    def _reprojected(self, b: int, src: pd.DataFrame) -> pd.DataFrame:
         """:func:`~.refine.reprojected_rows` for the frames of one block.
 
-        It is given an index over the session's refined tracklets (global
-        keys) holding the block's rows plus, per piece, its last detected row
-        before the block and its first after it (the box size of a
-        reprojected row comes from the nearest detected row in time).
+        It is given an index over the session's refined tracklets holding the
+        block's rows plus, per piece, its last detected row before the block
+        and its first after it (the box size of a reprojected row comes from
+        the nearest detected row in time).
         """
-        f0, f1 = int(nidx.frame.min()), int(nidx.frame.max())
-        pts = self.pts
-        inb = (pts["frame"] >= f0) & (pts["frame"] <= f1)
-        pts_b = {k: v[inb] for k, v in pts.items()}
-        tk = ks[nidx.tk]
-        frame, w, h, det = nidx.frame, nidx.w, nidx.h, nidx.detected
-        src_row = nidx.source_row
+        extra = None
         if self.edge is not None:
             e = self.edge
             before = e[e["block"] < b].groupby("serial").tail(1)
             after = e[e["block"] > b].groupby("serial").head(1)
-            vk = np.r_[self.k_of_serial[before["serial"].to_numpy()], self.k_of_serial[after["serial"].to_numpy()]]
-            tk = np.r_[tk, vk]
-            frame = np.r_[frame, before["f1"].to_numpy(), after["f0"].to_numpy()]
-            w = np.r_[w, before["w1"].to_numpy(), after["w0"].to_numpy()]
-            h = np.r_[h, before["h1"].to_numpy(), after["h0"].to_numpy()]
-            det = np.r_[det, np.ones(len(vk), bool)]
-            src_row = np.r_[src_row, np.full(len(vk), -1, np.int64)]
-        span = int(max(frame.max(), self.keys["last"].max())) + 2
-        code = tk * span + frame
-        o = np.argsort(code, kind="stable")
-        n = len(o)
-        gidx = TrackletIndex(keys=self.keys, camera_names=self.names, tk=tk[o], frame=frame[o],
-                             cx=np.zeros(n), cy=np.zeros(n), w=w[o], h=h[o], detected=det[o],
-                             coasted=np.zeros(n, bool), _code=code[o], _span=span, source_row=src_row[o])
-        return reprojected_rows(gidx, self.labels, pts_b, self.cams, src, self.cfg.reproject_min_cameras)
+            extra = (np.r_[self.k_of_serial[before["serial"].to_numpy()], self.k_of_serial[after["serial"].to_numpy()]],
+                     np.r_[before["f1"].to_numpy(), after["f0"].to_numpy()],
+                     np.r_[before["w1"].to_numpy(), after["w0"].to_numpy()],
+                     np.r_[before["h1"].to_numpy(), after["h0"].to_numpy()])
+        gidx = self._refined(b, extra)
+        inb = gidx.source_row >= 0
+        f0, f1 = int(gidx.frame[inb].min()), int(gidx.frame[inb].max())
+        pts = self.pts
+        sel = (pts["frame"] >= f0) & (pts["frame"] <= f1)
+        return reprojected_rows(gidx, self.labels, {k: v[sel] for k, v in pts.items()}, self.cams, src,
+                                self.cfg.reproject_min_cameras)
 
     def close(self) -> None:
         """Remove the spill files."""
