@@ -265,34 +265,35 @@ class FrameTracker:
         tau0_o = (self.cfg.box_fraction * size_o) ** 2 + self.cfg.centroid_sigma ** 2
         tr_o = np.full(len(order), -1, np.int64)
         dn_o = np.full(len(order), np.nan)
+        cxy_o = np.column_stack([cx, cy])
+        fpx_o = self.f_px[cam_o]
         with np.errstate(invalid="ignore", divide="ignore"):
             for t, a, b in zip(frames.tolist(), starts.tolist(), ends.tolist()):
-                tr_o[a:b], dn_o[a:b] = self._step(t, slice(a, b), cam_o, key_o, cx, cy, w, h, o_all, d_all,
-                                                          size_o, tau0_o)
+                sl = slice(a, b)   # the frame's rows; _step fills tr_o[sl], dn_o[sl] in place
+                self._step(t, sl, cam_o[sl], key_o[sl], cxy_o[sl], w[sl], h[sl], o_all[sl], d_all[sl], size_o[sl],
+                           tau0_o[sl], fpx_o[sl], tr_o[sl], dn_o[sl])
         track[order], cost[order] = tr_o, dn_o
         return track, cost
 
-    def _step(self, t, sl, cam_o, key_o, cx, cy, w, h, o_all, d_all, size_o, tau0_o
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """One frame: predict, assign per camera, update, births, bookkeeping (rows ``sl`` of the block)."""
+    def _step(self, t, sl, rc, tk, cxy, w, h, o_f, d_f, size_px, tau0_sq, fpx, assigned, dn) -> None:
+        """One frame: predict, assign per camera, update, births, bookkeeping.
+
+        Per-row arrays are the frame's rows (sorted by camera); ``assigned``
+        (-1) and ``dn`` (NaN) are filled in place with each row's track and
+        normalised distance.
+        """
         T, cfg, proj, f_px = self.T, self.cfg, self.proj, self.f_px
-        rc = cam_o[sl]
         R = len(rc)
         rows = np.arange(R)                     # the frame's rows, local indices
-        o_f, d_f = o_all[sl], d_all[sl]
-        cxr, cyr = cx[sl], cy[sl]
-        size_px, tau0_sq = size_o[sl], tau0_o[sl]
-        act = np.flatnonzero(T.alive[:T.n])
-        assigned = np.full(R, -1, np.int64)
-        dn = np.full(R, np.nan)
+        cxr, cyr = cxy[:, 0], cxy[:, 1]
+        act = T.alive[:T.n].nonzero()[0]
         step = 1 if self.prev_t is None else t - self.prev_t
         self.prev_t = t
-        tk = key_o[sl]
         if act.size:
             _predict(T, act, step, cfg.motion_noise)
             uvp, depth = proj(T.X[act])                       # (C, A, 2), (C, A)
             U, Dp = uvp[rc], depth[rc]                         # (R, A, 2), (R, A)
-            fr_ = f_px[rc][:, None] / Dp
+            fr_ = fpx[:, None] / Dp
             size_a = T.size[act]
             du, dv = cxr[:, None] - U[..., 0], cyr[:, None] - U[..., 1]
             d2 = (du ** 2 + dv ** 2) / (tau0_sq[:, None] + T.P[act, 0, 0][None, :] * fr_ ** 2)
@@ -303,18 +304,17 @@ class FrameTracker:
             # within the gate is a merged blob: its centroid lies between the targets, nobody's measurement
             inside = ok & (size_px[:, None] > (1.3 * size_a)[None, :] * fr_) & T.confirmed[act][None, :]
             if inside.any():
-                inside &= (np.abs(du) <= (w[sl] / 2)[:, None]) & (np.abs(dv) <= (h[sl] / 2)[:, None])
+                inside &= (np.abs(du) <= (w / 2)[:, None]) & (np.abs(dv) <= (h / 2)[:, None])
                 ok &= (inside.sum(1) < 2)[:, None]
             cont = (self.last_track[tk][:, None] == act[None, :]) & \
                 ((t - self.last_frame[tk]) <= cfg.continuity_frames)[:, None]
             c2 = np.where(ok, d2 - cfg.continuity_bonus * cont, _BIG)
             _assign(rc, ok, c2, d2, act, assigned, dn)
-            _update(T, act, rows, rc, assigned, dn, np.column_stack([cxr, cyr]), o_f, d_f, proj, tau0_sq,
-                    size_px, f_px, cfg, t)
+            _update(T, act, rows, rc, assigned, dn, cxy, o_f, d_f, proj, tau0_sq, size_px, f_px, cfg, t)
         # births from the rows nobody claimed
-        free = np.flatnonzero(assigned < 0)
+        free = (assigned < 0).nonzero()[0]
         if free.size >= 2 and rc[free].min() != rc[free].max():
-            uv = np.column_stack([cxr, cyr])
+            uv = cxy
             live = np.flatnonzero(T.alive[:T.n] & T.confirmed[:T.n])
             for grp_rows, X, sz in _births(free, rc[free], uv[free], o_f, d_f, proj, f_px, size_px, cfg):
                 # no new track within 0.75 target sizes of a confirmed one: that is a part of the same
@@ -330,7 +330,7 @@ class FrameTracker:
         k = tk[hit]
         self.last_track[k] = assigned[hit]
         self.last_frame[k] = t
-        return assigned, np.where(hit, dn, np.nan)
+        dn[~hit] = np.nan
 
     def final(self, track: np.ndarray) -> np.ndarray:
         """Raw track ids from :meth:`feed` -> confirmed track or -1 (-2 kept); call after the last block."""
