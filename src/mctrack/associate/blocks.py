@@ -38,7 +38,7 @@ import pandas as pd
 
 from ..calibration import Camera
 from ..errors import InputError
-from ..tables import ASSOCIATION, PAIR_EVIDENCE, TRACKLET2D
+from ..tables import ROW_GROUP_ROWS, TRACKLET2D, TableSpec
 from .config import AssociationConfig
 from .data import TrackletIndex
 from .frames import FrameTracker
@@ -489,3 +489,79 @@ class BlockAssociation:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def frame_blocks(paths: list[str | Path], block_frames: int, tmpdir: str | Path
+                 ) -> Callable[[], Iterator[pd.DataFrame]]:
+    """Blocks of ``block_frames`` frames of the TRACKLET2D tables ``paths`` (e.g. every camera's file).
+
+    The files are streamed once (pyarrow dataset scan, batch by batch) into
+    one parquet folder per block under ``tmpdir`` (hive partitioning on
+    ``frame // block_frames``); the returned callable yields the blocks in
+    frame order, reading one at a time. Memory: one scan batch, then one
+    block. Raises :class:`InputError` naming the file for a missing file or
+    ``frame`` column.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    if block_frames < 1:
+        raise ValueError("block_frames must be >= 1")
+    for p in paths:
+        if not Path(p).exists():
+            raise InputError(p, None, "Tracklet2D table not found", "run the stage that writes it")
+    d = ds.dataset([str(p) for p in paths], format="parquet")
+    if "frame" not in d.schema.names:
+        raise InputError(paths[0] if paths else None, "Tracklet2D column 'frame'", "missing",
+                         "pass TRACKLET2D tables")
+    out = Path(tmpdir) / "frame_blocks"
+    cols = {c: ds.field(c) for c in d.schema.names if not c.startswith("__")}
+    cols["block"] = pc.divide(ds.field("frame"), pa.scalar(int(block_frames), pa.int64()))   # int64: floor for frame >= 0
+    ds.write_dataset(d.scanner(columns=cols), out, format="parquet", existing_data_behavior="overwrite_or_ignore",
+                     partitioning=ds.partitioning(pa.schema([("block", pa.int64())]), flavor="hive"))
+    blocks = sorted(int(q.name.split("=", 1)[1]) for q in out.glob("block=*")) if out.exists() else []
+
+    def gen() -> Iterator[pd.DataFrame]:
+        for b in blocks:
+            df = ds.dataset(out / f"block={b}", format="parquet").to_table().to_pandas()
+            yield TRACKLET2D.coerce(df.drop(columns=["block"], errors="ignore"))
+    return gen
+
+
+def write_blocks(blocks: Iterable[pd.DataFrame], spec: TableSpec, path: str | Path, **attrs: str) -> int:
+    """Write tables of one spec block by block into one parquet file, atomically; returns the rows written.
+
+    Same file as :func:`mctrack.tables.write_table` of the concatenated blocks
+    (columns, dtypes, ``mctrack_table`` metadata, row groups of at most
+    ``ROW_GROUP_ROWS`` rows), rows in block order; memory: one block.
+    """
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..errors import atomic_path
+
+    n = 0
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for df in blocks:
+                t = pa.Table.from_pandas(spec.coerce(df), preserve_index=False)
+                if writer is None:
+                    meta = dict(t.schema.metadata or {})
+                    meta[b"PANDAS_ATTRS"] = json.dumps({"mctrack_table": spec.name, **{k: str(v) for k, v in
+                                                                                       attrs.items()}}).encode()
+                    schema = t.schema.with_metadata(meta)
+                    writer = pq.ParquetWriter(tmp, schema)
+                writer.write_table(t.replace_schema_metadata(schema.metadata), row_group_size=ROW_GROUP_ROWS)
+                n += len(df)
+            if writer is None:   # no block: an empty table
+                empty = spec.empty()
+                empty.attrs = {"mctrack_table": spec.name, **{k: str(v) for k, v in attrs.items()}}
+                empty.to_parquet(tmp, index=False)
+        finally:
+            if writer is not None:
+                writer.close()
+    return n
