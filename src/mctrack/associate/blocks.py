@@ -224,7 +224,9 @@ class BlockAssociation:
         last_L = np.full(K, -3, np.int64)
         cur = np.full(K, -1, np.int64)                 # serial of each tracklet's current piece
         p_key, p_L, p_first, p_last = [], [], [], []
-        stats = []   # per block: serial, detected, frame, hit, support term
+        self.n_det, self.n_hit = np.zeros(64, np.int64), np.zeros(64, np.int64)
+        self.sup = np.zeros(64)
+        self.first_det, self.last_det = np.full(64, np.iinfo(np.int64).max), np.full(64, -2, np.int64)
         self.edge = []   # per block: (serial, first det frame, w, h, last det frame, w, h)
         n_p = 0
         for b in range(self.n_blocks):
@@ -278,7 +280,15 @@ class BlockAssociation:
             np.save(self._dir / f"{b}.serial.npy", serial)
             det = z["detected"]
             hit = np.isfinite(cost)
-            stats.append((serial, det, frame, hit, np.where(hit, np.exp(-0.5 * cost ** 2), 0.0)))
+            # per-piece counts, support sums (sequential in row order: the sums of one pass) and detected range
+            for name, fill in (("n_det", 0), ("n_hit", 0), ("sup", 0.0), ("first_det", np.iinfo(np.int64).max),
+                               ("last_det", -2)):
+                self._grow(name, n_p, fill)
+            np.add.at(self.n_det, serial[det], 1)
+            np.add.at(self.n_hit, serial[hit], 1)
+            np.add.at(self.sup, serial[hit], np.exp(-0.5 * cost[hit] ** 2))
+            np.minimum.at(self.first_det, serial[det], frame[det])
+            np.maximum.at(self.last_det, serial[det], frame[det])
             # first / last detected row of every piece in this block (box size for reprojected rows)
             d = np.flatnonzero(det)
             if d.size:
@@ -296,17 +306,8 @@ class BlockAssociation:
         self.p_last = np.full(P, -2, np.int64)
         for s, f in p_last:
             self.p_last[s] = f      # blocks in order: the last block's value wins
-        self.n_det = np.zeros(P, np.int64)
-        self.n_hit = np.zeros(P, np.int64)
-        self.sup = np.zeros(P)
-        self.first_det = np.full(P, np.iinfo(np.int64).max)
-        self.last_det = np.full(P, -2, np.int64)
-        for serial, det, frame, hit, w in stats:
-            self.n_det += np.bincount(serial[det], minlength=P)
-            self.n_hit += np.bincount(serial[hit], minlength=P)
-            np.add.at(self.sup, serial[hit], w[hit])   # sequential, in row order: the sums of one pass
-            np.minimum.at(self.first_det, serial[det], frame[det])
-            np.maximum.at(self.last_det, serial[det], frame[det])
+        self.n_det, self.n_hit, self.sup = self.n_det[:P], self.n_hit[:P], self.sup[:P]
+        self.first_det, self.last_det = self.first_det[:P], self.last_det[:P]
         self.first_det[self.n_det == 0] = -1
         self.edge = pd.concat(self.edge, ignore_index=True) if self.edge else None
 
