@@ -399,7 +399,9 @@ def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> Non
     p00 = P[:, 0, 0] + 2 * dt * P[:, 0, 1] + dt * dt * P[:, 1, 1] + qa * dt ** 4 / 4
     p01 = P[:, 0, 1] + dt * P[:, 1, 1] + qa * dt ** 3 / 2
     p11 = P[:, 1, 1] + qa * dt * dt
-    T.P[act, 0, 0], T.P[act, 0, 1], T.P[act, 1, 0], T.P[act, 1, 1] = p00, p01, p01, p11
+    Pn = np.empty_like(P)
+    Pn[:, 0, 0], Pn[:, 0, 1], Pn[:, 1, 0], Pn[:, 1, 1] = p00, p01, p01, p11
+    T.P[act] = Pn
 
 
 def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t) -> None:
@@ -472,9 +474,11 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     T.X[tr_ids] += k0[:, None] * innov
     T.V[tr_ids] += k1[:, None] * innov
     p00, p01, p11 = P[:, 0, 0], P[:, 0, 1], P[:, 1, 1]
-    T.P[tr_ids, 0, 0] = (1 - k0) * p00
-    T.P[tr_ids, 0, 1] = T.P[tr_ids, 1, 0] = (1 - k0) * p01
-    T.P[tr_ids, 1, 1] = p11 - k1 * p01
+    Pn = np.empty_like(P)
+    Pn[:, 0, 0] = (1 - k0) * p00
+    Pn[:, 0, 1] = Pn[:, 1, 0] = (1 - k0) * p01
+    Pn[:, 1, 1] = p11 - k1 * p01
+    T.P[tr_ids] = Pn
     m = tr_ids[good_multi]
     T.streak[m] += 1
     T.last_multi[m] = t
