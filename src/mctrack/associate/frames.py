@@ -267,15 +267,16 @@ class FrameTracker:
         dn_o = np.full(len(order), np.nan)
         cxy_o = np.column_stack([cx, cy])
         fpx_o = self.f_px[cam_o]
+        w_o = _ray_weights(o_all, d_all) if len(self.cams) < 8 else None
         with np.errstate(invalid="ignore", divide="ignore"):
             for t, a, b in zip(frames.tolist(), starts.tolist(), ends.tolist()):
                 sl = slice(a, b)   # the frame's rows; _step fills tr_o[sl], dn_o[sl] in place
                 self._step(t, sl, cam_o[sl], key_o[sl], cxy_o[sl], w[sl], h[sl], o_all[sl], d_all[sl], size_o[sl],
-                           tau0_o[sl], fpx_o[sl], tr_o[sl], dn_o[sl])
+                           tau0_o[sl], fpx_o[sl], tr_o[sl], dn_o[sl], None if w_o is None else w_o[sl])
         track[order], cost[order] = tr_o, dn_o
         return track, cost
 
-    def _step(self, t, sl, rc, tk, cxy, w, h, o_f, d_f, size_px, tau0_sq, fpx, assigned, dn) -> None:
+    def _step(self, t, sl, rc, tk, cxy, w, h, o_f, d_f, size_px, tau0_sq, fpx, assigned, dn, w_f=None) -> None:
         """One frame: predict, assign per camera, update, births, bookkeeping.
 
         Per-row arrays are the frame's rows (sorted by camera); ``assigned``
@@ -310,7 +311,7 @@ class FrameTracker:
                 ((t - self.last_frame[tk]) <= cfg.continuity_frames)[:, None]
             c2 = np.where(ok, d2 - cfg.continuity_bonus * cont, _BIG)
             _assign(rc, ok, c2, d2, act, assigned, dn)
-            _update(T, act, rows, rc, assigned, dn, cxy, o_f, d_f, proj, tau0_sq, size_px, f_px, cfg, t)
+            _update(T, act, rows, rc, assigned, dn, cxy, o_f, d_f, proj, tau0_sq, size_px, f_px, cfg, t, w_f)
         # births from the rows nobody claimed
         free = (assigned < 0).nonzero()[0]
         if free.size >= 2 and rc[free].min() != rc[free].max():
@@ -404,7 +405,8 @@ def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> Non
     T.P[act] = Pn
 
 
-def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t) -> None:
+def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t,
+            w_all=None) -> None:
     """Triangulate each track's rows, drop each track's worst row beyond the gate once, Kalman-update."""
     hit = np.flatnonzero(assigned >= 0)
     if not hit.size:
@@ -413,7 +415,7 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     for attempt in range(2):
         ap = np.searchsorted(act, assigned[hit])   # position of each row's track in act (sorted)
         r = rows[hit]
-        Xm, n = _intersect(ap, rc[hit], o_all[r], d_all[r], A, len(f_px))
+        Xm, n = _intersect(ap, rc[hit], o_all[r], d_all[r], A, len(f_px), None if w_all is None else w_all[r])
         multi = n >= 2
         if attempt == 1 or not multi.any():
             break
@@ -485,8 +487,8 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     T.streak[tr_ids[~good_multi]] = 0
 
 
-def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: int, C: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: int, C: int,
+               w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares intersection of the rays of each group (midpoint method, as :func:`.refine.group_points`).
 
     ``g, cam (n,)`` group and camera of each ray (at most one ray per group and
@@ -499,18 +501,19 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
     instead of a batched ``np.linalg.solve``. With fewer than 8 cameras the
     sums are ``np.bincount`` over the rays instead (the rays of a group come in
     camera order, so the additions happen in the same order and the result is
-    bit-identical; numpy sums ≥ 8 terms pairwise, hence the dense layout there).
+    bit-identical; numpy sums ≥ 8 terms pairwise, hence the dense layout there),
+    all nine in one ``bincount``; ``w`` is :func:`_ray_weights` of the rays if
+    already computed.
     """
     n = np.bincount(g, minlength=G)
-    P = o - d * (d * o).sum(1)[:, None]
     if C < 8:
-        s = [np.bincount(g, weights=w, minlength=G) for w in (
-            d[:, 0] * d[:, 0], d[:, 1] * d[:, 1], d[:, 2] * d[:, 2], d[:, 0] * d[:, 1], d[:, 0] * d[:, 2],
-            d[:, 1] * d[:, 2], P[:, 0], P[:, 1], P[:, 2])]
-        a, e, i = n - s[0], n - s[1], n - s[2]
-        bq, c, f = -s[3], -s[4], -s[5]
-        b = np.stack(s[6:], 1)
+        W = _ray_weights(o, d) if w is None else w
+        s = np.bincount((g[:, None] * 9 + np.arange(9)).ravel(), weights=W.ravel(), minlength=G * 9).reshape(G, 9)
+        a, e, i = n - s[:, 0], n - s[:, 1], n - s[:, 2]
+        bq, c, f = -s[:, 3], -s[:, 4], -s[:, 5]
+        b = s[:, 6:]
     else:
+        P = o - d * (d * o).sum(1)[:, None]
         D = np.zeros((G, C, 3))
         Pd = np.zeros((G, C, 3))
         D[g, cam] = d
@@ -527,6 +530,14 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
                   A2 * b[:, 0] + B2 * b[:, 1] + C2 * b[:, 2]], 1) / det[:, None]
     X[(n < 2) | ~(np.abs(det) > 1e-12)] = np.nan
     return X, n
+
+
+def _ray_weights(o: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``(n, 9)`` per-ray terms of :func:`_intersect`'s normal equations: ``dx², dy², dz², dx·dy, dx·dz,
+    dy·dz`` and ``o − d (d·o)`` (3)."""
+    P = o - d * (d * o).sum(1)[:, None]
+    return np.column_stack([d[:, 0] * d[:, 0], d[:, 1] * d[:, 1], d[:, 2] * d[:, 2], d[:, 0] * d[:, 1],
+                            d[:, 0] * d[:, 2], d[:, 1] * d[:, 2], P])
 
 
 def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarray) -> None:
