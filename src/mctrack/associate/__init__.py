@@ -25,6 +25,10 @@ id never changes at a chunk border), in four steps:
 :func:`associate` returns only the association of the given tracklets (steps
 1, 2 and the stitching of 3; no tracklet is split or extended).
 
+For long sessions, :class:`.blocks.BlockAssociation` gives the same result
+(``method: frames``) from blocks of frames, holding one block's rows at a time
+(the workflow's associate rule uses it).
+
 Global ids are numbered 0..K−1 by decreasing number of detected observations
 (ties: first tracklet in ``(camera_id, track_id)`` order), so id 0 is the most
 observed target and the numbering does not depend on row order.

@@ -46,7 +46,9 @@ the ASSOCIATION table (``parent_track_id`` = the tracker's track id), so the
 downstream tables are unchanged.
 
 Cost: one Python iteration per frame with numpy work over that frame's rows
-and tracks (no per-target loop); memory is that of the rows.
+and tracks (no per-target loop). :class:`FrameTracker` carries the tracker's
+state from one block of frames to the next, so a session can be tracked block
+by block (:mod:`.blocks`) with memory bounded by a block.
 """
 
 from __future__ import annotations
