@@ -4,13 +4,17 @@ Scenes: the mctrack.simulate rig with 4 cameras × 10 targets and 12 cameras ×
 50 targets, tracklet rows generated like ``tests/conftest.py::make_tracklets``
 (projection + 0.5 px noise, 12 px boxes) and cut into fragments of about
 ``FRAGMENT`` frames (a new track id per fragment, as a 2D tracker losing its
-target would give), so the number of tracklets grows with the frames. For each
-length (1k, 10k, 100k frames) the script times
-``mctrack.associate.associate_session`` (3D feedback on) plus
-``mctrack.triangulate.triangulate`` of the result, and, as the bare-library
-reference in the same run, one batched ``cv2.undistortPoints`` over all rows
-(the per-row floor any calibrated method pays), printed as a ratio. Each
-case runs in a fresh subprocess so its peak RSS is its own. Times are CPU
+target would give), so the number of tracklets grows with the frames. The rows
+are generated block by block (``BLOCK`` frames, a generator: the session is
+never held in memory). For each length (1k, 10k, 100k frames) the script times
+``mctrack.associate.blocks.BlockAssociation`` (the frames method with 3D
+feedback, block by block with carried state; it reads the blocks 5-6 times,
+and each pass regenerates them, which the timing includes: ``generate_pass_s``
+is one pass alone) plus ``mctrack.triangulate.triangulate`` of each block's
+refined rows, and, as the bare-library reference in the same run,
+``cv2.undistortPoints`` over all rows (the per-row floor any calibrated method
+pays), printed as a ratio. Each case runs in a fresh subprocess so its peak
+RSS is its own (``ru_maxrss``). Times are CPU
 seconds of the process (``time.process_time``) with BLAS/OpenCV limited to one
 thread, i.e. one core, so a busy machine inflates them less than wall time.
 
@@ -20,7 +24,8 @@ Usage::
         [--method frames|tracklets]
 
 ``--method`` picks ``associate.method`` (default ``frames``, the per-frame 3D
-tracking the fish configs use; ``tracklets`` is whole-tracklet grouping).
+tracking the fish configs use; ``tracklets`` is whole-tracklet grouping, which
+has no block form: the whole session goes to ``associate_session``).
 
 Ends with one JSON line ``{"camera_frames_per_s": <4×10 at the largest
 length>, "frames": [...], "peak_rss_mb": [...], "cases": [...]}``.
@@ -35,37 +40,61 @@ import sys
 import time
 
 FRAGMENT = 1000
+BLOCK = 1000   # frames per block (a chunk of every camera)
 
 
-def _scene(n_cams: int, n_targets: int, n_frames: int, seed: int = 0):
+def _rig(n_cams: int, n_targets: int, n_frames: int, seed: int = 0):
+    """Cameras, a base trajectory ``(L, N, 3)`` (L ≤ 2000 frames) and per-camera fragment offsets."""
     import numpy as np
-    import pandas as pd
 
     from mctrack.simulate import SimulationConfig, make_rig, simulate_trajectories
-    from mctrack.tables import TRACKLET2D
 
     base = SimulationConfig(seed=seed, n_targets=n_targets, n_frames=min(n_frames, 2000))
     cams = {c.name: c for c in make_rig([f"c{i + 1}" for i in range(n_cams)], base)}
     pos = simulate_trajectories(base)
-    reps = -(-n_frames // len(pos))  # tile the trajectory (back and forth keeps it continuous)
-    pos = np.concatenate([pos if k % 2 == 0 else pos[::-1] for k in range(reps)])[:n_frames]
     rng = np.random.default_rng(seed)
-    T, N, _ = pos.shape
-    parts = []
-    for ci, (name, cam) in enumerate(cams.items()):
-        uv = cam.project(pos.reshape(-1, 3)).reshape(T, N, 2).astype(np.float32)
-        uv += rng.normal(0, 0.5, uv.shape).astype(np.float32)
-        ok = np.isfinite(uv).all(2) & (uv[..., 0] > 0) & (uv[..., 0] < cam.size[0]) & (uv[..., 1] > 0) & \
-            (uv[..., 1] < cam.size[1])
-        t, n = np.nonzero(ok)
-        c = uv[t, n]
-        offset = rng.integers(0, FRAGMENT, N)  # fragments end at different frames per target and camera
-        frag = (t + offset[n]) // FRAGMENT
-        parts.append(pd.DataFrame({
-            "camera_id": name, "track_id": n.astype(np.int64) * 100000 + frag, "frame": t.astype(np.int64),
-            "x1": c[:, 0] - 6, "y1": c[:, 1] - 6, "x2": c[:, 0] + 6, "y2": c[:, 1] + 6, "cx": c[:, 0], "cy": c[:, 1],
-            "frame_status": "detected", "det_index": n.astype(np.int32), "confidence": np.float32(0.9)}))
-    return cams, TRACKLET2D.coerce(pd.concat(parts, ignore_index=True))
+    offsets = {name: rng.integers(0, FRAGMENT, n_targets) for name in cams}  # fragments end at different frames
+    return cams, pos, offsets
+
+
+def _blocks(cams, pos, offsets, n_frames: int, block: int = BLOCK, seed: int = 0):
+    """TRACKLET2D rows of frames ``[lo, lo + block)``, one DataFrame per block (a generator: the session is
+    never held). The base trajectory is tiled back and forth (continuous); 0.5 px noise, 12 px boxes."""
+    import numpy as np
+    import pandas as pd
+
+    from mctrack.tables import TRACKLET2D
+
+    L, N, _ = pos.shape
+    for b, lo in enumerate(range(0, n_frames, block)):
+        t_all = np.arange(lo, min(lo + block, n_frames))
+        k, i = np.divmod(t_all, L)
+        P = pos[np.where(k % 2 == 0, i, L - 1 - i)]
+        T = len(t_all)
+        parts = []
+        for ci, (name, cam) in enumerate(cams.items()):
+            rng = np.random.default_rng([seed, b, ci])
+            uv = cam.project(P.reshape(-1, 3)).reshape(T, N, 2).astype(np.float32)
+            uv += rng.normal(0, 0.5, uv.shape).astype(np.float32)
+            ok = np.isfinite(uv).all(2) & (uv[..., 0] > 0) & (uv[..., 0] < cam.size[0]) & (uv[..., 1] > 0) & \
+                (uv[..., 1] < cam.size[1])
+            t, n = np.nonzero(ok)
+            c = uv[t, n]
+            frag = (t_all[t] + offsets[name][n]) // FRAGMENT
+            parts.append(pd.DataFrame({
+                "camera_id": name, "track_id": n.astype(np.int64) * 100000 + frag, "frame": t_all[t].astype(np.int64),
+                "x1": c[:, 0] - 6, "y1": c[:, 1] - 6, "x2": c[:, 0] + 6, "y2": c[:, 1] + 6, "cx": c[:, 0],
+                "cy": c[:, 1], "frame_status": "detected", "det_index": n.astype(np.int32),
+                "confidence": np.float32(0.9)}))
+        yield TRACKLET2D.coerce(pd.concat(parts, ignore_index=True))
+
+
+def _scene(n_cams: int, n_targets: int, n_frames: int, seed: int = 0):
+    """The whole session at once (small checks only): cameras and one TRACKLET2D table."""
+    import pandas as pd
+
+    cams, pos, offsets = _rig(n_cams, n_targets, n_frames, seed)
+    return cams, pd.concat(list(_blocks(cams, pos, offsets, n_frames, seed=seed)), ignore_index=True)
 
 
 def run_case(n_cams: int, n_targets: int, n_frames: int, method: str = "frames") -> dict:
@@ -75,28 +104,76 @@ def run_case(n_cams: int, n_targets: int, n_frames: int, method: str = "frames")
     import cv2
     import numpy as np
 
-    from mctrack.associate import AssociationConfig, associate_session
+    from mctrack.associate import AssociationConfig
+    from mctrack.associate.blocks import BlockAssociation
     from mctrack.triangulate import TriangulationConfig, triangulate
 
     cv2.setNumThreads(1)
+    if method != "frames":
+        return _run_whole(n_cams, n_targets, n_frames, method)
+    cams, pos, offsets = _rig(n_cams, n_targets, n_frames)
+    t0 = time.process_time()
+    rows = 0
+    t_und = 0.0
+    cam0 = next(iter(cams.values()))
+    for b in _blocks(cams, pos, offsets, n_frames):   # one pass of the generator, and the bare-library reference
+        rows += len(b)
+        uv = b[["cx", "cy"]].to_numpy(np.float64).reshape(-1, 1, 2)
+        t3 = time.process_time()
+        cv2.undistortPoints(uv, cam0.K, cam0.dist)
+        t_und += time.process_time() - t3
+    gen = time.process_time() - t0 - t_und
+    n_pass = [0]
+
+    def blocks():
+        n_pass[0] += 1
+        return _blocks(cams, pos, offsets, n_frames)
+
+    t0 = time.process_time()
+    ba = BlockAssociation(blocks, cams, AssociationConfig(method=method))
+    assoc = ba.association
+    t_assoc = time.process_time() - t0
+    t_tri = 0.0
+    n_points = 0
+    t1 = time.process_time()
+    for block in ba.tracklets():   # refined rows of one block, then its 3D points (the triangulate rule's job)
+        t2 = time.process_time()
+        points, _ = triangulate(block, assoc, cams, TriangulationConfig())
+        t_tri += time.process_time() - t2
+        n_points += len(points)
+    t_out = time.process_time() - t1 - t_tri
+    ba.close()
+    total = t_assoc + t_out + t_tri
+    cam_frames = n_cams * n_frames
+    n_targets_found = int(assoc.loc[assoc["n_linked_cameras"] >= 2, "global_id"].nunique())
+    return {"method": method, "cameras": n_cams, "targets": n_targets, "frames": n_frames, "rows": rows,
+            "tracklets": int(len(assoc)), "global_ids_multi_camera": n_targets_found, "points": n_points,
+            "associate_s": t_assoc + t_out, "triangulate_s": t_tri, "generate_pass_s": gen, "passes": n_pass[0],
+            "camera_frames_per_s": cam_frames / total,
+            "camera_frames_per_s_without_generation": cam_frames / max(total - n_pass[0] * gen, 1e-9),
+            "undistort_all_rows_s": t_und, "ratio_to_undistort": total / max(t_und, 1e-9),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _run_whole(n_cams: int, n_targets: int, n_frames: int, method: str) -> dict:
+    """``associate_session`` + ``triangulate`` on the whole session at once (methods without a block form)."""
+    import resource
+
+    from mctrack.associate import AssociationConfig, associate_session
+    from mctrack.triangulate import TriangulationConfig, triangulate
+
     cams, tr = _scene(n_cams, n_targets, n_frames)
     t0 = time.process_time()
     res = associate_session(tr, cams, AssociationConfig(method=method))
     t1 = time.process_time()
-    points, _ = triangulate(res.tracklets, res.association, cams, TriangulationConfig())
+    triangulate(res.tracklets, res.association, cams, TriangulationConfig())
     t2 = time.process_time()
-    uv = tr[["cx", "cy"]].to_numpy(np.float64)
-    cam0 = next(iter(cams.values()))
-    t3 = time.process_time()
-    cv2.undistortPoints(uv.reshape(-1, 1, 2), cam0.K, cam0.dist)
-    t4 = time.process_time()
-    cam_frames = n_cams * n_frames
-    n_targets_found = int(res.association.loc[res.association["n_linked_cameras"] >= 2, "global_id"].nunique())
+    a = res.association
     return {"method": method, "cameras": n_cams, "targets": n_targets, "frames": n_frames, "rows": len(tr),
-            "tracklets": int(len(res.association)), "global_ids_multi_camera": n_targets_found,
-            "associate_s": t1 - t0, "triangulate_s": t2 - t1,
-            "camera_frames_per_s": cam_frames / (t2 - t0), "undistort_all_rows_s": t4 - t3,
-            "ratio_to_undistort": (t2 - t0) / max(t4 - t3, 1e-9),
+            "tracklets": int(len(a)), "global_ids_multi_camera": int(a.loc[a["n_linked_cameras"] >= 2,
+                                                                             "global_id"].nunique()),
+            "associate_s": t1 - t0, "triangulate_s": t2 - t1, "camera_frames_per_s": n_cams * n_frames / (t2 - t0),
+            "ratio_to_undistort": float("nan"),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

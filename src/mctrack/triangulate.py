@@ -98,11 +98,35 @@ def observations(tracklets: pd.DataFrame, association: pd.DataFrame, use_coasted
     two rows of one camera share a frame and global id (association forbids
     it), the higher-confidence one is kept.
     """
-    obs = tracklets if use_coasted else tracklets[tracklets["frame_status"] == "detected"]
-    obs = obs.merge(association[["camera_id", "track_id", "global_id"]], on=["camera_id", "track_id"], how="inner")
-    obs = obs.sort_values(["frame", "global_id", "camera_id", "confidence"], ascending=[True, True, True, False])
-    obs = obs.drop_duplicates(["frame", "global_id", "camera_id"], keep="first")
-    return obs[["frame", "global_id", "camera_id", "cx", "cy", "confidence"]].reset_index(drop=True)
+    obs = tracklets if use_coasted else tracklets[(tracklets["frame_status"] == "detected").to_numpy()]
+    # inner join on (camera_id, track_id) and the stable sort by (frame, global_id, camera_id, -confidence),
+    # in numpy (same rows and order as DataFrame.merge + sort_values + drop_duplicates, which cost more
+    # than the triangulation itself)
+    cams = np.union1d(association["camera_id"].astype(str).unique(), obs["camera_id"].astype(str).unique())
+    a_cam = np.searchsorted(cams, association["camera_id"].astype(str).to_numpy())
+    o_cam = np.searchsorted(cams, obs["camera_id"].astype(str).to_numpy())
+    a_tid = association["track_id"].to_numpy(np.int64)
+    o_tid = obs["track_id"].to_numpy(np.int64)
+    t0 = min(int(a_tid.min()) if len(a_tid) else 0, int(o_tid.min()) if len(o_tid) else 0)
+    span = max(int(a_tid.max()) if len(a_tid) else 0, int(o_tid.max()) if len(o_tid) else 0) - t0 + 1
+    a_key = a_cam * span + (a_tid - t0)
+    o_key = o_cam * span + (o_tid - t0)
+    srt = np.argsort(a_key, kind="stable")
+    pos = np.minimum(np.searchsorted(a_key[srt], o_key), max(len(srt) - 1, 0))
+    hit = (a_key[srt][pos] == o_key) if len(srt) else np.zeros(len(o_key), bool)
+    rows = np.flatnonzero(hit)
+    gid = association["global_id"].to_numpy()[srt[pos[rows]]]
+    frame = obs["frame"].to_numpy()[rows]
+    conf = obs["confidence"].to_numpy()[rows]
+    cam = o_cam[rows]
+    order = np.lexsort((-conf, cam, gid, frame))
+    frame, gid, cam, rows = frame[order], gid[order], cam[order], rows[order]
+    first = np.ones(len(order), bool)
+    first[1:] = (frame[1:] != frame[:-1]) | (gid[1:] != gid[:-1]) | (cam[1:] != cam[:-1])
+    rows = rows[first]
+    out = obs.iloc[rows][["frame", "camera_id", "cx", "cy", "confidence"]].reset_index(drop=True)
+    out.insert(1, "global_id", gid[first])
+    return out
 
 
 @dataclass(frozen=True)

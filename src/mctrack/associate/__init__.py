@@ -25,6 +25,10 @@ id never changes at a chunk border), in four steps:
 :func:`associate` returns only the association of the given tracklets (steps
 1, 2 and the stitching of 3; no tracklet is split or extended).
 
+For long sessions, :class:`.blocks.BlockAssociation` gives the same result
+(``method: frames``) from blocks of frames, holding one block's rows at a time
+(the workflow's associate rule uses it).
+
 Global ids are numbered 0..K−1 by decreasing number of detected observations
 (ties: first tracklet in ``(camera_id, track_id)`` order), so id 0 is the most
 observed target and the numbering does not depend on row order.
@@ -211,6 +215,56 @@ def _numbered(idx: TrackletIndex, labels: np.ndarray) -> np.ndarray:
     return gid[labels]
 
 
+def _association_table(idx, labels: np.ndarray, parent: np.ndarray, piece_support: np.ndarray | None,
+                       stitch_sup: dict[int, float], ev: pd.DataFrame | None, ridx, cfg: AssociationConfig
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ASSOCIATION and PAIR_EVIDENCE tables from the groups of ``idx.keys`` (and ``ridx.keys``: uncalibrated).
+
+    ``idx``/``ridx`` need only ``keys`` (``camera_id, track_id, cam, n_det``);
+    ``ridx`` may be None. Support per global id: the weakest piece (frames
+    method, ``piece_support``) or the weakest link (``ev``), and the weakest
+    stitch. Logs a warning per global id below ``cfg.doubtful_support``.
+    """
+    G = int(labels.max()) + 1 if len(labels) else 0
+    support = np.full(G, np.nan)
+    if piece_support is not None and G:  # weakest piece of each global id (pieces of one camera alone: NaN)
+        multi = pd.Series(idx.keys["cam"].to_numpy()).groupby(labels).transform("nunique").to_numpy() >= 2
+        ps = np.where(multi, piece_support, np.nan)
+        support = pd.Series(ps).groupby(labels).min().reindex(np.arange(G)).to_numpy(np.float64)
+        for g, s in stitch_sup.items():
+            support[g] = s if np.isnan(support[g]) else min(support[g], s)
+    elif ev is not None and len(ev) and G:
+        support = group_support(labels, ev["a"].to_numpy(), ev["b"].to_numpy(), ev["score"].to_numpy(),
+                                ev["support"].to_numpy())
+        for g, s in stitch_sup.items():
+            support[g] = s if np.isnan(support[g]) else min(support[g], s)
+    gids = _numbered(idx, labels)
+    keys = idx.keys
+    n_cams = pd.Series(keys["camera_id"].to_numpy()).groupby(gids).transform("nunique").to_numpy() \
+        if len(keys) else np.zeros(0, int)
+    assoc = pd.DataFrame({"camera_id": keys["camera_id"], "track_id": keys["track_id"], "global_id": gids,
+                          "n_frames": keys["n_det"], "n_linked_cameras": n_cams,
+                          "support": support[labels] if G else np.zeros(0), "parent_track_id": parent})
+    if ridx is not None and len(ridx.keys):  # tracklets of uncalibrated cameras: one target each
+        rk = ridx.keys
+        rg = _numbered(ridx, np.arange(len(rk), dtype=np.int64)) + (int(gids.max()) + 1 if len(gids) else 0)
+        assoc = pd.concat([assoc, pd.DataFrame({
+            "camera_id": rk["camera_id"], "track_id": rk["track_id"], "global_id": rg, "n_frames": rk["n_det"],
+            "n_linked_cameras": 1, "support": np.nan, "parent_track_id": rk["track_id"]})], ignore_index=True)
+    assoc = ASSOCIATION.coerce(assoc)
+    doubtful = assoc.drop_duplicates("global_id")
+    doubtful = doubtful[doubtful["support"] < cfg.doubtful_support]
+    for g, s in zip(doubtful["global_id"], doubtful["support"]):
+        members = assoc.loc[assoc["global_id"] == g, ["camera_id", "track_id"]].to_numpy().tolist()
+        log.warning("doubtful merge: global id %d has support %.2f (weakest link); tracklets %s", g, s, members)
+    if ev is not None and len(ev):
+        evid = ev.assign(linked=labels[ev["a"].to_numpy()] == labels[ev["b"].to_numpy()])
+        evid = PAIR_EVIDENCE.coerce(evid)
+    else:
+        evid = PAIR_EVIDENCE.empty()
+    return assoc, evid
+
+
 def _run(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None, cfg: AssociationConfig,
          feedback: bool) -> AssociationResult:
     tracklets = TRACKLET2D.coerce(tracklets)
@@ -243,46 +297,8 @@ def _run(tracklets: pd.DataFrame, cameras: dict[str, Camera] | None, cfg: Associ
             if stitch_sup:  # labels changed: solve the points of the joined groups again
                 pts = group_points(idx, labels, cams)
             tr = reprojected_rows(idx, labels, pts, cams, tr, cfg.reproject_min_cameras)
-    # support per group (before numbering; stitching links count as links)
-    G = int(labels.max()) + 1 if len(labels) else 0
-    support = np.full(G, np.nan)
-    if piece_support is not None and G:  # weakest piece of each global id (pieces of one camera alone: NaN)
-        multi = pd.Series(idx.keys["cam"].to_numpy()).groupby(labels).transform("nunique").to_numpy() >= 2
-        ps = np.where(multi, piece_support, np.nan)
-        support = pd.Series(ps).groupby(labels).min().reindex(np.arange(G)).to_numpy(np.float64)
-        for g, s in stitch_sup.items():
-            support[g] = s if np.isnan(support[g]) else min(support[g], s)
-    elif ev is not None and len(ev) and G:
-        support = group_support(labels, ev["a"].to_numpy(), ev["b"].to_numpy(), ev["score"].to_numpy(),
-                                ev["support"].to_numpy())
-        for g, s in stitch_sup.items():
-            support[g] = s if np.isnan(support[g]) else min(support[g], s)
-    gids = _numbered(idx, labels)
-    keys = idx.keys
-    n_cams = pd.Series(keys["camera_id"].to_numpy()).groupby(gids).transform("nunique").to_numpy() \
-        if len(keys) else np.zeros(0, int)
-    assoc = pd.DataFrame({"camera_id": keys["camera_id"], "track_id": keys["track_id"], "global_id": gids,
-                          "n_frames": keys["n_det"], "n_linked_cameras": n_cams,
-                          "support": support[labels] if G else np.zeros(0), "parent_track_id": parent})
-    if len(rest):  # tracklets of uncalibrated cameras: one target each
-        ridx = TrackletIndex.build(rest)
-        rk = ridx.keys
-        rg = _numbered(ridx, np.arange(len(rk), dtype=np.int64)) + (int(gids.max()) + 1 if len(gids) else 0)
-        assoc = pd.concat([assoc, pd.DataFrame({
-            "camera_id": rk["camera_id"], "track_id": rk["track_id"], "global_id": rg, "n_frames": rk["n_det"],
-            "n_linked_cameras": 1, "support": np.nan, "parent_track_id": rk["track_id"]})], ignore_index=True)
-    assoc = ASSOCIATION.coerce(assoc)
-    doubtful = assoc.drop_duplicates("global_id")
-    doubtful = doubtful[doubtful["support"] < cfg.doubtful_support]
-    for g, s in zip(doubtful["global_id"], doubtful["support"]):
-        members = assoc.loc[assoc["global_id"] == g, ["camera_id", "track_id"]].to_numpy().tolist()
-        log.warning("doubtful merge: global id %d has support %.2f (weakest link); tracklets %s", g, s, members)
-    if ev is not None and len(ev):
-        lab = labels
-        evid = ev.assign(linked=lab[ev["a"].to_numpy()] == lab[ev["b"].to_numpy()])
-        evid = PAIR_EVIDENCE.coerce(evid)
-    else:
-        evid = PAIR_EVIDENCE.empty()
+    assoc, evid = _association_table(idx, labels, parent, piece_support, stitch_sup, ev,
+                                     TrackletIndex.build(rest) if len(rest) else None, cfg)
     out_tr = TRACKLET2D.coerce(pd.concat([tr, rest], ignore_index=True)) if feedback else tracklets
     out_tr = out_tr.sort_values(["camera_id", "track_id", "frame"], kind="stable").reset_index(drop=True)
     return AssociationResult(out_tr, assoc, evid)

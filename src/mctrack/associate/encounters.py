@@ -79,17 +79,29 @@ def track_points(idx: TrackletIndex, track: np.ndarray, cams: list[Camera]
     tid, frame : (P,) int64, sorted by track then frame.
     X : (P, 3) float64 world m (least-squares intersection of the rows' rays).
     """
+    if not (track >= 0).any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3))
+    o_all, d_all = idx.row_rays(dict(zip(idx.camera_names, cams)))
+    cam = idx.keys["cam"].to_numpy()[idx.tk]
+    return points_from_rows(track, idx.frame, cam, o_all, d_all, len(cams))
+
+
+def points_from_rows(track: np.ndarray, frame: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray,
+                     n_cams: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`track_points` from plain per-row arrays (``(N,)`` track, frame, camera index; ``(N, 3)`` rays).
+
+    Rows of one (track, frame) must come in camera order (as in a
+    TrackletIndex) for bit-identical sums whichever block they come from.
+    """
     from .frames import _intersect
 
     r = np.flatnonzero(track >= 0)
     if not r.size:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3))
-    o_all, d_all = idx.row_rays(dict(zip(idx.camera_names, cams)))
-    cam = idx.keys["cam"].to_numpy()[idx.tk[r]]
-    span = int(idx.frame.max()) + 1
-    uk, g = np.unique(track[r] * span + idx.frame[r], return_inverse=True)
+    span = int(frame.max()) + 1
+    uk, g = np.unique(track[r] * span + frame[r], return_inverse=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        X, _ = _intersect(g.ravel(), cam, o_all[r], d_all[r], len(uk), len(cams))
+        X, _ = _intersect(g.ravel(), cam[r], o[r], d[r], len(uk), n_cams)
     ok = np.isfinite(X).all(1)
     return (uk // span)[ok], (uk % span)[ok], X[ok]
 

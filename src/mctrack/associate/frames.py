@@ -52,7 +52,9 @@ the ASSOCIATION table (``parent_track_id`` = the tracker's track id), so the
 downstream tables are unchanged.
 
 Cost: one Python iteration per frame with numpy work over that frame's rows
-and tracks (no per-target loop); memory is that of the rows.
+and tracks (no per-target loop). :class:`FrameTracker` carries the tracker's
+state from one block of frames to the next, so a session can be tracked block
+by block (:mod:`.blocks`) with memory bounded by a block.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from scipy.optimize import linear_sum_assignment
 from ..calibration import Camera
 from .config import AssociationConfig
 from .data import TrackletIndex
+from ..errors import InputError
 from .evidence import closest_points
 from .refine import _segment
 
@@ -144,20 +147,21 @@ class _Projector:
             rad = 1 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3))
             xd = x * rad + 2 * self.p1 * x * y + self.p2 * (r2 + 2 * x * x)
             yd = y * rad + self.p1 * (r2 + 2 * y * y) + 2 * self.p2 * x * y
-            u = self.fx[:, None] * xd + self.cx[:, None]
-            v = self.fy[:, None] * yd + self.cy[:, None]
-            uv = np.stack([u, v], -1)
+            uv = np.empty(x.shape + (2,))
+            u, v = uv[..., 0], uv[..., 1]
+            np.add(self.fx[:, None] * xd, self.cx[:, None], out=u)
+            np.add(self.fy[:, None] * yd, self.cy[:, None], out=v)
         else:
             uv = np.stack([c.project(X) for c in self.cams]) if len(X) else np.zeros((len(self.cams), 0, 2))
-        out = ~((depth > 0) & (uv[..., 0] >= -0.5) & (uv[..., 0] < self.W) & (uv[..., 1] >= -0.5) &
-                (uv[..., 1] < self.H))
+            u, v = uv[..., 0], uv[..., 1]
+        out = ~((depth > 0) & (u >= -0.5) & (u < self.W) & (v >= -0.5) & (v < self.H))
         uv[out] = np.nan
         return uv, depth
 
 
 def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig
                      ) -> tuple[np.ndarray, np.ndarray, float]:
-    """3D tracks of the detected rows of ``idx`` (see module docstring).
+    """3D tracks of the detected rows of ``idx`` (see module docstring); one block of :class:`FrameTracker`.
 
     Parameters
     ----------
@@ -176,126 +180,247 @@ def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationCon
     size : median target size (m, ``sqrt(w·h)`` of the boxes back-projected
         at the target's depth) over the confirmed tracks; NaN when none.
     """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _track(idx, cams, cfg)
+    sig = appearance_sigma(idx) if idx.appearance is not None and cfg.appearance_weight > 0 else None
+    tracker = FrameTracker(cams, cfg, app_sigma=sig)
+    track, cost = tracker.feed(idx, idx.tk)
+    return tracker.final(track), np.where(tracker.final(track) >= 0, cost, np.nan), tracker.size()
 
 
-def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tuple[np.ndarray, np.ndarray, float]:
-    N = len(idx.frame)
-    track = np.full(N, -2, np.int64)
-    cost = np.full(N, np.nan)
-    det = np.flatnonzero(idx.detected)
-    track[det] = -1
-    if not det.size:
-        return track, cost, float("nan")
-    cam_of = idx.keys["cam"].to_numpy()[idx.tk]
-    app = getattr(idx, "appearance", None)
-    o_all, d_all = idx.row_rays(dict(zip(idx.camera_names, cams)))
-    order = det[np.lexsort((cam_of[det], idx.frame[det]))]
-    fr = idx.frame[order]
-    frames, starts = np.unique(fr, return_index=True)
-    ends = np.append(starts[1:], len(order))
-    size_px = np.sqrt(np.abs(idx.w * idx.h))
-    # per row: tau of the detection alone (px), half box
-    tau0_sq = (cfg.box_fraction * size_px) ** 2 + cfg.centroid_sigma ** 2
-    hw, hh = idx.w / 2, idx.h / 2
-    cxy = np.column_stack([idx.cx, idx.cy])
-    f_px = np.array([0.5 * (c.K[0, 0] + c.K[1, 1]) for c in cams])
-    proj = _Projector(cams)
-    cam_range = np.arange(len(cams) + 1)
-    T = _Tracks(n_cams=len(cams))
-    gate2 = cfg.gate ** 2
-    app_sig = appearance_sigma(idx) if app is not None and cfg.appearance_weight > 0 else None
-    K = len(idx.keys)
-    last_track = np.full(K, -1, np.int64)   # per tracklet: track of its last assigned row and when
-    last_frame = np.full(K, -10 ** 9, np.int64)
-    prev_t = None
-    for t, a, b in zip(frames.tolist(), starts.tolist(), ends.tolist()):
-        rows = order[a:b]
-        rc = cam_of[rows]
-        cxr, cyr = idx.cx[rows], idx.cy[rows]
-        act = np.flatnonzero(T.alive[:T.n])
-        assigned = np.full(len(rows), -1, np.int64)
-        dn = np.full(len(rows), np.nan)
-        step = 1 if prev_t is None else t - prev_t
-        prev_t = t
+class FrameTracker:
+    """The per-frame 3D tracker of the module docstring, fed block by block with its state carried.
+
+    Feeding the frames of a session in consecutive blocks (:meth:`feed`, each
+    block's frames after the previous block's) gives exactly the tracks of
+    feeding them at once: the state carried between blocks is the tracks
+    (Kalman state, tentative/confirmed, streaks, duplicate counters), the
+    frame of the last step and, per tracklet, the track and frame of its last
+    assigned row (continuity bonus). Memory: that state, O(tracks + tracklets).
+
+    A track is confirmed after ``n_init`` multi-camera frames, possibly in a
+    later block, so :meth:`feed` returns raw track ids; :meth:`final` maps
+    them to the returned convention once every block is fed (tracks never
+    confirmed -> -1).
+
+    Parameters
+    ----------
+    cams : cameras, world unit m; a block's ``idx.camera_names`` must name
+        cameras of this list (by ``Camera.name`` order given here).
+    cfg : as :func:`track_detections`.
+    names : camera names in ``cams`` order (default ``[c.name for c in cams]``);
+        block rows are matched to cameras by name.
+    app_sigma : ``(C,)`` per-camera appearance spread (:func:`appearance_sigma`,
+        for the whole session) to use the rows' appearance, or None.
+    """
+
+    def __init__(self, cams: list[Camera], cfg: AssociationConfig, names: list[str] | None = None,
+                 app_sigma: np.ndarray | None = None):
+        self.cams, self.cfg = cams, cfg
+        self.names = list(names) if names is not None else [c.name for c in cams]
+        self.proj = _Projector(cams)
+        self.f_px = np.array([0.5 * (c.K[0, 0] + c.K[1, 1]) for c in cams])
+        self.T = _Tracks(n_cams=len(cams))
+        self.app_sigma = None if app_sigma is None or not cfg.appearance_weight > 0 else np.asarray(app_sigma)
+        self.prev_t: int | None = None
+        self.last_track = np.full(64, -1, np.int64)   # per tracklet key: track of its last assigned row and when
+        self.last_frame = np.full(64, -10 ** 9, np.int64)
+
+    def _grow(self, n: int) -> None:
+        while n > len(self.last_track):
+            self.last_track = np.r_[self.last_track, np.full(len(self.last_track), -1, np.int64)]
+            self.last_frame = np.r_[self.last_frame, np.full(len(self.last_frame), -10 ** 9, np.int64)]
+
+    def feed(self, idx: TrackletIndex, key: np.ndarray, rays: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Track the detected rows of one block of frames.
+
+        Parameters
+        ----------
+        idx : the block's rows (any cameras of ``names``; all frames after
+            the previous block's last frame).
+        key : (N,) int64 ≥ 0, a session-wide id of each row's tracklet (the
+            same id in every block; e.g. ``idx.tk`` for one block).
+        rays : ``idx.row_rays`` if already computed.
+
+        Returns
+        -------
+        track : (N,) int64 raw track id of each detected row (-1 unassigned),
+            -2 for rows that are not detected; pass through :meth:`final`.
+        cost : (N,) float64 ``d / τ`` of assigned rows, NaN otherwise.
+
+        Raises
+        ------
+        InputError
+            A frame of the block is not after the last frame already fed
+            (blocks out of order or overlapping).
+        """
+        det = np.flatnonzero(idx.detected)
+        if det.size and self.prev_t is not None and int(idx.frame[det].min()) <= self.prev_t:
+            raise InputError(None, "Tracklet2D block", f"frame {int(idx.frame[det].min())} is not after the last "
+                             f"frame already tracked ({self.prev_t})",
+                             "feed blocks of consecutive, non-overlapping frames in increasing order")
+        N = len(idx.frame)
+        track = np.full(N, -2, np.int64)
+        cost = np.full(N, np.nan)
+        track[det] = -1
+        if not det.size:
+            return track, cost
+        key = np.asarray(key, np.int64)
+        self._grow(int(key.max()) + 1)
+        cam_map = np.array([self.names.index(n) for n in idx.camera_names], np.int64)
+        cam_of = cam_map[idx.keys["cam"].to_numpy()[idx.tk]]
+        if rays is None:
+            rays = idx.row_rays(dict(zip(self.names, self.cams)))
+        order = det[np.lexsort((cam_of[det], idx.frame[det]))]
+        fr = idx.frame[order]
+        frames, starts = np.unique(fr, return_index=True)
+        ends = np.append(starts[1:], len(order))
+        # per-row arrays in (frame, camera) order: a frame's rows are one slice
+        o_all, d_all = rays[0][order], rays[1][order]
+        cx, cy, w, h = idx.cx[order], idx.cy[order], idx.w[order], idx.h[order]
+        cam_o, key_o = cam_of[order], key[order]
+        size_o = np.sqrt(np.abs(w * h))
+        tau0_o = (self.cfg.box_fraction * size_o) ** 2 + self.cfg.centroid_sigma ** 2
+        tr_o = np.full(len(order), -1, np.int64)
+        dn_o = np.full(len(order), np.nan)
+        cxy_o = np.column_stack([cx, cy])
+        fpx_o = self.f_px[cam_o]
+        w_o = _ray_weights(o_all, d_all) if len(self.cams) < 8 else None
+        app_o = idx.appearance[order] if self.app_sigma is not None and idx.appearance is not None else None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for t, a, b in zip(frames.tolist(), starts.tolist(), ends.tolist()):
+                sl = slice(a, b)   # the frame's rows; _step fills tr_o[sl], dn_o[sl] in place
+                self._step(t, sl, cam_o[sl], key_o[sl], cxy_o[sl], w[sl], h[sl], o_all[sl], d_all[sl], size_o[sl],
+                           tau0_o[sl], fpx_o[sl], tr_o[sl], dn_o[sl], None if w_o is None else w_o[sl],
+                           None if app_o is None else app_o[sl])
+        track[order], cost[order] = tr_o, dn_o
+        return track, cost
+
+    def _step(self, t, sl, rc, tk, cxy, w, h, o_f, d_f, size_px, tau0_sq, fpx, assigned, dn, w_f=None,
+              app=None) -> None:
+        """One frame: predict, assign per camera, update, births, bookkeeping.
+
+        Per-row arrays are the frame's rows (sorted by camera); ``assigned``
+        (-1) and ``dn`` (NaN) are filled in place with each row's track and
+        normalised distance.
+        """
+        T, cfg, proj, f_px = self.T, self.cfg, self.proj, self.f_px
+        R = len(rc)
+        rows = np.arange(R)                     # the frame's rows, local indices
+        cxr, cyr = cxy[:, 0], cxy[:, 1]
+        act = T.alive[:T.n].nonzero()[0]
+        step = 1 if self.prev_t is None else t - self.prev_t
+        self.prev_t = t
         if act.size:
             _predict(T, act, step, cfg.motion_noise)
             uvp, depth = proj(T.X[act])                       # (C, A, 2), (C, A)
             U, Dp = uvp[rc], depth[rc]                         # (R, A, 2), (R, A)
-            fr_ = f_px[rc][:, None] / Dp
-            d2 = ((cxr[:, None] - U[..., 0]) ** 2 + (cyr[:, None] - U[..., 1]) ** 2) / \
-                (tau0_sq[rows][:, None] + T.P[act, 0, 0][None, :] * fr_ ** 2)
+            fr_ = fpx[:, None] / Dp
+            size_a = T.size[act]
+            du, dv = cxr[:, None] - U[..., 0], cyr[:, None] - U[..., 1]
+            d2 = (du ** 2 + dv ** 2) / (tau0_sq[:, None] + T.P[act, 0, 0][None, :] * fr_ ** 2)
             # a row more than 3x the size of the target it would be matched to is not that target
             # (a lighting flash or a camera going dark makes frame-sized foreground blobs)
-            ok = (d2 <= gate2) & ~(size_px[rows][:, None] > 3.0 * T.size[act][None, :] * fr_)
+            ok = (d2 <= cfg.gate ** 2) & ~(size_px[:, None] > (3.0 * size_a)[None, :] * fr_)
             # a row larger than one target whose box holds the predictions of >= 2 confirmed tracks
             # within the gate is a merged blob: its centroid lies between the targets, nobody's measurement
-            inside = ok & (np.abs(U[..., 0] - cxr[:, None]) <= hw[rows][:, None]) & \
-                (np.abs(U[..., 1] - cyr[:, None]) <= hh[rows][:, None]) & \
-                (size_px[rows][:, None] > 1.3 * T.size[act][None, :] * fr_) & T.confirmed[act][None, :]
-            ok &= (inside.sum(1) < 2)[:, None]
-            tk = idx.tk[rows]
-            cont = (last_track[tk][:, None] == act[None, :]) & ((t - last_frame[tk]) <= cfg.continuity_frames)[:, None]
+            inside = ok & (size_px[:, None] > (1.3 * size_a)[None, :] * fr_) & T.confirmed[act][None, :]
+            if inside.any():
+                inside &= (np.abs(du) <= (w / 2)[:, None]) & (np.abs(dv) <= (h / 2)[:, None])
+                ok &= (inside.sum(1) < 2)[:, None]
+            cont = (self.last_track[tk][:, None] == act[None, :]) & \
+                ((t - self.last_frame[tk]) <= cfg.continuity_frames)[:, None]
             c2 = np.where(ok, d2 - cfg.continuity_bonus * cont, _BIG)
-            if app_sig is not None:  # appearance: squared normalised chromaticity distance, capped at 3σ
+            if app is not None:  # appearance: squared normalised chromaticity distance, capped at 3σ
                 am = T.app[act[None, :], rc[:, None]]                                        # (R, A, 2)
                 an = T.app_n[act[None, :], rc[:, None]]                                      # (R, A)
-                da = ((app[rows][:, None, :] - am) ** 2).sum(2) / app_sig[rc][:, None] ** 2
-                use = (an >= 3) & np.isfinite(da)
-                c2 = np.where(ok & use, c2 + cfg.appearance_weight * np.minimum(da, 9.0), c2)
-            cut = np.searchsorted(rc, cam_range).tolist()
-            for lo, hi in zip(cut[:-1], cut[1:]):   # per camera: one assignment
-                if lo == hi:
-                    continue
-                cols = np.flatnonzero(ok[lo:hi].any(0))
-                if not cols.size:
-                    continue
-                sub = c2[lo:hi]
-                ri, ji = linear_sum_assignment(sub[:, cols])
-                ji = cols[ji]
-                keep = sub[ri, ji] < _BIG
-                assigned[lo + ri[keep]] = act[ji[keep]]
-                dn[lo + ri[keep]] = np.sqrt(d2[lo + ri[keep], ji[keep]])
-            _update(T, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t)
+                da = ((app[:, None, :] - am) ** 2).sum(2) / self.app_sigma[rc][:, None] ** 2
+                use = ok & (an >= 3) & np.isfinite(da)
+                c2 = np.where(use, c2 + cfg.appearance_weight * np.minimum(da, 9.0), c2)
+            _assign(rc, ok, c2, d2, act, assigned, dn)
+            _update(T, act, rows, rc, assigned, dn, cxy, o_f, d_f, proj, tau0_sq, size_px, f_px, cfg, t, w_f)
         # births from the rows nobody claimed
-        free = np.flatnonzero(assigned < 0)
+        free = (assigned < 0).nonzero()[0]
         if free.size >= 2 and rc[free].min() != rc[free].max():
-            uv = np.column_stack([cxr, cyr])
+            uv = cxy
             live = np.flatnonzero(T.alive[:T.n] & T.confirmed[:T.n])
-            for grp_rows, X, sz in _births(rows[free], rc[free], uv[free], o_all, d_all, proj, f_px, size_px, cfg):
+            for grp_rows, X, sz in _births(free, rc[free], uv[free], o_f, d_f, proj, f_px, size_px, cfg):
                 # no new track within 0.75 target sizes of a confirmed one: that is a part of the same
                 # target (an over-split blob) or the ray crossing of a merged one, not a second target
                 if live.size and (((T.X[live] - X) ** 2).sum(1) < (0.75 * T.size[live]) ** 2).any():
                     continue
                 p0 = np.array([[(0.25 * sz) ** 2, 0.0], [0.0, (0.5 * sz) ** 2]])
                 j = int(T.add(X[None], np.array([sz]), t, p0)[0])
-                pos = np.flatnonzero(np.isin(rows, grp_rows))
-                assigned[pos] = j
-                dn[pos] = 0.0
+                assigned[grp_rows] = j
+                dn[grp_rows] = 0.0
         _bookkeeping(T, t, cfg, assigned)
         hit = assigned >= 0
-        if app_sig is not None:
-            hr = rows[hit]
-            a_r = app[hr]
-            fin = np.isfinite(a_r).all(1)
-            j, c = assigned[hit][fin], rc[hit][fin]
+        if app is not None:  # per (track, camera) running mean of the assigned rows' appearance
+            fin = hit & np.isfinite(app).all(1)
+            j, c = assigned[fin], rc[fin]
             n_ = np.minimum(T.app_n[j, c], 19.0)
-            T.app[j, c] = (T.app[j, c] * n_[:, None] + a_r[fin]) / (n_ + 1)[:, None]
+            T.app[j, c] = (T.app[j, c] * n_[:, None] + app[fin]) / (n_ + 1)[:, None]
             T.app_n[j, c] += 1
-        track[rows[hit]] = assigned[hit]
-        cost[rows[hit]] = dn[hit]
-        tk = idx.tk[rows[hit]]
-        last_track[tk] = assigned[hit]
-        last_frame[tk] = t
-    # rows of tracks never confirmed are unassigned
-    conf = np.zeros(T.n + 1, bool)
-    conf[:T.n] = T.confirmed[:T.n]
-    bad = (track >= 0) & ~conf[np.where(track >= 0, track, T.n)]
-    track[bad] = -1
-    cost[bad] = np.nan
-    sizes = T.size[:T.n][T.confirmed[:T.n]]
-    return track, cost, float(np.median(sizes)) if sizes.size else float("nan")
+        k = tk[hit]
+        self.last_track[k] = assigned[hit]
+        self.last_frame[k] = t
+        dn[~hit] = np.nan
+
+    def final(self, track: np.ndarray) -> np.ndarray:
+        """Raw track ids from :meth:`feed` -> confirmed track or -1 (-2 kept); call after the last block."""
+        conf = np.zeros(self.T.n + 1, bool)
+        conf[:self.T.n] = self.T.confirmed[:self.T.n]
+        track = np.asarray(track)
+        bad = (track >= 0) & ~conf[np.where(track >= 0, track, self.T.n)]
+        return np.where(bad, -1, track)
+
+    def size(self) -> float:
+        """Median target size (m) over the confirmed tracks so far; NaN when none."""
+        sizes = self.T.size[:self.T.n][self.T.confirmed[:self.T.n]]
+        return float(np.median(sizes)) if sizes.size else float("nan")
+
+
+def _assign(rc: np.ndarray, ok: np.ndarray, c2: np.ndarray, d2: np.ndarray, act: np.ndarray,
+            assigned: np.ndarray, dn: np.ndarray) -> None:
+    """Per camera, minimum-cost assignment of rows to tracks (``linear_sum_assignment``), in place.
+
+    ``rc (R,)`` sorted camera of each row, ``ok (R, A)`` gate, ``c2`` cost
+    (``_BIG`` outside the gate), ``d2`` squared normalised distance. The
+    per-camera problems (``_BIG`` for pairs outside the gate, so the solver
+    first maximises the number of gated pairs, then minimises their cost)
+    split into the connected components of the gate graph: a row whose only
+    gated track is gated for no other row of its camera is matched to it
+    directly; the remaining rows of all cameras are solved in one call, with
+    one column per (camera, track) in their gates.
+    """
+    R, A = ok.shape
+    n_ok = ok.sum(1)
+    if not n_ok.any():
+        return
+    col = ok.argmax(1)
+    C = int(rc[-1]) + 1
+    cs = np.zeros((R + 1, A), np.int64)
+    np.cumsum(ok, 0, out=cs[1:])
+    cut = np.searchsorted(rc, np.arange(C + 1))
+    per_cam = cs[cut[1:]] - cs[cut[:-1]]                  # (C, A) rows of each camera gating each track
+    easy = (n_ok == 1) & (per_cam[rc, col] == 1)
+    e = np.flatnonzero(easy)
+    assigned[e] = act[col[e]]
+    dn[e] = np.sqrt(d2[e, col[e]])
+    hard = np.flatnonzero((n_ok > 0) & ~easy)
+    if not hard.size:
+        return
+    hi, hj = np.nonzero(ok[hard])
+    key = rc[hard[hi]] * A + hj
+    used = np.zeros(C * A, bool)
+    used[key] = True
+    ckey = np.flatnonzero(used)                             # one column per (camera, track), sorted
+    M = np.full((len(hard), len(ckey)), _BIG)
+    M[hi, (np.cumsum(used) - 1)[key]] = c2[hard[hi], hj]
+    ri, ki = linear_sum_assignment(M)
+    keep = M[ri, ki] < _BIG
+    r, j = hard[ri[keep]], ckey[ki[keep]] % A
+    assigned[r] = act[j]
+    dn[r] = np.sqrt(d2[r, j])
 
 
 _DEV_BIN = 1e-5   # chromaticity units: bin width of the deviation histogram behind appearance_sigma
@@ -364,21 +489,22 @@ def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> Non
     p00 = P[:, 0, 0] + 2 * dt * P[:, 0, 1] + dt * dt * P[:, 1, 1] + qa * dt ** 4 / 4
     p01 = P[:, 0, 1] + dt * P[:, 1, 1] + qa * dt ** 3 / 2
     p11 = P[:, 1, 1] + qa * dt * dt
-    T.P[act, 0, 0], T.P[act, 0, 1], T.P[act, 1, 0], T.P[act, 1, 1] = p00, p01, p01, p11
+    Pn = np.empty_like(P)
+    Pn[:, 0, 0], Pn[:, 0, 1], Pn[:, 1, 0], Pn[:, 1, 1] = p00, p01, p01, p11
+    T.P[act] = Pn
 
 
-def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t) -> None:
+def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t,
+            w_all=None) -> None:
     """Triangulate each track's rows, drop each track's worst row beyond the gate once, Kalman-update."""
     hit = np.flatnonzero(assigned >= 0)
     if not hit.size:
         return
     A = len(act)
-    pos_of = np.full(T.n, -1, np.int64)
-    pos_of[act] = np.arange(A)
     for attempt in range(2):
-        ap = pos_of[assigned[hit]]
+        ap = np.searchsorted(act, assigned[hit])   # position of each row's track in act (sorted)
         r = rows[hit]
-        Xm, n = _intersect(ap, rc[hit], o_all[r], d_all[r], A, len(f_px))
+        Xm, n = _intersect(ap, rc[hit], o_all[r], d_all[r], A, len(f_px), None if w_all is None else w_all[r])
         multi = n >= 2
         if attempt == 1 or not multi.any():
             break
@@ -408,7 +534,7 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
         hit = np.flatnonzero(assigned >= 0)
         if not hit.size:
             return
-    ap = pos_of[assigned[hit]]
+    ap = np.searchsorted(act, assigned[hit])
     r = rows[hit]
     seen = n >= 1
     single = seen & ~(multi & np.isfinite(Xm).all(1))
@@ -439,17 +565,19 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     T.X[tr_ids] += k0[:, None] * innov
     T.V[tr_ids] += k1[:, None] * innov
     p00, p01, p11 = P[:, 0, 0], P[:, 0, 1], P[:, 1, 1]
-    T.P[tr_ids, 0, 0] = (1 - k0) * p00
-    T.P[tr_ids, 0, 1] = T.P[tr_ids, 1, 0] = (1 - k0) * p01
-    T.P[tr_ids, 1, 1] = p11 - k1 * p01
+    Pn = np.empty_like(P)
+    Pn[:, 0, 0] = (1 - k0) * p00
+    Pn[:, 0, 1] = Pn[:, 1, 0] = (1 - k0) * p01
+    Pn[:, 1, 1] = p11 - k1 * p01
+    T.P[tr_ids] = Pn
     m = tr_ids[good_multi]
     T.streak[m] += 1
     T.last_multi[m] = t
     T.streak[tr_ids[~good_multi]] = 0
 
 
-def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: int, C: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: int, C: int,
+               w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares intersection of the rays of each group (midpoint method, as :func:`.refine.group_points`).
 
     ``g, cam (n,)`` group and camera of each ray (at most one ray per group and
@@ -459,17 +587,30 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
     camera has no ray, which adds nothing to the sums) and the 3×3 normal
     equations ``Σ(I − d dᵀ) X = Σ(I − d dᵀ) o`` are solved in closed form
     (adjugate / determinant): a few dozen small numpy operations per frame
-    instead of a batched ``np.linalg.solve``.
+    instead of a batched ``np.linalg.solve``. With fewer than 8 cameras the
+    sums are ``np.bincount`` over the rays instead (the rays of a group come in
+    camera order, so the additions happen in the same order and the result is
+    bit-identical; numpy sums ≥ 8 terms pairwise, hence the dense layout there),
+    all nine in one ``bincount``; ``w`` is :func:`_ray_weights` of the rays if
+    already computed.
     """
     n = np.bincount(g, minlength=G)
-    D = np.zeros((G, C, 3))
-    P = np.zeros((G, C, 3))
-    D[g, cam] = d
-    P[g, cam] = o - d * (d * o).sum(1)[:, None]
-    b = P.sum(1)
-    dx, dy, dz = D[..., 0], D[..., 1], D[..., 2]
-    a, e, i = n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1)
-    bq, c, f = -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)
+    if C < 8:
+        W = _ray_weights(o, d) if w is None else w
+        s = np.bincount((g[:, None] * 9 + np.arange(9)).ravel(), weights=W.ravel(), minlength=G * 9).reshape(G, 9)
+        a, e, i = n - s[:, 0], n - s[:, 1], n - s[:, 2]
+        bq, c, f = -s[:, 3], -s[:, 4], -s[:, 5]
+        b = s[:, 6:]
+    else:
+        P = o - d * (d * o).sum(1)[:, None]
+        D = np.zeros((G, C, 3))
+        Pd = np.zeros((G, C, 3))
+        D[g, cam] = d
+        Pd[g, cam] = P
+        b = Pd.sum(1)
+        dx, dy, dz = D[..., 0], D[..., 1], D[..., 2]
+        a, e, i = n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1)
+        bq, c, f = -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)
     A0, A1, A2 = e * i - f * f, c * f - bq * i, bq * f - c * e
     B1, B2, C2 = a * i - c * c, bq * c - a * f, a * e - bq * bq
     det = a * A0 + bq * A1 + c * A2
@@ -478,6 +619,14 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
                   A2 * b[:, 0] + B2 * b[:, 1] + C2 * b[:, 2]], 1) / det[:, None]
     X[(n < 2) | ~(np.abs(det) > 1e-12)] = np.nan
     return X, n
+
+
+def _ray_weights(o: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``(n, 9)`` per-ray terms of :func:`_intersect`'s normal equations: ``dx², dy², dz², dx·dy, dx·dz,
+    dy·dz`` and ``o − d (d·o)`` (3)."""
+    P = o - d * (d * o).sum(1)[:, None]
+    return np.column_stack([d[:, 0] * d[:, 0], d[:, 1] * d[:, 1], d[:, 2] * d[:, 2], d[:, 0] * d[:, 1],
+                            d[:, 0] * d[:, 2], d[:, 1] * d[:, 2], P])
 
 
 def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarray) -> None:
