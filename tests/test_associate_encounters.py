@@ -80,9 +80,9 @@ def test_appearance_decides_a_bounce_that_motion_gets_wrong():
     frags, rep, _ = link_fragments(tid, fr, X, sigma_m=0.01, max_gap=30)
     motion = dict(zip(frags.tolist(), rep.tolist()))
     assert motion[2] != 0  # the straight-line continuation wins without appearance (the failure mode)
-    same = np.array([0, 1, 0, 1])
-    app = (same[:, None] != same[None, :]).astype(float)  # 0 same appearance, 1 (>= 3 sigma) different
-    frags, rep, _ = link_fragments(tid, fr, X, sigma_m=0.01, max_gap=30, appearance_cost=app)
+    colour = np.array([[0.30, 0.34], [0.38, 0.30]])[[0, 1, 0, 1]][:, None, :]   # (F, 1 camera, 2)
+    app = (colour, np.array([0.005]), 1.0)      # fragments 0, 2 one colour, 1, 3 another (>> 3 sigma apart)
+    frags, rep, _ = link_fragments(tid, fr, X, sigma_m=0.01, max_gap=30, appearance=app)
     assert dict(zip(frags.tolist(), rep.tolist())) == {0: 0, 1: 1, 2: 0, 3: 1}
 
 

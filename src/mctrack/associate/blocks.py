@@ -41,7 +41,7 @@ from ..errors import InputError
 from ..tables import ROW_GROUP_ROWS, TRACKLET2D, TableSpec
 from .config import AssociationConfig
 from .data import TrackletIndex
-from .encounters import (appearance_cost, appearance_sums, cut_plan, fragments_of, link_plan, plan_key_span,
+from .encounters import (appearance_means, appearance_sums, cut_plan, fragments_of, link_plan, plan_key_span,
                          points_from_rows)
 from .frames import FrameTracker, appearance_histogram, sigma_from_histogram
 from .refine import _segment, group_points, reprojected_rows, stitch_groups
@@ -251,7 +251,7 @@ class BlockAssociation:
                 s_, c_ = appearance_sums(np.where(z["detected"], frag, -1), z["cam"], z["app"], F, C)
                 sums += s_
                 cnt += c_
-            app_cost = cfg.appearance_weight * appearance_cost(sums, cnt, self.app_sigma)
+            app_cost = (appearance_means(sums, cnt), self.app_sigma, cfg.appearance_weight)
         lut, self.link_sup = link_plan(tid, frame, X, rel, starts, S, cfg.box_fraction * size_m, cfg.stitch_max_gap,
                                        app_cost)
         self._enc = (rel, starts, S, lut)

@@ -161,7 +161,7 @@ def cut_plan(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, radius_m: float,
 
 def link_fragments(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, sigma_m: float, max_gap: int,
                    origin: np.ndarray | None = None, keep_bonus: float = 0.0,
-                   appearance_cost: np.ndarray | None = None
+                   appearance: tuple[np.ndarray, np.ndarray, float] | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Relink fragments across gaps (step 3 of the module docstring).
 
@@ -171,19 +171,28 @@ def link_fragments(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, sigma_m: f
         position (m); sorted by fragment, frame.
     sigma_m : position noise of a point, m.
     max_gap : the longest gap (frames) a link may bridge.
-    origin : (F,) the track each fragment was cut from (None: unknown).
+    origin : (F,) the track each fragment was cut from (None: unknown), F =
+        the distinct values of ``tid`` in sorted order.
     keep_bonus : gate units credited to a fragment's link to the next
         fragment of its own track (the tracker's choice keeps a prior).
-    appearance_cost : (F, F) cost added to each link for an appearance
-        difference (gate units; NaN = no shared camera, nothing added).
+    appearance : ``(means, sigma, weight)``: ``(F, C, 2)`` per-camera mean
+        appearance of each fragment (NaN where unseen), ``(C,)`` per-camera
+        spread and the weight; a link costs ``weight`` × the mean over shared
+        cameras of ``min(Δ²/σ², 9)/9`` (nothing without a shared camera).
 
     Returns
     -------
     frags : (F,) the fragment ids (sorted).
     rep : (F,) int64 the fragment id each fragment's chain starts with
         (itself when it has no predecessor).
-    support : (F,) float64 ``1 - cost/gate`` of the link into each fragment
+    support : (F,) float64 ``1 - cost`` of the link into each fragment
         (NaN without one).
+
+    Only pairs within ``max_gap`` frames are scored, and the assignment is
+    solved per connected component of the candidate links (the same
+    optimum as one matrix over all fragments, whose other entries are
+    impossible links): memory and time grow with the fragments, not their
+    square.
     """
     frags, first = np.unique(tid, return_index=True)
     F = len(frags)
@@ -197,38 +206,67 @@ def link_fragments(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, sigma_m: f
         pe[i], ve[i] = _line_end(frame[max(s, e - _N_FIT):e], X[max(s, e - _N_FIT):e], -1)
         ps[i], vs[i] = _line_end(frame[s:min(e, s + _N_FIT)], X[s:min(e, s + _N_FIT)], 0)
     te, ts = frame[last - 1], frame[first]
-    gap = ts[None, :] - te[:, None]
-    fwd = np.linalg.norm(pe[:, None] + ve[:, None] * gap[..., None] - ps[None], axis=2)
-    bwd = np.linalg.norm(ps[None] - vs[None] * gap[..., None] - pe[:, None], axis=2)
+    # candidate links: starts within (te, te + max_gap] of each end
+    so = np.argsort(ts, kind="stable")
+    lo = np.searchsorted(ts[so], te, "right")
+    hi = np.searchsorted(ts[so], te + max_gap, "right")
+    n = hi - lo
+    i = np.repeat(np.arange(F), n)
+    j = so[np.repeat(lo, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)]
+    if not len(i):
+        return frags, rep, support
+    gap = (ts[j] - te[i]).astype(float)
+    fwd = np.linalg.norm(pe[i] + ve[i] * gap[:, None] - ps[j], axis=1)
+    bwd = np.linalg.norm(ps[j] - vs[j] * gap[:, None] - pe[i], axis=1)
     cost = 0.5 * (fwd + bwd)
     same = np.r_[tid[1:] == tid[:-1]]
     step = np.linalg.norm(np.diff(X, axis=0), axis=1)[same] / np.maximum(np.diff(frame)[same], 1)
     v95 = float(np.percentile(step, 95)) if step.size else 0.0
     gate = 3 * sigma_m + v95 * np.maximum(gap, 1)
-    feas = (gap > 0) & (gap <= max_gap) & (cost < gate)
-    if not feas.any():
+    ok = cost < gate
+    i, j, gap, nc = i[ok], j[ok], gap[ok], (cost / gate)[ok]
+    if not len(i):
         return frags, rep, support
-    big = 1e9
-    M = np.full((2 * F, 2 * F), big)
-    nc = cost / gate
-    if appearance_cost is not None:
-        nc = nc + np.nan_to_num(appearance_cost, nan=0.0)
+    if appearance is not None:
+        means, sig, wgt = appearance
+        d2 = ((means[i] - means[j]) ** 2).sum(2) / np.asarray(sig)[None, :] ** 2      # (L, C)
+        c = np.minimum(d2, 9.0) / 9.0
+        fin = np.isfinite(c)
+        k = fin.sum(1)
+        nc = nc + wgt * np.where(k > 0, np.where(fin, c, 0.0).sum(1) / np.maximum(k, 1), 0.0)
     if origin is not None and keep_bonus:  # the tracker's own continuation keeps a prior
-        keep_link = (origin[:, None] == origin[None, :]) & feas
-        keep_link &= gap == np.where(keep_link, gap, np.iinfo(np.int64).max).min(1, keepdims=True)
-        nc = nc - keep_bonus * keep_link
-    M[:F, :F] = np.where(feas, nc, big)
-    M[:F, F:][np.diag_indices(F)] = 1.0   # end i left unlinked
-    M[F:, :F][np.diag_indices(F)] = 1.0   # start j left unlinked
-    M[F:, F:] = 0.0
-    r, c = linear_sum_assignment(M)
-    sel = (r < F) & (c < F)
-    r, c = r[sel], c[sel]
-    keep = feas[r, c]
-    r, c = r[keep], c[keep]
+        own = origin[i] == origin[j]
+        g_own = np.where(own, gap, np.inf)
+        best = np.full(F, np.inf)
+        np.minimum.at(best, i, g_own)
+        nc = nc - keep_bonus * (own & (g_own == best[i]))
+    # components of the candidate graph (ends 0..F-1, starts F..2F-1), one assignment each
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    L = len(i)
+    _, comp = connected_components(coo_matrix((np.ones(L), (i, F + j)), shape=(2 * F, 2 * F)), directed=False)
     pred = np.arange(F)
-    pred[c] = r
-    support[c] = np.clip(1.0 - nc[r, c], 0.0, 1.0)
+    lc = comp[i]
+    order = np.argsort(lc, kind="stable")
+    cuts = np.r_[0, np.flatnonzero(np.diff(lc[order])) + 1, L]
+    big = 1e9
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):   # per component (small)
+        sel = order[a:b]
+        ei, ej = np.unique(i[sel], return_inverse=True)
+        si, sj = np.unique(j[sel], return_inverse=True)
+        nE, nS = len(ei), len(si)
+        M = np.full((nE + nS, nS + nE), big)
+        M[ej.ravel(), sj.ravel()] = nc[sel]
+        M[:nE, nS:][np.diag_indices(nE)] = 1.0   # end left unlinked
+        M[nE:, :nS][np.diag_indices(nS)] = 1.0   # start left unlinked
+        M[nE:, nS:] = 0.0
+        r, cc = linear_sum_assignment(M)
+        m = (r < nE) & (cc < nS)
+        r, cc = r[m], cc[m]
+        m = M[r, cc] < big
+        pred[si[cc[m]]] = ei[r[m]]
+        support[si[cc[m]]] = np.clip(1.0 - M[r[m], cc[m]], 0.0, 1.0)
     for _ in range(F):  # follow chains to their first fragment
         nxt = pred[pred]
         if (nxt == pred).all():
@@ -287,41 +325,29 @@ def appearance_sums(frag: np.ndarray, cam: np.ndarray, app: np.ndarray, n_frag: 
     return sums.reshape(n_frag, n_cams, 2), cnt.reshape(n_frag, n_cams)
 
 
-def appearance_cost(sums: np.ndarray, counts: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """``(F, F)`` appearance cost of linking fragment ``i`` to ``j``.
-
-    From the per-camera mean appearance of each fragment (``sums / counts``
-    of :func:`appearance_sums`): the mean over the cameras both were seen in
-    of ``min(Δ² / σ_c², 9) / 9`` (``σ_c`` per camera from
-    :func:`.frames.appearance_sigma`): 0 for one appearance, 1 for 3σ apart
-    or more; NaN where no camera is shared.
-    """
+def appearance_means(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``(F, C, 2)`` per-camera mean appearance of each fragment from :func:`appearance_sums` (NaN where unseen)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        A = np.where(counts[..., None] > 0, sums / counts[..., None], np.nan)
-    d2 = ((A[:, None] - A[None]) ** 2).sum(3) / sigma[None, None, :] ** 2     # (F, F, C)
-    c = np.minimum(d2, 9.0) / 9.0
-    fin = np.isfinite(c)
-    n = fin.sum(2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, np.where(fin, c, 0.0).sum(2) / n, np.nan)
+        return np.where(counts[..., None] > 0, sums / counts[..., None], np.nan)
 
 
 def link_plan(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, released: np.ndarray, starts: np.ndarray, S: int,
-              sigma_m: float, max_gap: int, app_cost: np.ndarray | None = None
+              sigma_m: float, max_gap: int, appearance: tuple[np.ndarray, np.ndarray, float] | None = None
               ) -> tuple[np.ndarray, dict[int, float]]:
     """Relink the fragments of a :func:`cut_plan` on their points (step 3).
 
-    ``tid, frame, X``: the points of :func:`track_points`; ``app_cost``:
-    ``(F, F)`` over all fragments (``len(starts)``) or None. Returns ``lut``
+    ``tid, frame, X``: the points of :func:`track_points`; ``appearance``:
+    ``(means (F, C, 2), sigma (C,), weight)`` over all fragments
+    (``len(starts)``; :func:`appearance_means`) or None. Returns ``lut``
     ``(F,) int64`` (fragment → the first fragment of its chain: the final
     label) and ``{label: weakest link support}``.
     """
     pj = fragments_of(tid, frame, released, starts, S)
     keep = pj >= 0
     ufr = np.unique(pj[keep])
-    ac = app_cost[np.ix_(ufr, ufr)] if app_cost is not None else None
+    app = (appearance[0][ufr], appearance[1], appearance[2]) if appearance is not None else None
     frags, rep, sup = link_fragments(pj[keep], frame[keep], X[keep], sigma_m, max_gap,
-                                     origin=starts[ufr] // S, keep_bonus=_KEEP_BONUS, appearance_cost=ac)
+                                     origin=starts[ufr] // S, keep_bonus=_KEEP_BONUS, appearance=app)
     lut = np.arange(len(starts))
     lut[frags] = rep
     chain_sup: dict[int, float] = {}
@@ -367,7 +393,7 @@ def resolve_encounters(idx: TrackletIndex, track: np.ndarray, cams: list[Camera]
         cam = idx.keys["cam"].to_numpy()[idx.tk]
         sums, cnt = appearance_sums(np.where(idx.detected, frag, -1), cam, idx.appearance, len(starts),
                                     len(idx.camera_names))
-        app_cost = appearance_weight * appearance_cost(sums, cnt, appearance)
+        app_cost = (appearance_means(sums, cnt), appearance, appearance_weight)
     lut, chain_sup = link_plan(tid, frame, X, rel, starts, S, sigma_fraction * size_m, max_gap, app_cost)
     out = track.copy()
     has = track >= 0
