@@ -102,6 +102,15 @@ def test_dag_of_a_session_without_3d(tmp_path, cameras):
     assert _planned(tmp_path, "results/solo/associate/association.parquet")["associate"] == 1
 
 
+def test_dag_of_an_800_frame_single_camera_session_with_default_chunks(tmp_path):
+    """The person-video shape of bench_end_to_end.py (one camera, ~800 frames, the schema's 1000-frame chunks):
+    one detection job and one tracking job (no per-chunk start-up to pay), then refine, assemble, qc, evaluate."""
+    _precomputed_session(tmp_path, 1, frames=800)
+    (tmp_path / "config.yaml").write_text("cameras: cameras.tsv\ndetect:\n  backend: precomputed\n")
+    assert _planned(tmp_path) == {"detect": 1, "track_2d": 1, "refine_2d": 1, "assemble": 1, "qc": 1, "evaluate": 1,
+                                  "all": 1}
+
+
 def test_dag_of_the_calibrated_default_keeps_the_3d_stages(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "cameras.tsv").write_text((REPO / "config" / "cameras.tsv").read_text())
