@@ -21,7 +21,7 @@ if not workflow.overwrite_configfiles:
 MCTRACK_CACHE = ".snakemake/mctrack-probe"
 check_config(
     config,
-    load_schema(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")),
+    load_schema(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"), MCTRACK_CACHE),
     lambda: config_sources(workflow.overwrite_configfiles, DEFAULT_CONFIG)
     + [("--config", dict(workflow.config_settings.config))],
     cache_dir=MCTRACK_CACHE,

@@ -89,3 +89,16 @@ def test_unreadable_cache_is_recomputed(tmp_path):
     for f in (tmp_path / "cache").glob("plan-*.pkl"):
         f.write_bytes(b"garbage")
     assert plan_sessions(cfg, cache_dir=tmp_path / "cache")["s"].n_frames == 40
+
+
+def test_schema_is_memoised_and_reread_when_edited(tmp_path):
+    import time
+
+    path = tmp_path / "schema.yaml"
+    path.write_text((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    first = load_schema(path, tmp_path / "cache")
+    assert first == SCHEMA and list((tmp_path / "cache").glob("schema-*.pkl"))
+    assert load_schema(path, tmp_path / "cache") == SCHEMA  # from the pickle
+    time.sleep(0.01)
+    path.write_text(path.read_text().replace("default: 1024", "default: 2048", 1))
+    assert load_schema(path, tmp_path / "cache") != SCHEMA  # the edit is seen

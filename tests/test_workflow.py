@@ -149,8 +149,8 @@ def pose2sim_run(tmp_path_factory):
 def test_single_camera_session_skips_association(tmp_path):
     """TUD-Campus: one uncalibrated camera with ground truth (real detector, real footage)."""
     wd = shipped_config_run(tmp_path, "tud_campus")
-    assert "cross-camera association skipped" in (wd / "logs/tud_campus/associate.log").read_text()
-    assert "triangulation skipped" in (wd / "logs/tud_campus/triangulate.log").read_text()
+    # no 3D possible: no associate/triangulate/smooth job (tests/test_workflow_single_view.py: same results)
+    assert not any((wd / "logs/tud_campus" / f"{r}.log").exists() for r in ("associate", "triangulate", "smooth"))
     s = read_session(wd / "results/tud_campus/tud_campus.h5")
     assert len(s["frame_index"]) == 71 and (s["n_cameras"] == 0).all() and np.isnan(s["centroid_3d"]).all()
     assert s["is_confirmed"].sum() > 300  # person boxes over 71 frames

@@ -1,10 +1,10 @@
 rule assemble:
     input:
         detections=detection_files,
-        tracklets=associated_tracklets,
-        association="results/{session}/associate/association.parquet",
-        points="results/{session}/triangulate/points3d.parquet",
-        tracks3d="results/{session}/smooth/tracks3d.parquet",
+        tracklets=session_tracklets,
+        association=if_3d("results/{session}/associate/association.parquet"),
+        points=if_3d("results/{session}/triangulate/points3d.parquet"),
+        tracks3d=if_3d("results/{session}/smooth/tracks3d.parquet"),
         handoffs=handoffs_input,
         calibration=calibration_input,
         videos=session_videos,

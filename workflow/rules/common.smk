@@ -1,5 +1,5 @@
 # Planning and input functions. All checks run here, before any job starts (memoised in MCTRACK_CACHE).
-from mctrack.config import check_stage_configs, detector_settings, ground_mode, plan_sessions
+from mctrack.config import check_stage_configs, detector_settings, ground_mode, has_3d, plan_sessions
 
 PLANS = plan_sessions(config, cache_dir=MCTRACK_CACHE)
 check_stage_configs(config, cache_dir=MCTRACK_CACHE)
@@ -96,7 +96,8 @@ def all_outputs():
     for s, p in PLANS.items():
         out.append(f"results/{s}/{s}.h5")
         out += expand("results/{session}/qc/{plot}.png", session=s, plot=QC_PLOTS)
-        out.append(f"results/{s}/smooth/tracks3d.parquet")  # tri3d: smoothed, gap-filled 3D tracks
+        if session_has_3d(s):  # no 3D (one camera, no calibration): no associate/triangulate/smooth jobs
+            out.append(f"results/{s}/smooth/tracks3d.parquet")  # tri3d: smoothed, gap-filled 3D tracks
         if p.has_gt:
             out.append(f"results/{s}/eval/metrics.json")
         if p.calibrate:
@@ -266,3 +267,20 @@ def handoffs_input(wildcards):
     if ground_mode(PLANS[wildcards.session], config["ground"].get("enabled", "auto")):
         return f"results/{wildcards.session}/ground/handoffs.parquet"
     return []
+
+
+# --- prod --- (issue 11: sessions without 3D skip associate/triangulate/smooth)
+def session_has_3d(session):
+    """True for a calibrated or ground-plane session (mctrack.config.has_3d); False: one global id per
+    tracklet and empty 3D tables, built by assemble/qc/evaluate themselves (no associate/triangulate/smooth)."""
+    return has_3d(PLANS[session], config["ground"].get("enabled", "auto"))
+
+
+def session_tracklets(wildcards):
+    """The tracklets joined with the association: associate's output, or the refined tracklets (no 3D)."""
+    return associated_tracklets(wildcards) if session_has_3d(wildcards.session) else tracklet_files(wildcards)
+
+
+def if_3d(path):
+    """Input function: ``path`` (with ``{session}``) for a session with 3D, nothing otherwise."""
+    return lambda wildcards: path.format(session=wildcards.session) if session_has_3d(wildcards.session) else []

@@ -1,12 +1,12 @@
 rule evaluate:
     input:
         detections=detection_files,
-        tracklets=associated_tracklets,
+        tracklets=session_tracklets,
         raw_tracklets=tracklet_files,
         gt=gt_files,
-        association="results/{session}/associate/association.parquet",
-        points="results/{session}/triangulate/points3d.parquet",
-        tracks3d="results/{session}/smooth/tracks3d.parquet",
+        association=if_3d("results/{session}/associate/association.parquet"),
+        points=if_3d("results/{session}/triangulate/points3d.parquet"),
+        tracks3d=if_3d("results/{session}/smooth/tracks3d.parquet"),
         gt3d=gt3d_input,
     output:
         metrics="results/{session}/eval/metrics.json",

@@ -1,10 +1,10 @@
 rule qc:
     input:
         detections=detection_files,
-        tracklets=associated_tracklets,
-        association="results/{session}/associate/association.parquet",
-        points="results/{session}/triangulate/points3d.parquet",
-        residuals="results/{session}/triangulate/residuals.parquet",
+        tracklets=session_tracklets,
+        association=if_3d("results/{session}/associate/association.parquet"),
+        points=if_3d("results/{session}/triangulate/points3d.parquet"),
+        residuals=if_3d("results/{session}/triangulate/residuals.parquet"),
     output:
         **{
             plot: report(

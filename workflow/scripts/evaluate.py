@@ -1,5 +1,6 @@
 """Snakemake adapter: rule evaluate -> mctrack.evaluate.evaluate_session (metrics.json + metrics.tsv)."""
 from mctrack.associate.ground import GroundConfig, session_handoff_metrics, use_ground_mode
+from mctrack.config import single_view_tables
 from mctrack.evaluate import evaluate_session, write_metrics
 from mctrack.log import setup_logging
 from mctrack.runtime import exit_now
@@ -11,12 +12,15 @@ gt2d = {name: c.gt for name, c in plan.cameras.items() if c.gt}
 cfg = dict(snakemake.params.evaluate)
 if cfg.get("gt_ids_shared") is None:  # auto: only the simulator's ids are shared across cameras
     cfg["gt_ids_shared"] = plan.synthetic
-metrics = evaluate_session(read_tables(snakemake.input.tracklets, TRACKLET2D), gt2d,
-                           read_table(snakemake.input.association, ASSOCIATION),
-                           read_table(snakemake.input.points, POINTS3D),
-                           snakemake.input.gt3d or None, cfg,
-                           detections=read_tables(snakemake.input.detections, DETECTION),
-                           tracks3d=read_table(snakemake.input.tracks3d, TRACK3D),
+if snakemake.input.association:
+    tracklets = read_tables(snakemake.input.tracklets, TRACKLET2D)
+    association = read_table(snakemake.input.association, ASSOCIATION)
+    points, tracks3d = read_table(snakemake.input.points, POINTS3D), read_table(snakemake.input.tracks3d, TRACK3D)
+else:  # no 3D (one camera / no calibration): one global id per tracklet, no 3D rows
+    tracklets, association = single_view_tables(snakemake.input.tracklets)
+    points, tracks3d = POINTS3D.empty(), TRACK3D.empty()
+metrics = evaluate_session(tracklets, gt2d, association, points, snakemake.input.gt3d or None, cfg,
+                           detections=read_tables(snakemake.input.detections, DETECTION), tracks3d=tracks3d,
                            frame_offsets={name: c.frame_offset for name, c in plan.cameras.items()},
                            n_frames=plan.n_frames,
                            raw_tracklets=read_tables(snakemake.input.raw_tracklets, TRACKLET2D))
