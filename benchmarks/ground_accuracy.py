@@ -149,7 +149,7 @@ def appearance_stage(tracklets: pd.DataFrame, maps: dict, cfg: GroundConfig, gt3
     z = _appearance_zscores(app, cam_i, tk, np.isfinite(gxy).all(1))
     pairs = pd.DataFrame({"i": np.arange(len(tr)), "frame": tr["frame"], "x": gxy[:, 0], "y": gxy[:, 1]}).merge(
         gt3d[["frame", "target_id", "x", "y"]].rename(columns={"x": "gx", "y": "gy"}), on="frame")
-    pairs = pairs.assign(d=np.hypot(pairs["x"] - pairs["gx"], pairs["y"] - pairs["gy"]))
+    pairs = pairs.assign(d=np.hypot(pairs["x"] - pairs["gx"], pairs["y"] - pairs["gy"])).dropna(subset=["d"])
     near = pairs.loc[pairs.groupby("i")["d"].idxmin()]
     near = near[near["d"] < radius]
     target = np.full(len(tr), -1)
