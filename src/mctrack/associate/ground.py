@@ -617,8 +617,10 @@ def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: Groun
     predicted; then per camera its observations are assigned one-to-one to the
     tracks (Hungarian on the squared Mahalanobis distance, gate χ²₂ 99.7 %; a
     row whose 2D tracklet fed a track in its previous row gets a bonus of 4 on
-    that track, tentative tracks a penalty of 2) and the matched tracks are
-    updated. Unassigned observations start tentative tracks (observations of
+    that track, tentative tracks a penalty of 2; rows with chromaticity
+    ``chroma_r, chroma_g`` add the appearance term of
+    :class:`GroundConfig` ``appearance_weight`` / ``handoff_appearance_weight``)
+    and the matched tracks are updated. Unassigned observations start tentative tracks (observations of
     other cameras within ``gate`` m in that frame join them); ``n_init``
     updates confirm a track. A confirmed track coasts up to
     ``max_gap_frames`` without observations (a target between views): the
