@@ -33,8 +33,17 @@ import pandas as pd
 import yaml
 from scipy.optimize import linear_sum_assignment
 
-from mctrack.associate.ground import (GroundConfig, associate_ground, box_ground_width, evaluate_handoffs, ground_gid_targets,
-                                      ground_points, gt_handoffs, handoff_events, track_ground)
+from mctrack.associate.ground import (
+    GroundConfig,
+    associate_ground,
+    box_ground_width,
+    evaluate_handoffs,
+    ground_gid_targets,
+    ground_points,
+    gt_handoffs,
+    handoff_events,
+    track_ground,
+)
 from mctrack.calibration import load_calibration
 from mctrack.evaluate import box_iou, evaluate_3d_tracking, read_gt3d, read_mot_gt
 from mctrack.ground import ground_positions, homography_from_camera
