@@ -234,34 +234,88 @@ def _line_end(f: np.ndarray, X: np.ndarray, at: int) -> tuple[np.ndarray, np.nda
     return X.mean(0) + v * fc[at], v
 
 
-def _fragment_appearance_cost(idx: TrackletIndex, frag: np.ndarray, frags: np.ndarray, sigma: np.ndarray
-                              ) -> np.ndarray:
-    """``(F, F)`` appearance cost of linking fragment ``frags[i]`` to ``frags[j]``.
+def fragments_of(track: np.ndarray, frame: np.ndarray, released: np.ndarray, starts: np.ndarray, S: int
+                 ) -> np.ndarray:
+    """Fragment of each row from a :func:`cut_plan` (works on any subset of rows, e.g. one block).
 
-    Per fragment and camera, the median appearance of its detected rows
-    (``frag`` per row, -1 none); per pair, the mean over the cameras both
-    have of ``min(Δ² / σ_c², 9) / 9`` (``σ_c`` per camera from
+    ``track, frame (N,)`` int64 per row (track < 0: none); ``released``,
+    ``starts`` and ``S`` from :func:`cut_plan` / :func:`plan_key_span`.
+    Returns ``(N,) int64``: the index into ``starts`` of the fragment holding
+    the row, -1 for rows without a track, inside an encounter window, or
+    before their track's first point.
+    """
+    out = np.full(len(track), -1, np.int64)
+    r = np.flatnonzero(track >= 0)
+    if not r.size or not len(starts):
+        return out
+    key = track[r] * S + frame[r]
+    j = np.searchsorted(starts, key, "right") - 1
+    ok = (j >= 0) & ~np.isin(key, released)
+    ok[ok] &= (starts[j[ok]] // S) == track[r[ok]]
+    out[r[ok]] = j[ok]
+    return out
+
+
+def plan_key_span(frame: np.ndarray, pad: int) -> int:
+    """The ``S`` of the ``track·S + frame`` keys of :func:`cut_plan` for points ``frame``."""
+    return int(frame.max()) + 2 + pad if len(frame) else 1
+
+
+def appearance_sums(frag: np.ndarray, cam: np.ndarray, app: np.ndarray, n_frag: int, n_cams: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per (fragment, camera) sums ``(F, C, 2)`` and counts ``(F, C)`` of the rows' appearance.
+
+    ``frag (N,)`` from :func:`fragments_of` (-1 skipped), ``cam (N,)`` camera
+    index, ``app (N, 2)`` (rows with NaN skipped). Sums add over blocks.
+    """
+    ok = (frag >= 0) & np.isfinite(app).all(1)
+    cell = frag[ok] * n_cams + cam[ok]
+    sums = np.stack([np.bincount(cell, weights=app[ok, k], minlength=n_frag * n_cams) for k in range(2)], 1)
+    cnt = np.bincount(cell, minlength=n_frag * n_cams)
+    return sums.reshape(n_frag, n_cams, 2), cnt.reshape(n_frag, n_cams)
+
+
+def appearance_cost(sums: np.ndarray, counts: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """``(F, F)`` appearance cost of linking fragment ``i`` to ``j``.
+
+    From the per-camera mean appearance of each fragment (``sums / counts``
+    of :func:`appearance_sums`): the mean over the cameras both were seen in
+    of ``min(Δ² / σ_c², 9) / 9`` (``σ_c`` per camera from
     :func:`.frames.appearance_sigma`): 0 for one appearance, 1 for 3σ apart
     or more; NaN where no camera is shared.
     """
-    app = idx.appearance
-    r = np.flatnonzero((frag >= 0) & idx.detected & np.isfinite(app).all(1))
-    F, C = len(frags), len(idx.camera_names)
-    if not r.size:
-        return np.full((F, F), np.nan)
-    cam = idx.keys["cam"].to_numpy()[idx.tk[r]]
-    fi = np.searchsorted(frags, frag[r])
-    okf = (fi < F) & (frags[np.minimum(fi, F - 1)] == frag[r])
-    med = pd.DataFrame(app[r][okf], columns=["r", "g"]).groupby([fi[okf], cam[okf]]).median()
-    A = np.full((F, C, 2), np.nan)
-    ii, cc = (np.asarray(v) for v in zip(*med.index)) if len(med) else (np.zeros(0, int), np.zeros(0, int))
-    A[ii, cc] = med.to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        A = np.where(counts[..., None] > 0, sums / counts[..., None], np.nan)
     d2 = ((A[:, None] - A[None]) ** 2).sum(3) / sigma[None, None, :] ** 2     # (F, F, C)
     c = np.minimum(d2, 9.0) / 9.0
     fin = np.isfinite(c)
     n = fin.sum(2)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, np.where(fin, c, 0.0).sum(2) / n, np.nan)
+
+
+def link_plan(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, released: np.ndarray, starts: np.ndarray, S: int,
+              sigma_m: float, max_gap: int, app_cost: np.ndarray | None = None
+              ) -> tuple[np.ndarray, dict[int, float]]:
+    """Relink the fragments of a :func:`cut_plan` on their points (step 3).
+
+    ``tid, frame, X``: the points of :func:`track_points`; ``app_cost``:
+    ``(F, F)`` over all fragments (``len(starts)``) or None. Returns ``lut``
+    ``(F,) int64`` (fragment → the first fragment of its chain: the final
+    label) and ``{label: weakest link support}``.
+    """
+    pj = fragments_of(tid, frame, released, starts, S)
+    keep = pj >= 0
+    ufr = np.unique(pj[keep])
+    ac = app_cost[np.ix_(ufr, ufr)] if app_cost is not None else None
+    frags, rep, sup = link_fragments(pj[keep], frame[keep], X[keep], sigma_m, max_gap,
+                                     origin=starts[ufr] // S, keep_bonus=_KEEP_BONUS, appearance_cost=ac)
+    lut = np.arange(len(starts))
+    lut[frags] = rep
+    chain_sup: dict[int, float] = {}
+    for f, s_ in zip(rep[np.isfinite(sup)].tolist(), sup[np.isfinite(sup)].tolist()):
+        chain_sup[f] = min(chain_sup.get(f, 1.0), s_)
+    return lut, chain_sup
 
 
 def resolve_encounters(idx: TrackletIndex, track: np.ndarray, cams: list[Camera], size_m: float,
@@ -294,33 +348,16 @@ def resolve_encounters(idx: TrackletIndex, track: np.ndarray, cams: list[Camera]
         return track, {}
     tid, frame, X = track_points(idx, track, cams)
     rel, starts = cut_plan(tid, frame, X, radius * size_m, pad)
-    S = int(frame.max()) + 2 + pad if len(frame) else 1
-    r = np.flatnonzero(track >= 0)
-    key = track[r] * S + idx.frame[r]
-    out = track.copy()
-    drop = np.isin(key, rel)
-    # fragment of a cell: the last start at or before it within the same track
-    j = np.searchsorted(starts, key, "right") - 1
-    ok = (j >= 0) & ~drop
-    ok[ok] &= (starts[j[ok]] // S) == track[r[ok]]
-    frag = np.where(ok, j, -1)
-    out[r] = frag
-    # relink on the fragments' points
-    pkey = tid * S + frame
-    pj = np.searchsorted(starts, pkey, "right") - 1
-    keep = (pj >= 0) & ~np.isin(pkey, rel)
-    keep[keep] &= (starts[pj[keep]] // S) == tid[keep]
-    ufr = np.unique(pj[keep])
+    S = plan_key_span(frame, pad)
+    frag = fragments_of(track, idx.frame, rel, starts, S)
     app_cost = None
-    if appearance is not None and appearance_weight > 0:
-        app_cost = appearance_weight * _fragment_appearance_cost(idx, out, ufr, appearance)
-    frags, rep, sup = link_fragments(pj[keep], frame[keep], X[keep], sigma_fraction * size_m, max_gap,
-                                     origin=starts[ufr] // S, keep_bonus=_KEEP_BONUS, appearance_cost=app_cost)
-    lut = np.arange(len(starts))
-    lut[frags] = rep
-    hit = out >= 0
-    out[hit] = lut[out[hit]]
-    chain_sup: dict[int, float] = {}
-    for f, s in zip(rep[np.isfinite(sup)].tolist(), sup[np.isfinite(sup)].tolist()):
-        chain_sup[f] = min(chain_sup.get(f, 1.0), s)
+    if appearance is not None and appearance_weight > 0 and idx.appearance is not None:
+        cam = idx.keys["cam"].to_numpy()[idx.tk]
+        sums, cnt = appearance_sums(np.where(idx.detected, frag, -1), cam, idx.appearance, len(starts),
+                                    len(idx.camera_names))
+        app_cost = appearance_weight * appearance_cost(sums, cnt, appearance)
+    lut, chain_sup = link_plan(tid, frame, X, rel, starts, S, sigma_fraction * size_m, max_gap, app_cost)
+    out = track.copy()
+    has = track >= 0
+    out[has] = np.where(frag[has] >= 0, lut[np.maximum(frag[has], 0)], -1)
     return out, chain_sup

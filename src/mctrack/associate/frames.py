@@ -298,31 +298,61 @@ def _track(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig) -> tu
     return track, cost, float(np.median(sizes)) if sizes.size else float("nan")
 
 
+_DEV_BIN = 1e-5   # chromaticity units: bin width of the deviation histogram behind appearance_sigma
+_DEV_BINS = 20000  # deviations beyond 0.2 (another target's rows) share the last bin
+
+
+def appearance_stats(idx: TrackletIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tracklet appearance sums ``(K, 2)`` and counts ``(K,)`` of the detected rows (additive over blocks)."""
+    ok = idx.detected & np.isfinite(idx.appearance).all(1)
+    K = len(idx.keys)
+    s = np.stack([np.bincount(idx.tk[ok], weights=idx.appearance[ok, k], minlength=K) for k in range(2)], 1)
+    return s, np.bincount(idx.tk[ok], minlength=K)
+
+
+def appearance_histogram(idx: TrackletIndex, mean: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``(C, _DEV_BINS)`` counts of ``|a − tracklet mean|`` per camera (both components; tracklets with ≥ 5 rows).
+
+    ``mean (K, 2)``, ``n (K,)``: per-tracklet means and row counts over the
+    whole session (:func:`appearance_stats`). Additive over blocks.
+    """
+    ok = idx.detected & np.isfinite(idx.appearance).all(1) & (n[idx.tk] >= 5)
+    dev = np.abs(idx.appearance[ok] - mean[idx.tk[ok]]).ravel()
+    cam = np.repeat(idx.keys["cam"].to_numpy()[idx.tk[ok]], 2)
+    b = np.minimum((dev / _DEV_BIN).astype(np.int64), _DEV_BINS - 1)
+    C = len(idx.camera_names)
+    return np.bincount(cam * _DEV_BINS + b, minlength=C * _DEV_BINS).reshape(C, _DEV_BINS)
+
+
+def sigma_from_histogram(hist: np.ndarray) -> np.ndarray:
+    """Per-camera ``1.4826 · median`` of the deviations in ``hist`` (pooled below 40 values); floor 1e-3."""
+    def med(h):
+        c = np.cumsum(h)
+        return (np.searchsorted(c, c[-1] / 2.0) + 0.5) * _DEV_BIN if c[-1] else 0.01 / 1.4826
+    pooled = med(hist.sum(0))
+    out = np.array([med(h) if h.sum() >= 40 else pooled for h in hist])
+    return np.maximum(1.4826 * out, 1e-3)
+
+
 def appearance_sigma(idx: TrackletIndex) -> np.ndarray:
     """Per-camera spread of one row's appearance about its target's, ``(C,) float64`` chromaticity units.
 
     Robust estimate over the detected rows of tracklets with ≥ 5 of them:
-    ``1.4826 · median |a − median of its tracklet|`` over both chromaticity
-    components (the normalised MAD, Rousseeuw & Croux 1993). This spread
-    includes the slow change of a target's appearance with its pose, which
-    the track's running mean also sees; consecutive rows differ much less.
-    Cameras with fewer than 20 such rows take the pooled value; floor 1e-3.
+    ``1.4826 · median |a − mean of its tracklet|`` over both chromaticity
+    components (the normalised MAD, Rousseeuw & Croux 1993; the median read
+    from a histogram of ``_DEV_BIN`` wide bins, so a session cut into blocks
+    gets the same value from :func:`appearance_stats` and
+    :func:`appearance_histogram` summed over its blocks). This spread
+    includes the slow change of a target's appearance with its pose and the
+    rows of another target after a 2D identity switch, which a track's
+    running mean also sees; consecutive rows differ much less (measured:
+    the estimate from consecutive rows is about half, and weights appearance
+    too strongly). Cameras with fewer than 20 such rows take the pooled value.
     """
-    C = len(idx.camera_names)
-    det = np.flatnonzero(idx.detected & np.isfinite(idx.appearance).all(1))
-    tk = idx.tk[det]
-    n = np.bincount(tk, minlength=len(idx.keys))
-    det, tk = det[n[tk] >= 5], tk[n[tk] >= 5]
-    if not det.size:
-        return np.full(C, 0.01)
-    a = pd.DataFrame(idx.appearance[det], columns=["r", "g"])
-    dev = (a - a.groupby(tk).transform("median")).abs().to_numpy()
-    cam = idx.keys["cam"].to_numpy()[tk]
-    out = np.full(C, 1.4826 * float(np.median(dev)))
-    for c in range(C):  # per camera (a handful)
-        if (cam == c).sum() >= 20:
-            out[c] = 1.4826 * float(np.median(dev[cam == c]))
-    return np.maximum(out, 1e-3)
+    s, n = appearance_stats(idx)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s / n[:, None]
+    return sigma_from_histogram(appearance_histogram(idx, mean, n))
 
 
 def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> None:
