@@ -329,15 +329,17 @@ _CHI2_GATE = 11.62
 #: ``_APP_SCALE``: σ of the within-camera term = this × :func:`mctrack.associate.frames.appearance_sigma`.
 #: That normalised MAD describes the core of a target's row-to-row spread; the tail is heavy (partial
 #: occlusion mixes two walkers' colours in one blob, pose): on the synthetic floor scene (seed 0) a row's
-#: squared distance to its target's per-camera median is 1.6 σ² at the median, 18 σ² at P75 and 99 σ² at
-#: P90, while different walkers lie 20-30000 σ² apart. Chosen on seed 0 among 1, 3, 6, 10; seed 1 checks it.
-_APP_SCALE = 6.0
+#: squared distance to its target's per-camera median is 0.2 σ² at the median, 2 σ² at P75, 22 σ² at P90
+#: and 86 σ² at P95, while different walkers mostly lie 18-1800 σ² apart (two pairs of near-twins < 1 σ²).
+#: Seed 0, IDF1 on ground positions by scale: 1: 0.62, 1.5: 0.76, 2: 0.75, 3: 0.74, 4: 0.75, 6: 0.75,
+#: 10: 0.75 (0.68 without appearance): 4 = the middle of that plateau (log scale); seed 1 checks it.
+_APP_SCALE = 4.0
 #: ``_APP_CENTRE``: the term is ``w · (min(Δ²/σ², 9) − _APP_CENTRE)``, 2 = the mean of Δ²/σ² for a true
 #: match (χ² with 2 dof), so a track without appearance history in the row's camera (term 0, e.g. a
-#: new one or one just handed off) competes on equal terms with one whose history fits (seed 0, scale 6:
-#: IDF1 0.744 centred vs 0.738 uncentred; on footage whose walkers changed colour between cameras, 0.71
-#: vs 0.65). With scale 1 and no centring (the 3D association's form) IDF1 fell to 0.57 (0.68 without
-#: appearance): true rows in the tail paid the full cap.
+#: new one or one just handed off) competes on equal terms with one whose history fits (measured with an
+#: earlier σ estimate, scale 6: IDF1 0.744 centred vs 0.738 uncentred; on footage whose walkers changed
+#: colour between cameras, 0.71 vs 0.65). With scale 1 (the 3D association's form) IDF1 fell to 0.62
+#: (0.64 uncentred), below motion alone: true rows in the tail paid the full cap.
 _APP_CENTRE = 2.0
 #: z-score units: spread of one target's per-camera appearance z-score between cameras (cross-camera
 #: appearance term of the handoff, :class:`GroundConfig` ``handoff_appearance_weight``)
