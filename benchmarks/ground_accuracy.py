@@ -16,6 +16,10 @@ Prints one JSON object:
                as tracklets (per camera, a new track id whenever a target re-enters after more than
                ``max_coast`` frames out of view, as a perfect 2D tracker would): the ceiling of the ground
                stage, so pipeline minus oracle is what detection + 2D tracking lose.
+``appearance`` whether the tracklets' chromaticity separates targets within a camera and across cameras (raw
+               and per-camera z-scores; AUC, 0.5 = chance), and ``replay_appearance_W_handoff_H``: the ground
+               stage replayed on the run's tracklets with ``appearance_weight`` W and
+               ``handoff_appearance_weight`` H.
 """
 from __future__ import annotations
 
@@ -29,8 +33,17 @@ import pandas as pd
 import yaml
 from scipy.optimize import linear_sum_assignment
 
-from mctrack.associate.ground import (GroundConfig, associate_ground, box_ground_width, evaluate_handoffs, ground_gid_targets,
-                                      ground_points, gt_handoffs, handoff_events, track_ground)
+from mctrack.associate.ground import (
+    GroundConfig,
+    associate_ground,
+    box_ground_width,
+    evaluate_handoffs,
+    ground_gid_targets,
+    ground_points,
+    gt_handoffs,
+    handoff_events,
+    track_ground,
+)
 from mctrack.calibration import load_calibration
 from mctrack.evaluate import box_iou, evaluate_3d_tracking, read_gt3d, read_mot_gt
 from mctrack.ground import ground_positions, homography_from_camera
@@ -113,6 +126,68 @@ def detection_stage(dets: pd.DataFrame, gts: dict, maps: dict, cfg: GroundConfig
     return out
 
 
+def _auc(same: np.ndarray, diff: np.ndarray) -> float:
+    """P(a same-target distance < a different-target distance) (ties 1/2): 1 = appearance separates, 0.5 = chance."""
+    if not len(same) or not len(diff):
+        return float("nan")
+    s, d = np.asarray(same)[:, None], np.asarray(diff)[None, :]
+    return float(((s < d).sum() + 0.5 * (s == d).sum()) / (s.size * d.size))
+
+
+def appearance_stage(tracklets: pd.DataFrame, maps: dict, cfg: GroundConfig, gt3d: pd.DataFrame,
+                     radius: float) -> dict:
+    """Does chromaticity tell targets apart, within one camera and across cameras (raw vs per-camera z-score)?
+
+    Each 2D tracklet (>= 10 detected rows with chroma) is labelled with the GT target whose foot point is
+    nearest its rows' ground positions (majority within ``radius`` m, >= 80 % of its labelled rows) and
+    summarised by its median chromaticity, raw and as per-camera z-scores
+    (:func:`mctrack.associate.ground._appearance_zscores`). Per pair of such tracklets: within one camera
+    (not alive together) and across two cameras, the AUC of "same target closer than a different one"
+    (1 = separates, 0.5 = chance) and the median distances.
+    """
+    from mctrack.associate.ground import _appearance_zscores
+
+    tr = tracklets[tracklets["frame_status"].astype(str) == "detected"].reset_index(drop=True)
+    if not {"chroma_r", "chroma_g"} <= set(tr.columns) or not np.isfinite(tr["chroma_r"]).any():
+        return {"note": "no chromaticity in the tracklets (re-run detect)"}
+    gxy = ground_positions(tr, maps, cfg.foot_point, cfg.foot_offset)
+    app = tr[["chroma_r", "chroma_g"]].to_numpy(np.float64)
+    cam = tr["camera_id"].astype(str).to_numpy()
+    ucam, cam_i = np.unique(cam, return_inverse=True)
+    tk, _ = pd.factorize(pd.MultiIndex.from_arrays([cam, tr["track_id"].to_numpy()]))
+    z = _appearance_zscores(app, cam_i, tk, np.isfinite(gxy).all(1))
+    pairs = pd.DataFrame({"i": np.arange(len(tr)), "frame": tr["frame"], "x": gxy[:, 0], "y": gxy[:, 1]}).merge(
+        gt3d[["frame", "target_id", "x", "y"]].rename(columns={"x": "gx", "y": "gy"}), on="frame")
+    pairs = pairs.assign(d=np.hypot(pairs["x"] - pairs["gx"], pairs["y"] - pairs["gy"])).dropna(subset=["d"])
+    near = pairs.loc[pairs.groupby("i")["d"].idxmin()]
+    near = near[near["d"] < radius]
+    target = np.full(len(tr), -1)
+    target[near["i"].to_numpy()] = near["target_id"].to_numpy()
+    d = pd.DataFrame({"tk": tk, "cam": cam, "t": target, "frame": tr["frame"], "r": app[:, 0], "g": app[:, 1],
+                      "zr": z[:, 0], "zg": z[:, 1]}).dropna()
+    d = d[d["t"] >= 0]
+    per = d.groupby("tk").agg(cam=("cam", "first"), first=("frame", "min"), last=("frame", "max"), n=("t", "size"),
+                              t=("t", lambda x: x.mode().iloc[0]), share=("t", lambda x: (x == x.mode().iloc[0]).mean()),
+                              r=("r", "median"), g=("g", "median"), zr=("zr", "median"), zg=("zg", "median"))
+    per = per[(per["n"] >= 10) & (per["share"] >= 0.8)].reset_index(drop=True)
+    a, b = np.triu_indices(len(per), 1)
+    P = per.iloc[a].reset_index(drop=True).join(per.iloc[b].reset_index(drop=True), rsuffix="_b")
+    same = (P["t"] == P["t_b"]).to_numpy()
+    one_cam = (P["cam"] == P["cam_b"]).to_numpy()
+    apart = ((P["last"] < P["first_b"]) | (P["last_b"] < P["first"])).to_numpy()
+    raw = np.hypot(P["r"] - P["r_b"], P["g"] - P["g_b"]).to_numpy()
+    zd = np.hypot(P["zr"] - P["zr_b"], P["zg"] - P["zg_b"]).to_numpy()
+    out = {"n_tracklets": int(len(per))}
+    for tag, sel in (("within_camera", one_cam & apart), ("across_cameras", ~one_cam)):
+        for name, dist in (("raw", raw), ("zscore", zd)):
+            ok = sel & np.isfinite(dist)
+            out[f"{tag}_{name}"] = {"auc": round(_auc(dist[ok & same], dist[ok & ~same]), 3),
+                                    "median_same": round(float(np.median(dist[ok & same])), 4) if (ok & same).any() else None,
+                                    "median_different": round(float(np.median(dist[ok & ~same])), 4) if (ok & ~same).any() else None,
+                                    "n_same": int((ok & same).sum()), "n_different": int((ok & ~same).sum())}
+    return out
+
+
 def main(res: Path, config: Path) -> dict:
     cfg_all = yaml.safe_load(config.read_text())
     cfg = GroundConfig.from_dict(cfg_all.get("ground"))
@@ -138,6 +213,11 @@ def main(res: Path, config: Path) -> dict:
     tracklets = read_tables(sorted((res / "track_2d").glob("*.parquet")), TRACKLET2D)
     other = "tracklets" if cfg.method == "kalman" else "kalman"
     out[f"replay_method_{cfg.method}"] = ground_scores(tracklets, maps, cfg, gts, gt3d, fps, radius)
+    out["appearance"] = appearance_stage(tracklets, maps, cfg, gt3d, radius)
+    for w, wh in ((0.0, 0.0), (cfg.appearance_weight, 0.0), (cfg.appearance_weight, 1.0)):
+        out[f"replay_appearance_{w:g}_handoff_{wh:g}"] = ground_scores(
+            tracklets, maps, dataclasses.replace(cfg, appearance_weight=w, handoff_appearance_weight=wh), gts, gt3d,
+            fps, radius)
     cfg_other = dataclasses.replace(cfg, method=other)
     out[f"replay_method_{other}"] = ground_scores(tracklets, maps, cfg_other, gts, gt3d, fps, radius)
     out[f"oracle_gt_boxes_method_{other}"] = ground_scores(gt_tracklets(gts, max_coast), maps, cfg_other, gts, gt3d,

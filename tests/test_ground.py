@@ -183,3 +183,33 @@ def test_box_cut_by_the_bottom_edge_has_no_ground_position():
                        "y2": [H - 40.0, float(H)]})
     g = ground_positions(tr, {"cam1": gm})
     assert np.isfinite(g[0]).all() and np.isnan(g[1]).all()
+
+
+def test_floor_walkers_keep_their_colour_across_cameras():
+    """A walker's clothing is one colour: every camera renders it through its own white balance (gain 0.85-1.15).
+
+    Expected: in every camera, each walker's flat centre colour is its clothing colour times one gain per
+    channel, the same for all walkers of that camera (the camera's white balance), within 0.85-1.15.
+    """
+    from mctrack.simulate_floor import floor_trajectories, render_floor_camera
+
+    cfg = FloorConfig(n_targets=8, n_frames=60, noise_sigma=0.0)
+    cams = floor_rig(["cam1", "cam2", "cam3", "cam4"], cfg)
+    feet = floor_trajectories(cfg)
+    colours = np.random.default_rng(5).uniform(20, 110, (feet.shape[1], 3))
+    n_checked = 0
+    for i, cam in enumerate(cams):
+        frames, gt = render_floor_camera(cam, feet, cfg, np.random.default_rng([9, i]), colours)
+        gain = {}
+        for f, img in enumerate(frames):
+            for r in gt[(gt["frame"] == f) & (gt["visibility"] > 0.6) & (gt["w"] > 6) & (gt["h"] > 10)]:
+                patch = img[int(r["y"] + r["h"] * 0.4):int(r["y"] + r["h"] * 0.6),
+                            int(r["x"] + r["w"] * 0.4):int(r["x"] + r["w"] * 0.6)].reshape(-1, 3).astype(float)
+                if len(patch) and patch.std(0).max() < 2:  # one flat colour: the walker, not an occluder's edge
+                    gain.setdefault(int(r["target_id"]), patch.mean(0) / colours[r["target_id"] - 1])
+        g = np.array(list(gain.values()))
+        if len(g) >= 2:
+            n_checked += 1
+            assert ((g > 0.85 - 0.03) & (g < 1.15 + 0.03)).all(), (cam.name, g)
+            np.testing.assert_allclose(g, np.broadcast_to(g[0], g.shape), atol=0.03)
+    assert n_checked >= 2

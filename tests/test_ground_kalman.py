@@ -113,6 +113,74 @@ def test_kalman_settings_are_checked():
         GroundConfig(acceleration_std=0)
     with pytest.raises(InputError, match="ground.n_init"):
         GroundConfig(n_init=0)
+    with pytest.raises(InputError, match="ground.appearance_weight"):
+        GroundConfig(appearance_weight=-1)
+    with pytest.raises(InputError, match="ground.handoff_appearance_weight"):
+        GroundConfig(handoff_appearance_weight=-0.5)
+
+
+def _bounce(sign, v=1.0, meet=45):
+    """A walker on y = 0 coming towards x = 0 at ``v`` m/s, turning back 0.2 m short of it at frame ``meet``."""
+    return lambda f: np.c_[-sign * (0.2 + v * np.abs(f - meet) / FPS), np.zeros(len(f))]
+
+
+def test_kalman_appearance_decides_where_motion_is_ambiguous():
+    """Two walkers meet head-on, are unseen for 10 frames (occluded) and walk back where they came from.
+
+    The 2D tracker gives new ids after the occlusion, so only the ground tracks carry identity. Constant
+    velocity predicts that they walked through each other: without appearance (weight 0) both identities
+    swap; their colours (chromaticity 0.40/0.33 vs 0.30/0.36, row noise 0.005) differ, and with the default
+    appearance weight each global id follows one walker through the clip.
+    """
+    cams, maps = _rig(["cam1"])
+    rng = np.random.default_rng(0)
+    f = np.arange(0, 90)
+    a, b = _bounce(1), _bounce(-1)
+    pre, post = f < 40, f > 50
+    rows = []
+    for tid, (w, col, sel) in enumerate([(a, (0.40, 0.33), pre), (b, (0.30, 0.36), pre),
+                                         (a, (0.40, 0.33), post), (b, (0.30, 0.36), post)]):
+        r = _tracklet_rows("cam1", tid + 1, f[sel], _proj(cams["cam1"], w(f[sel])))
+        rows.append(r.assign(chroma_r=col[0] + rng.normal(0, 0.005, len(r)),
+                             chroma_g=col[1] + rng.normal(0, 0.005, len(r))))
+    tr = pd.concat(rows, ignore_index=True)
+    n_walkers = {}
+    for weight in (0.0, GroundConfig().appearance_weight):
+        out, assoc, _, gxy = track_ground(tr, maps, GroundConfig(appearance_weight=weight), fps=FPS)
+        assert assoc["global_id"].nunique() == 2
+        r = out.merge(assoc[["camera_id", "track_id", "global_id"]])
+        n_walkers[weight] = pd.Series(_walker_of_rows(r, gxy, [a, b], f)).groupby(r["global_id"].to_numpy()).nunique()
+    assert (n_walkers[0.0] == 2).all()      # motion alone: both ground tracks swap walkers at the meeting
+    assert (n_walkers[GroundConfig().appearance_weight] == 1).all()
+    # no chromaticity at all (grey video): the same as weight 0, no error
+    _, assoc, _, _ = track_ground(tr.drop(columns=["chroma_r", "chroma_g"]), maps, GroundConfig(), fps=FPS)
+    assert assoc["global_id"].nunique() == 2
+
+
+def test_appearance_zscores_remove_a_camera_colour_cast():
+    """Per-camera z-scores: the same three targets seen by two cameras, one with a colour cast (shift + gain).
+
+    Expected: raw chromaticities of a target differ between the cameras by the cast, their z-scores agree
+    (to the row noise), and rows of cameras with fewer than 3 tracklets get NaN.
+    """
+    from mctrack.associate.ground import _appearance_zscores
+
+    rng = np.random.default_rng(1)
+    base = np.array([[0.40, 0.33], [0.30, 0.36], [0.34, 0.30]])
+    app, cam, tk = [], [], []
+    for c, (gain, shift) in enumerate([(1.0, 0.0), (0.7, 0.05)]):
+        for t in range(3):
+            app.append(base[t] * gain + shift + rng.normal(0, 1e-4, (20, 2)))
+            cam += [c] * 20
+            tk += [3 * c + t] * 20
+    app.append(np.full((20, 2), 0.33))  # a third camera with one tracklet: no population
+    cam += [2] * 20
+    tk += [6] * 20
+    app, cam, tk = np.concatenate(app), np.array(cam), np.array(tk)
+    z = _appearance_zscores(app, cam, tk, np.ones(len(app), bool))
+    assert np.abs(app[:60] - app[60:120]).max() > 0.05
+    np.testing.assert_allclose(z[:60], z[60:120], atol=0.02)
+    assert np.isnan(z[120:]).all()
 
 
 def test_in_view_of_the_floor_cameras():

@@ -212,8 +212,8 @@ def _floor_background(cam: Camera, cfg: FloorConfig, rng: np.random.Generator) -
     return np.clip(bgr, 0, 255).astype(np.uint8)
 
 
-def render_floor_camera(cam: Camera, feet: np.ndarray, cfg: FloorConfig,
-                        rng: np.random.Generator) -> tuple[Iterator[np.ndarray], np.ndarray]:
+def render_floor_camera(cam: Camera, feet: np.ndarray, cfg: FloorConfig, rng: np.random.Generator,
+                        colours: np.ndarray | None = None) -> tuple[Iterator[np.ndarray], np.ndarray]:
     """Render one camera's view of the walkers and its 2D ground truth.
 
     Parameters
@@ -225,7 +225,12 @@ def render_floor_camera(cam: Camera, feet: np.ndarray, cfg: FloorConfig,
     cfg : FloorConfig
         Target size and noise.
     rng : numpy Generator
-        Colours, floor texture and noise (the ground truth does not depend on it).
+        Floor texture, noise, the camera's white balance and (without ``colours``) the walkers' colours (the
+        ground truth does not depend on it).
+    colours : (N, 3) float BGR 0-255, optional
+        The walkers' colours, the same in every camera (clothing); this camera sees them through its own
+        white balance and exposure, a gain per channel drawn from ``rng`` in [0.85, 1.15]. None = colours
+        drawn from ``rng`` (different in every camera).
 
     Returns
     -------
@@ -247,7 +252,10 @@ def render_floor_camera(cam: Camera, feet: np.ndarray, cfg: FloorConfig,
     uv = (pc[..., :2] / np.maximum(pc[..., 2:3], 1e-6)) * [cam.K[0, 0], cam.K[1, 1]] + cam.K[:2, 2]
     depth = np.linalg.norm(feet - cam.center[:2], axis=-1)
     background = _floor_background(cam, cfg, rng)
-    colours = rng.uniform(20, 110, (N, 3))
+    if colours is None:
+        colours = rng.uniform(20, 110, (N, 3))
+    else:
+        colours = np.clip(np.asarray(colours, float) * rng.uniform(0.85, 1.15, 3), 0, 255)
     pad = 2 * max(W, H)
     gt_rows, polys = [], []
     label = np.empty((H, W), np.int16)
@@ -322,8 +330,9 @@ def run_floor_simulation(cfg: FloorConfig, camera_names: list[str], videos: dict
     cams = floor_rig(names, cfg)
     feet = floor_trajectories(cfg)
     seen = np.zeros(feet.shape[:2], bool)
+    colours = np.random.default_rng([cfg.seed, 0xF10, 4]).uniform(20, 110, (feet.shape[1], 3))  # clothing
     for i, cam in enumerate(cams):
-        frames, gt = render_floor_camera(cam, feet, cfg, np.random.default_rng([cfg.seed, 0xF10, 3, i]))
+        frames, gt = render_floor_camera(cam, feet, cfg, np.random.default_rng([cfg.seed, 0xF10, 3, i]), colours)
         seen[gt["frame"], gt["target_id"] - 1] = True
         with VideoWriter(videos[cam.name], cfg.fps, cfg.width, cfg.height) as writer:
             for img in frames:
