@@ -250,3 +250,18 @@ def test_block_memory_does_not_grow_with_frames(rig_scene):
         tracemalloc.stop()
     print("peak traced bytes", peaks)
     assert peaks[1] < 1.5 * peaks[0], peaks
+
+
+def test_camera_ids_need_not_equal_calibration_names(rig_scene):
+    """The session's camera ids key the cameras; a calibration whose Camera.name differs (Pose2Sim:
+    sheet 'cam01' vs calibration 'int_cam01_img') associates the same (whole session and blocks)."""
+    from mctrack.associate.blocks import BlockAssociation
+
+    cams, pos = rig_scene
+    renamed = {f"view{i}": cam for i, cam in enumerate(cams.values())}
+    assert not set(renamed) & {c.name for c in renamed.values()}
+    tr = make_tracklets(renamed, pos)
+    res = associate_session(tr, renamed, FRAMES)
+    _assert_one_id_per_target(res, pos.shape[1])
+    with BlockAssociation(_split(tr, 50), renamed, FRAMES) as ba:
+        pd.testing.assert_frame_equal(ba.association, res.association)

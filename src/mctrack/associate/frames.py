@@ -181,7 +181,7 @@ def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationCon
         at the target's depth) over the confirmed tracks; NaN when none.
     """
     sig = appearance_sigma(idx) if idx.appearance is not None and cfg.appearance_weight > 0 else None
-    tracker = FrameTracker(cams, cfg, app_sigma=sig)
+    tracker = FrameTracker(cams, cfg, names=list(idx.camera_names), app_sigma=sig)
     track, cost = tracker.feed(idx, idx.tk)
     return tracker.final(track), np.where(tracker.final(track) >= 0, cost, np.nan), tracker.size()
 
