@@ -165,8 +165,8 @@ def _frames_labels(tr, idx, cams, cfg):
     prediction; NaN for pieces with fewer than ``min_run`` such rows) and the kernel width in m for stitching
     (``box_fraction`` × the median target size).
     """
-    track, cost, size_m = track_detections(idx, cams, cfg)
     app_sig = appearance_sigma(idx) if idx.appearance is not None and cfg.appearance_weight > 0 else None
+    track, cost, size_m = track_detections(idx, cams, cfg, app_sig)
     track, link_sup = resolve_encounters(idx, track, cams, size_m, cfg.encounter_radius, cfg.encounter_frames,
                                          cfg.stitch_max_gap, cfg.box_fraction, app_sig, cfg.appearance_weight)
     cost = np.where(track >= 0, cost, np.nan)

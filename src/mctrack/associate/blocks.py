@@ -43,7 +43,7 @@ from .config import AssociationConfig
 from .data import TrackletIndex
 from .encounters import (appearance_means, appearance_sums, cut_plan, fragments_of, link_plan, plan_key_span,
                          points_from_rows)
-from .frames import FrameTracker, appearance_histogram, sigma_from_histogram
+from .frames import _DEV_BINS, FrameTracker, appearance_histogram, appearance_stats, sigma_from_histogram
 from .refine import _segment, group_points, reprojected_rows, stitch_groups
 
 log = logging.getLogger("mctrack.associate")
@@ -186,39 +186,32 @@ class BlockAssociation:
 
     # ---- pass 0: appearance spread (as frames.appearance_sigma over the whole session) ---------------------
     def _appearance_pass(self) -> np.ndarray | None:
-        sums, cnt = np.zeros((64, 2)), np.zeros(64, np.int64)
+        sums, cnt = np.zeros((0, 2)), np.zeros(0, np.int64)
         seen = False
         for b, tr, _ in self._iter():
             idx = TrackletIndex.build(tr, source=f"block {b}")
             if idx.appearance is None:
                 continue
-            seen = True
-            key = self._keys(idx)
+            key = self._keys(idx)[idx.tk]
+            cam = np.searchsorted(self.names, np.asarray(idx.camera_names, dtype=str))[idx.keys["cam"].to_numpy()][idx.tk]
             ok = idx.detected & np.isfinite(idx.appearance).all(1)
-            kk = key[idx.tk[ok]]
-            n = int(key.max()) + 1 if len(key) else 0
-            if n > len(cnt):
-                sums = np.r_[sums, np.zeros((max(n, 2 * len(cnt)) - len(cnt), 2))]
-                cnt = np.r_[cnt, np.zeros(len(sums) - len(cnt), np.int64)]
-            np.add.at(sums, kk, idx.appearance[ok])
-            np.add.at(cnt, kk, 1)
+            s_, c_ = appearance_stats(key, idx.appearance, ok, len(self._key_cam))
+            sums = np.r_[sums, np.zeros((len(c_) - len(cnt), 2))] + s_
+            cnt = np.r_[cnt, np.zeros(len(c_) - len(cnt), np.int64)] + c_
+            seen = True
         if not seen:
             return None
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = sums / cnt[:, None]
-        hist = None
+        hist = np.zeros((len(self.names), _DEV_BINS), np.int64)
         for b, tr, _ in self._iter():
             idx = TrackletIndex.build(tr, source=f"block {b}")
             if idx.appearance is None:
                 continue
-            key = self._keys(idx)
-            cam = np.searchsorted(self.names, np.asarray(idx.camera_names, dtype=str))
-            sub = TrackletIndex(keys=idx.keys.assign(cam=cam[idx.keys["cam"].to_numpy()]), camera_names=self.names,
-                                tk=idx.tk, frame=idx.frame, cx=idx.cx, cy=idx.cy, w=idx.w, h=idx.h,
-                                detected=idx.detected, coasted=idx.coasted, _code=idx._code, _span=idx._span,
-                                appearance=idx.appearance)
-            h = appearance_histogram(sub, mean[key], cnt[key])
-            hist = h if hist is None else hist + h
+            key = self._keys(idx)[idx.tk]
+            cam = np.searchsorted(self.names, np.asarray(idx.camera_names, dtype=str))[idx.keys["cam"].to_numpy()][idx.tk]
+            ok = idx.detected & np.isfinite(idx.appearance).all(1)
+            hist += appearance_histogram(key, cam, idx.appearance, ok, mean, cnt, len(self.names))
         return sigma_from_histogram(hist)
 
     # ---- pass 1b: encounters (cut 3D tracks at ambiguous meetings and coasts, relink) -----------------------

@@ -159,8 +159,8 @@ class _Projector:
         return uv, depth
 
 
-def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig
-                     ) -> tuple[np.ndarray, np.ndarray, float]:
+def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationConfig,
+                     app_sigma: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """3D tracks of the detected rows of ``idx`` (see module docstring); one block of :class:`FrameTracker`.
 
     Parameters
@@ -168,7 +168,9 @@ def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationCon
     idx : rows of all calibrated cameras (``idx.camera_names[c]`` is ``cams[c]``).
     cams : cameras in ``idx.camera_names`` order, world unit m.
     cfg : uses ``gate, box_fraction, centroid_sigma, continuity_bonus,
-        continuity_frames, n_init, max_coast_frames, motion_noise``.
+        continuity_frames, n_init, max_coast_frames, motion_noise, appearance_weight``.
+    app_sigma : per-camera appearance spread if the caller has it
+        (default: :func:`appearance_sigma` of ``idx`` when it has appearance).
 
     Returns
     -------
@@ -180,8 +182,9 @@ def track_detections(idx: TrackletIndex, cams: list[Camera], cfg: AssociationCon
     size : median target size (m, ``sqrt(w·h)`` of the boxes back-projected
         at the target's depth) over the confirmed tracks; NaN when none.
     """
-    sig = appearance_sigma(idx) if idx.appearance is not None and cfg.appearance_weight > 0 else None
-    tracker = FrameTracker(cams, cfg, names=list(idx.camera_names), app_sigma=sig)
+    if app_sigma is None and idx.appearance is not None and cfg.appearance_weight > 0:
+        app_sigma = appearance_sigma(idx)
+    tracker = FrameTracker(cams, cfg, names=list(idx.camera_names), app_sigma=app_sigma)
     track, cost = tracker.feed(idx, idx.tk)
     return tracker.final(track), np.where(tracker.final(track) >= 0, cost, np.nan), tracker.size()
 
@@ -427,26 +430,28 @@ _DEV_BIN = 1e-5   # chromaticity units: bin width of the deviation histogram beh
 _DEV_BINS = 20000  # deviations beyond 0.2 (another target's rows) share the last bin
 
 
-def appearance_stats(idx: TrackletIndex) -> tuple[np.ndarray, np.ndarray]:
-    """Per-tracklet appearance sums ``(K, 2)`` and counts ``(K,)`` of the detected rows (additive over blocks)."""
-    ok = idx.detected & np.isfinite(idx.appearance).all(1)
-    K = len(idx.keys)
-    s = np.stack([np.bincount(idx.tk[ok], weights=idx.appearance[ok, k], minlength=K) for k in range(2)], 1)
-    return s, np.bincount(idx.tk[ok], minlength=K)
+def appearance_stats(tk: np.ndarray, app: np.ndarray, ok: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tracklet appearance sums ``(K, 2)`` and counts ``(K,)`` (additive over blocks).
+
+    ``tk (N,)`` tracklet of each row (0..K-1), ``app (N, 2)`` its appearance,
+    ``ok (N,)`` the rows to count (detected, finite appearance).
+    """
+    s = np.stack([np.bincount(tk[ok], weights=app[ok, k], minlength=K) for k in range(2)], 1)
+    return s, np.bincount(tk[ok], minlength=K)
 
 
-def appearance_histogram(idx: TrackletIndex, mean: np.ndarray, n: np.ndarray) -> np.ndarray:
+def appearance_histogram(tk: np.ndarray, cam: np.ndarray, app: np.ndarray, ok: np.ndarray, mean: np.ndarray,
+                         n: np.ndarray, C: int) -> np.ndarray:
     """``(C, _DEV_BINS)`` counts of ``|a − tracklet mean|`` per camera (both components; tracklets with ≥ 5 rows).
 
+    Rows as :func:`appearance_stats`, ``cam (N,)`` camera index (0..C-1);
     ``mean (K, 2)``, ``n (K,)``: per-tracklet means and row counts over the
-    whole session (:func:`appearance_stats`). Additive over blocks.
+    whole session. Additive over blocks.
     """
-    ok = idx.detected & np.isfinite(idx.appearance).all(1) & (n[idx.tk] >= 5)
-    dev = np.abs(idx.appearance[ok] - mean[idx.tk[ok]]).ravel()
-    cam = np.repeat(idx.keys["cam"].to_numpy()[idx.tk[ok]], 2)
+    ok = ok & (n[tk] >= 5)
+    dev = np.abs(app[ok] - mean[tk[ok]]).ravel()
     b = np.minimum((dev / _DEV_BIN).astype(np.int64), _DEV_BINS - 1)
-    C = len(idx.camera_names)
-    return np.bincount(cam * _DEV_BINS + b, minlength=C * _DEV_BINS).reshape(C, _DEV_BINS)
+    return np.bincount(np.repeat(cam[ok], 2) * _DEV_BINS + b, minlength=C * _DEV_BINS).reshape(C, _DEV_BINS)
 
 
 def sigma_from_histogram(hist: np.ndarray) -> np.ndarray:
@@ -474,10 +479,20 @@ def appearance_sigma(idx: TrackletIndex) -> np.ndarray:
     the estimate from consecutive rows is about half, and weights appearance
     too strongly). Cameras with fewer than 20 such rows take the pooled value.
     """
-    s, n = appearance_stats(idx)
+    return appearance_sigma_rows(idx.tk, idx.keys["cam"].to_numpy()[idx.tk], idx.appearance, idx.detected,
+                                 len(idx.camera_names))
+
+
+def appearance_sigma_rows(tk: np.ndarray, cam: np.ndarray, app: np.ndarray, detected: np.ndarray, C: int
+                          ) -> np.ndarray:
+    """:func:`appearance_sigma` from plain per-row arrays: tracklet ``tk (N,)``, camera ``cam (N,)`` (0..C-1),
+    appearance ``app (N, 2)`` and the ``detected (N,)`` mask."""
+    ok = detected & np.isfinite(app).all(1)
+    K = int(tk.max()) + 1 if len(tk) else 0
+    s, n = appearance_stats(tk, app, ok, K)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s / n[:, None]
-    return sigma_from_histogram(appearance_histogram(idx, mean, n))
+    return sigma_from_histogram(appearance_histogram(tk, cam, app, ok, mean, n, C))
 
 
 def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> None:

@@ -584,11 +584,9 @@ def _row_appearance(tr: pd.DataFrame, det: np.ndarray, cam_names: np.ndarray, uc
     """Rows' chromaticity ``(N, 2)``, per-camera spread ``(len(ucam),)`` and per-camera z-scores ``(N, 2)``.
 
     ``(None, None, None)`` when the rows carry no chromaticity (grey video, detectors without it). The spread
-    is :func:`mctrack.associate.frames.appearance_sigma` over the detected rows' 2D tracklets.
+    is :func:`mctrack.associate.frames.appearance_sigma_rows` over the detected rows' 2D tracklets.
     """
-    from types import SimpleNamespace
-
-    from .frames import appearance_sigma
+    from .frames import appearance_sigma_rows
 
     if not {"chroma_r", "chroma_g"} <= set(tr.columns):
         return None, None, None
@@ -600,9 +598,8 @@ def _row_appearance(tr: pd.DataFrame, det: np.ndarray, cam_names: np.ndarray, uc
     tk, uniq = pd.factorize(keys)
     cam_i = pd.Index(ucam).get_indexer(cam_names)
     key_cam = pd.Index(ucam).get_indexer(uniq.get_level_values(0))
-    idx = SimpleNamespace(camera_names=list(ucam), detected=ok, appearance=app, tk=tk,
-                          keys=pd.DataFrame({"cam": key_cam}))
-    return app, appearance_sigma(idx), _appearance_zscores(app, cam_i, tk, ok)
+    sig = appearance_sigma_rows(tk, key_cam[tk], app, ok, len(ucam))
+    return app, sig, _appearance_zscores(app, cam_i, tk, ok)
 
 
 def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: GroundConfig | None = None,
