@@ -43,8 +43,8 @@ Released rows are then filled by 2D continuity (:func:`.frames.tracklet_pieces`)
 Measured on the same 2D tracklets (``benchmarks/association_accuracy.py``;
 3D IDF1 at 2 cm, README "associate"): with appearance, the hard scene 0.70 →
 0.95 and the default's 2- and 3-camera subsets up by up to 0.32; without
-appearance this step alone changes the hard scene by +0.03 and the subsets
-by ≤ 0.01. ``_LOST_FRAMES``, ``_N_FIT`` and ``_KEEP_BONUS`` were set on
+appearance this step alone changes the hard scene by +0.04 (0.66 → 0.70) and the subsets
+by ≤ 0.02. ``_LOST_FRAMES``, ``_N_FIT`` and ``_KEEP_BONUS`` were set on
 those synthetic scenes without appearance (over 3–10, 4–10 and 0.25–1.0
 they moved the hard scene's IDF1 by up to 0.03, without a trend).
 """
@@ -358,7 +358,7 @@ def link_plan(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, released: np.nd
 
 def resolve_encounters(idx: TrackletIndex, track: np.ndarray, cams: list[Camera], size_m: float,
                        radius: float, pad: int, max_gap: int, sigma_fraction: float,
-                       appearance: np.ndarray | None = None, appearance_weight: float = 0.0
+                       app_sigma: np.ndarray | None = None, appearance_weight: float = 0.0
                        ) -> tuple[np.ndarray, dict[int, float]]:
     """Cut every 3D track at encounters and coasts, relink the fragments (module docstring).
 
@@ -373,7 +373,7 @@ def resolve_encounters(idx: TrackletIndex, track: np.ndarray, cams: list[Camera]
     pad : encounter window padding, frames.
     max_gap : longest gap a link bridges, frames (``stitch_max_gap``).
     sigma_fraction : point noise as a fraction of the target size (``box_fraction``).
-    appearance : (C,) per-camera appearance spread (:func:`.frames.appearance_sigma`)
+    app_sigma : (C,) per-camera appearance spread (:func:`.frames.appearance_sigma`)
         when the rows carry appearance, else None.
     appearance_weight : gate units a link costs for appearances 3σ or more apart.
 
@@ -389,11 +389,11 @@ def resolve_encounters(idx: TrackletIndex, track: np.ndarray, cams: list[Camera]
     S = plan_key_span(frame, pad)
     frag = fragments_of(track, idx.frame, rel, starts, S)
     app_cost = None
-    if appearance is not None and appearance_weight > 0 and idx.appearance is not None:
+    if app_sigma is not None and appearance_weight > 0 and idx.appearance is not None:
         cam = idx.keys["cam"].to_numpy()[idx.tk]
         sums, cnt = appearance_sums(np.where(idx.detected, frag, -1), cam, idx.appearance, len(starts),
                                     len(idx.camera_names))
-        app_cost = (appearance_means(sums, cnt), appearance, appearance_weight)
+        app_cost = (appearance_means(sums, cnt), app_sigma, appearance_weight)
     lut, chain_sup = link_plan(tid, frame, X, rel, starts, S, sigma_fraction * size_m, max_gap, app_cost)
     out = track.copy()
     has = track >= 0
