@@ -42,7 +42,7 @@ swap). This module revisits exactly those decisions with the evidence from
 Released rows are then filled by 2D continuity (:func:`.frames.tracklet_pieces`).
 Measured on the same 2D tracklets (``benchmarks/association_accuracy.py``;
 3D IDF1 at 2 cm, README "associate"): with appearance, the hard scene 0.70 →
-0.95 and the default's 2- and 3-camera subsets up by up to 0.32; without
+0.95 and the default's 2- and 3-camera subsets up by up to 0.15; without
 appearance this step alone changes the hard scene by +0.04 (0.66 → 0.70) and the subsets
 by ≤ 0.02. ``_LOST_FRAMES``, ``_N_FIT`` and ``_KEEP_BONUS`` were set on
 those synthetic scenes without appearance (over 3–10, 4–10 and 0.25–1.0
