@@ -503,5 +503,5 @@ def make_qc_plots(qc: QCData, outputs: dict[str, str | os.PathLike], title: str 
         if title:
             fig.text(0.99, 0.995, title, fontsize=7, ha="right", va="top", color="0.4")
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+            fig.savefig(tmp, dpi=110)  # tight_layout already fitted the axes: no second draw for a tight bbox
         plt.close(fig)
