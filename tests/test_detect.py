@@ -277,3 +277,40 @@ def test_ultralytics_tud_campus():
                                  "conf": 0.25, "batch": 1})
     parts = [det1.detect_chunk(TUD_VIDEO, a, b, "tud") for a, b in [(0, 7), (7, n)]]
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), df)
+
+
+def test_nms_time_limit_loses_no_detections(tmp_path):
+    """ultralytics' NMS stops at its time limit and leaves a batch's later images empty (warning only);
+    the backend notices and predicts that batch again image by image. Uses ultralytics' own NMS with a limit
+    that is always exceeded while a batch holds more than one image."""
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from ultralytics.utils.nms import non_max_suppression
+
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"")
+    det = detect.make_detector({"backend": "ultralytics", "model": str(model), "batch": 4, "conf": 0.3})
+    assert det.forward_batch == 4
+
+    def raw(img):  # one confident box per image whose x position encodes the image (1, 84, 1) xywh + scores
+        p = torch.zeros(1, 84, 1)
+        p[0, :4, 0] = torch.tensor([float(img[0, 0, 0]) * 10 + 20, 30.0, 10.0, 10.0])
+        p[0, 4, 0] = 0.9
+        return p
+
+    class FakeYolo:  # ultralytics' predict: forward batches of `batch` images through the real NMS
+        def predict(self, images, batch, **kw):
+            out = []
+            for a in range(0, len(images), batch):
+                pred = torch.cat([raw(im) for im in images[a:a + batch]])
+                limit = -2.0 if len(pred) > 1 else 0.05  # the 2 s + 0.05 s/img limit, exceeded for batches
+                for r in non_max_suppression(pred, 0.3, 0.6, max_time_img=limit):
+                    out.append(SimpleNamespace(boxes=SimpleNamespace(xyxy=r[:, :4], conf=r[:, 4], cls=r[:, 5])))
+            return out
+
+    det._yolo = FakeYolo()
+    images = [np.full((8, 8, 3), k, np.uint8) for k in range(6)]
+    res = det.predict(images)
+    assert [len(b) for b, _, _ in res] == [1] * 6
+    np.testing.assert_allclose([b[0, 0] for b, _, _ in res], [k * 10 + 15 for k in range(6)])

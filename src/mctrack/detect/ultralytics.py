@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -12,6 +13,8 @@ import pandas as pd
 
 from ..video import read_frames, video_info
 from .base import _check_chunk, _err, _float, _int, _is_int, _merge_defaults, _table
+
+log = logging.getLogger("mctrack.detect")
 
 # --------------------------------------------------------------------------- ultralytics backend
 
@@ -29,6 +32,28 @@ def _prepare_ultralytics_env() -> None:
         d = Path(tempfile.gettempdir()) / f"mctrack-ultralytics-{uid}"
         d.mkdir(parents=True, exist_ok=True)
         os.environ["YOLO_CONFIG_DIR"] = str(d)
+
+
+class _NmsTimeLimit(logging.Handler):
+    """Context manager noting ultralytics' "NMS time limit ... exceeded" warning (logger ``ultralytics``).
+
+    ``exceeded`` is True after the block if the warning was logged inside it.
+    """
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.exceeded = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "NMS time limit" in record.getMessage():
+            self.exceeded = True
+
+    def __enter__(self) -> "_NmsTimeLimit":
+        logging.getLogger("ultralytics").addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("ultralytics").removeHandler(self)
 
 
 def _export_metadata(model: Path) -> dict:
@@ -168,10 +193,16 @@ class UltralyticsDetector:
         """
         if not images:
             return []
-        p = self.params
-        results = self.model.predict(images, conf=p["conf"], iou=p["iou"], imgsz=p["imgsz"],
-                                     classes=p["classes"], max_det=p["max_det"], device=p["device"],
-                                     batch=self.forward_batch, verbose=False)
+        with _NmsTimeLimit() as nms:
+            results = self._predict(images, self.forward_batch)
+        if nms.exceeded and self.forward_batch > 1 and len(images) > 1:
+            # ultralytics' NMS stops at its time limit (2 s + 0.05 s per image of the forward batch,
+            # ultralytics/utils/nms.py) and leaves the batch's remaining images with no boxes, saying so only
+            # in a warning. One image per pass cannot lose anything (the limit is checked after the
+            # image's boxes are stored), so the batch is predicted again image by image.
+            log.warning("ultralytics NMS hit its time limit in a batch of %d images (machine busy?): "
+                        "predicting them again one by one so that no detections are lost", len(images))
+            results = self._predict(images, 1)
         out = []
         for r in results:
             bx = r.boxes
@@ -179,6 +210,11 @@ class UltralyticsDetector:
                         bx.conf.cpu().numpy().astype(np.float32).reshape(-1),
                         bx.cls.cpu().numpy().astype(np.int32).reshape(-1)))
         return out
+
+    def _predict(self, images: list[np.ndarray], batch: int) -> list:
+        p = self.params
+        return self.model.predict(images, conf=p["conf"], iou=p["iou"], imgsz=p["imgsz"], classes=p["classes"],
+                                  max_det=p["max_det"], device=p["device"], batch=batch, verbose=False)
 
     def detect_chunk(self, video: str | os.PathLike, start: int, stop: int, camera_id: str,
                      frame_offset: int = 0) -> pd.DataFrame:
