@@ -10,14 +10,21 @@ Needs `snakemake --cores 2` (results/synthetic) first.
     python benchmarks/refract_transplant.py refract
     python benchmarks/refract_transplant.py refract virtual   # ray origins moved back by the air path
 """
-import glob, sys, numpy as np, pandas as pd, yaml
+import glob
+import sys
+
+import numpy as np
+import pandas as pd
+import yaml
+
 from mctrack.associate import AssociationConfig, associate_session
 from mctrack.calibration import load_calibration
 from mctrack.calibration.refraction import RefractiveCamera, with_interface
+from mctrack.evaluate import evaluate_3d_tracking, read_gt3d
 from mctrack.simulate import SimulationConfig, tank_interface
 from mctrack.tables import TRACKLET2D, read_tables
 from mctrack.triangulate import TriangulationConfig, triangulate
-from mctrack.evaluate import read_gt3d, evaluate_3d_tracking
+
 mode = sys.argv[1]
 if len(sys.argv) > 2:
     orig = RefractiveCamera.rays

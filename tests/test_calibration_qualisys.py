@@ -7,11 +7,10 @@ which Pose2Sim divides by 64 and we keep as written (see :mod:`mctrack.calibrati
 """
 import numpy as np
 import pytest
+from conftest import shared_path
 from scipy.spatial.transform import Rotation
 
 from mctrack.calibration import find_camera, load_calibration, read_qualisys_qca
-
-from conftest import shared_path
 
 # Pose2Sim calib_qca_fun(Calib.qca.txt, binning_factor=1): fx, fy, cx, cy (px), rotation (Rodrigues),
 # translation (m), world -> OpenCV camera
@@ -60,7 +59,7 @@ def test_distortion_matches_the_independent_checkerboard_calibration(demo):
         xn = (np.c_[u.ravel(), v.ravel()] - q.K[:2, 2]) / q.K[[0, 1], [0, 1]]
         X = np.c_[xn, np.ones(len(xn))]
 
-        def proj(dist):
+        def proj(dist, q=q, X=X):
             return type(q)(q.name, q.K, dist, np.zeros(3), np.zeros(3), q.size).project(X)
 
         as_read = np.linalg.norm(proj(q.dist) - proj(t.dist), axis=1)

@@ -3,6 +3,7 @@ import shutil
 import pytest
 import yaml
 from conftest import REPO, shared_path
+
 from mctrack.config import check_config, load_schema, plan_sessions
 from mctrack.errors import InputError
 

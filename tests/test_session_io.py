@@ -212,7 +212,7 @@ def test_mot_export_follows_the_mot_convention(tmp_path, tables):
 
 
 def test_3d_exports_and_movement_kinematics(tmp_path, tables):
-    movement = pytest.importorskip("movement")
+    pytest.importorskip("movement")
     import xarray as xr
     from movement.kinematics import compute_speed
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from mctrack.associate import AssociationConfig, AssociationResult, associate_session
 from mctrack.associate.blocks import BlockAssociation, frame_blocks, write_blocks
-from mctrack.associate.ground import (GroundConfig, associate_ground, session_ground_maps, track_ground,
-                                      use_ground_mode)
+from mctrack.associate.ground import GroundConfig, associate_ground, session_ground_maps, track_ground, use_ground_mode
 from mctrack.config import load_session_cameras
 from mctrack.log import setup_logging
 from mctrack.runtime import exit_now

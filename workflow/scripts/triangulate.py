@@ -1,6 +1,5 @@
 """Snakemake adapter: rule triangulate -> mctrack.triangulate.triangulate."""
-from mctrack.associate.ground import (GroundConfig, box_ground_width, ground_points, session_ground_maps,
-                                      use_ground_mode)
+from mctrack.associate.ground import GroundConfig, box_ground_width, ground_points, session_ground_maps, use_ground_mode
 from mctrack.config import load_session_cameras
 from mctrack.ground import ground_positions, ground_std
 from mctrack.log import setup_logging

@@ -46,8 +46,8 @@ from ..calibration import Camera
 from ..tables import ASSOCIATION, PAIR_EVIDENCE, TRACKLET2D
 from .config import AssociationConfig
 from .data import TrackletIndex
-from .evidence import EVIDENCE_COLUMNS, candidate_pairs, closest_points, kernel_evidence, pair_scores, ray_distance
 from .encounters import resolve_encounters
+from .evidence import EVIDENCE_COLUMNS, candidate_pairs, closest_points, kernel_evidence, pair_scores, ray_distance
 from .frames import appearance_sigma, pieces_table, track_detections, tracklet_pieces
 from .refine import apply_splits, find_splits, group_points, reprojected_rows, row_labels, stitch_groups
 from .solve import group_support, solve_groups
