@@ -4,9 +4,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from test_inputs import h264, mjpeg
+from test_inputs import h264, mjpeg, truncate
 
-from mctrack.video import _Clock, _decode_from, _open, read_frames, video_info
+import threading
+
+from mctrack.errors import InputError
+from mctrack.video import _Clock, _decode_from, _open, prefetch, read_frames, video_info
 
 
 @pytest.fixture(params=["h264", "mjpeg"])
@@ -65,3 +68,38 @@ def test_seek_cost_does_not_grow_with_position(video):
             assert skipped < 12 if video.suffix == ".mp4" else skipped == 0
     finally:
         container.close()
+
+
+def test_prefetched_read_equals_plain_read(video):
+    plain = list(read_frames(video, 20, 90))
+    ahead = list(prefetch(read_frames(video, 20, 90), depth=3))
+    assert [f for f, _ in ahead] == [f for f, _ in plain] == list(range(20, 90))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(plain, ahead))
+
+
+def test_prefetch_raises_the_decoding_error_after_the_good_frames(tmp_path):
+    bad = truncate(h264(tmp_path / "full.mp4", 200), tmp_path / "cut.mp4")
+    plain = []
+    with pytest.raises(InputError) as e_plain:
+        for f, _ in read_frames(bad, 0, 200):
+            plain.append(f)
+    got = []
+    with pytest.raises(InputError) as e_ahead:
+        for f, _ in prefetch(read_frames(bad, 0, 200), depth=4):
+            got.append(f)
+    assert got == plain and 0 < len(got) < 200 and str(e_ahead.value) == str(e_plain.value)
+
+
+def test_prefetch_stops_its_thread_when_the_loop_ends_early():
+    produced = []
+
+    def numbers():
+        for i in range(10_000):
+            produced.append(i)
+            yield i
+
+    it = prefetch(numbers(), depth=2)
+    assert [next(it) for _ in range(5)] == list(range(5))
+    it.close()
+    assert not any(t.name == "mctrack-prefetch" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 5 + 2 + 2  # at most depth items ahead (+ one in hand when stopped)

@@ -30,12 +30,13 @@ import os
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
 from .errors import InputError, atomic_path
 
+T = TypeVar("T")
 REENCODE = "re-encode it, e.g. `ffmpeg -i in.avi -c:v libx264 -crf 18 out.mp4`"
 
 
@@ -226,6 +227,57 @@ def read_frames(path: str | os.PathLike, start: int, stop: int, frame_offset: in
                              f"that decode (max_frames: {expected - frame_offset})")
     finally:
         container.close()
+
+
+def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
+    """Yield ``items`` in order while a background thread produces the next ``depth`` of them.
+
+    For decoding frames (:func:`read_frames`) while the caller runs a model on
+    the previous ones: PyAV decodes with the GIL released, so decoding fills the
+    moments when inference leaves a core idle (pre- and post-processing in
+    Python). An exception raised by ``items`` (e.g. the InputError of a
+    truncated video) is raised here, at the item where it happened. Leaving the
+    loop early (break, exception, ``close()``) stops the thread. ``depth`` >= 1.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for x in items:
+                if not put((None, x)):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            put((exc, None))
+            return
+        put((None, done))
+
+    th = threading.Thread(target=produce, name="mctrack-prefetch", daemon=True)
+    th.start()
+    try:
+        while True:
+            exc, x = q.get()
+            if exc is not None:
+                raise exc
+            if x is done:
+                return
+            yield x
+    finally:
+        stop.set()
+        th.join()
 
 
 def _probe(path: Path) -> VideoProbe:

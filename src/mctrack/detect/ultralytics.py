@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from ..video import read_frames, video_info
+from ..video import prefetch, read_frames, video_info
 from .base import _check_chunk, _err, _float, _int, _is_int, _merge_defaults, _table
 
 log = logging.getLogger("mctrack.detect")
@@ -220,7 +220,8 @@ class UltralyticsDetector:
                      frame_offset: int = 0) -> pd.DataFrame:
         """Detect objects in session frames ``start <= f < stop`` of ``video``.
 
-        Frames are decoded with :func:`mctrack.video.read_frames` and passed to
+        Frames are decoded with :func:`mctrack.video.read_frames` (in a
+        background thread, :func:`mctrack.video.prefetch`) and passed to
         the model ``batch`` at a time. Returns a DETECTION table (``frame`` =
         video frame - ``frame_offset``; boxes ``(N, 4)`` float32 xyxy px).
         Raises :class:`~mctrack.errors.InputError` for a missing/unreadable
@@ -239,7 +240,7 @@ class UltralyticsDetector:
 
         bf: list[int] = []
         bi: list[np.ndarray] = []
-        for f, img in read_frames(video, start, stop, frame_offset):
+        for f, img in prefetch(read_frames(video, start, stop, frame_offset)):  # decode while the model runs
             bf.append(f)
             bi.append(img)
             if len(bi) == self.params["batch"]:
