@@ -1,12 +1,12 @@
 """Frame-exact seeking by timestamp (PyAV): chunked reads equal one sequential read, on H.264 and MJPEG/AVI."""
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import pytest
 from test_inputs import h264, mjpeg, truncate
-
-import threading
 
 from mctrack.errors import InputError
 from mctrack.video import _Clock, _decode_from, _open, prefetch, read_frames, video_info
