@@ -23,7 +23,7 @@ gets a CPU-time entry (bare CPU / our CPU), which waiting for a busy core does n
 bare and ours R times and reports medians (the ratio is median bare / median ours).
 
 Usage: ``python benchmarks/bench_end_to_end.py [--frames 800] [--cores 2] [--repeat 1] [--skip-synthetic]
-[--skip-person]``.
+[--skip-person] [--main-install]``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_dryrun import EXTRA_PLUGINS, MAIN_INSTALL
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MCTRACK_SHARED", REPO.parent / "shared"))
@@ -117,8 +119,11 @@ def _timed(cmd: list[str], label: str) -> tuple[float, float]:
     return dt, cpu
 
 
-def time_ours(video: Path, cores: int) -> tuple[float, float]:
-    """(wall, CPU) time (s) of ``snakemake --cores`` on a one-camera session of ``video`` in a fresh directory."""
+def time_ours(video: Path, cores: int, main_install: bool = False) -> tuple[float, float]:
+    """(wall, CPU) time (s) of ``snakemake --cores`` on a one-camera session of ``video`` in a fresh directory.
+
+    ``main_install``: with the extras' executor plugins hidden from Snakemake (as after the README's
+    ``pip install -e .``; see ``bench_dryrun.EXTRA_PLUGINS``)."""
     import yaml
 
     with tempfile.TemporaryDirectory(prefix="mctrack-e2e-") as wd:
@@ -127,8 +132,10 @@ def time_ours(video: Path, cores: int) -> tuple[float, float]:
         cfg = {"cameras": "cameras.tsv", "detect": {"backend": "ultralytics", "threads": cores,
                                                     "ultralytics": {"model": str(MODEL), **DETECT}}}
         (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
-        dt = _timed([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
-                     "--cores", str(cores), "--configfile", str(wd / "config.yaml"), "--quiet", "all"], "ours")
+        entry = (["-c", MAIN_INSTALL.format(hidden=set(EXTRA_PLUGINS))] if main_install else ["-m", "snakemake"])
+        dt = _timed([sys.executable, *entry, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
+                     "--cores", str(cores), "--configfile", str(wd / "config.yaml"), "--quiet", "all"],
+                    "ours (as after pip install -e .)" if main_install else "ours")
         if not (wd / "results/person/person.h5").exists():
             raise RuntimeError("no HDF5 written")
     return dt
@@ -150,18 +157,21 @@ def time_synthetic(cores: int) -> float:
 
 
 def results(frames: int = 800, cores: int = 2, synthetic: bool = True, repeat: int = 1,
-            person: bool = True) -> list[dict]:
+            person: bool = True, main_install: bool = False) -> list[dict]:
     """Benchmark entries for ``benchmarks/run_all.py`` (skips the person video if shared data is absent).
 
-    With ``repeat`` > 1, bare and ours alternate ``repeat`` times and the medians are reported.
+    With ``repeat`` > 1, bare and ours alternate ``repeat`` times and the medians are reported. With
+    ``main_install``, ours is also timed as after the README's ``pip install -e .`` (an extra entry).
     """
     out = []
     if person and TUD.exists() and MODEL.exists():
         video = person_video(frames)
-        bares, ourss = [], []
+        bares, ourss, mains = [], [], []
         for _ in range(repeat):
             bares.append(time_bare(video, cores))
             ourss.append(time_ours(video, cores))
+            if main_install:
+                mains.append(time_ours(video, cores, main_install=True))
         bare, ours = statistics.median(w for w, _ in bares), statistics.median(w for w, _ in ourss)
         bare_cpu, ours_cpu = statistics.median(c for _, c in bares), statistics.median(c for _, c in ourss)
         out.append({"name": f"end_to_end_person_{frames}f_{cores}cores", "ours": round(ours, 2),
@@ -169,6 +179,11 @@ def results(frames: int = 800, cores: int = 2, synthetic: bool = True, repeat: i
         out.append({"name": f"end_to_end_person_{frames}f_{cores}cores CPU time (user + sys; robust to a shared "
                             "machine's load)", "ours": round(ours_cpu, 2), "baseline": round(bare_cpu, 2),
                     "unit": "s CPU", "ratio": round(bare_cpu / ours_cpu, 3)})
+        if mains:
+            main = statistics.median(w for w, _ in mains)
+            out.append({"name": f"end_to_end_person_{frames}f_{cores}cores as after `pip install -e .` (no SLURM "
+                                "executor plugin)", "ours": round(main, 2), "baseline": round(bare, 2), "unit": "s",
+                        "ratio": round(bare / main, 3)})
     if synthetic:
         ours = statistics.median([time_synthetic(cores) for _ in range(repeat)])
         out.append({"name": f"synthetic_default_{cores}cores (baseline = 45 s budget)", "ours": round(ours, 2),
@@ -183,8 +198,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="alternate bare/ours this many times; report medians")
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-person", action="store_true")
+    ap.add_argument("--main-install", action="store_true",
+                    help="also time ours with the extras' SLURM executor plugin hidden (as after pip install -e .)")
     args = ap.parse_args()
-    res = results(args.frames, args.cores, not args.skip_synthetic, args.repeat, not args.skip_person)
+    res = results(args.frames, args.cores, not args.skip_synthetic, args.repeat, not args.skip_person,
+                  args.main_install)
     for r in res:
         print(f"{r['name']}: ours {r['ours']:.1f} s, baseline {r['baseline']:.1f} s, ratio baseline/ours {r['ratio']:.2f}")
     print(json.dumps(res))
