@@ -73,3 +73,15 @@ def test_all_plots_and_summary_written(tmp_path):
                             ["a"])
     make_qc_plots(empty, {n: tmp_path / f"e_{n}.png" for n in PLOTS} | {"summary": tmp_path / "e.tsv"})
     assert np.isnan(proxy_metrics(empty)["unassociated_tracklet_fraction"])
+
+
+def test_rows_without_a_detection_counted_by_status(tmp_path):
+    tr, _, det, assoc, pts, _ = _scene(tmp_path)
+    status = tr["frame_status"].astype(str).to_numpy()
+    status[(tr["camera_id"] == "b").to_numpy() & tr["frame"].isin([2, 3, 4]).to_numpy()] = "interpolated"
+    status[(tr["camera_id"] == "b").to_numpy() & (tr["frame"] == 35).to_numpy()] = "reprojected"
+    tr = TRACKLET2D.coerce(tr.assign(frame_status=status))
+    qc = collect_qc_data(det, tr, assoc, pts, None, 50, ["a", "b"])
+    assert {k: v.tolist() for k, v in qc.by_status.items()} == {"coasted": [1, 0], "interpolated": [0, 3],
+                                                                "reprojected": [0, 1]}
+    assert qc.coasted.tolist() == [1, 4] and qc.rows.tolist() == [15, 30]

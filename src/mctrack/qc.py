@@ -31,6 +31,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
 from .errors import atomic_path  # noqa: E402
+from .tables import FRAME_STATUS  # noqa: E402
 
 #: most frames drawn per time series; longer sessions are binned (min / mean / max per bin)
 MAX_BINS = 1000
@@ -47,7 +48,9 @@ class QCData:
 
     ``det_per_frame (C, T) int32``; ``track_lengths``: rows per tracklet
     (camera, track_id, length, global_id); ``rows`` / ``coasted`` ``(C,)``
-    tracklet rows and coasted rows; ``runs``: DataFrame ``camera`` (index),
+    tracklet rows and rows without a detection (coasted, interpolated or
+    reprojected); ``by_status``: ``{status: (C,) rows}`` for each of those three
+    ``frame_status`` values; ``runs``: DataFrame ``camera`` (index),
     ``global_id``, ``start``, ``stop`` (exclusive) of consecutive *detected*
     frames; ``active (T, K) bool`` (some camera has a row of the id);
     ``points``: POINTS3D columns ``frame, global_id, x, y, n_cameras,
@@ -65,6 +68,7 @@ class QCData:
     active: np.ndarray
     points: pd.DataFrame
     residuals: dict = field(default_factory=dict)
+    by_status: dict = field(default_factory=dict)
 
     @property
     def n_global_ids(self) -> int:
@@ -111,6 +115,7 @@ def collect_qc_data(detections, tracklets, association: pd.DataFrame, points, re
         det += np.bincount(cc[ok] * T + f[ok], minlength=C * T).reshape(C, T).astype(np.int32)
 
     rows, coasted = np.zeros(C, np.int64), np.zeros(C, np.int64)
+    by_status = {st: np.zeros(C, np.int64) for st in FRAME_STATUS if st != "detected"}
     active = np.zeros((max(T, 0), K), bool)
     lengths, runs = [], []
     for tr in _pieces(tracklets, ["camera_id", "track_id", "frame", "frame_status"]):
@@ -119,9 +124,12 @@ def collect_qc_data(detections, tracklets, association: pd.DataFrame, points, re
         cc = cam_index.get_indexer(tr["camera_id"].astype(str)).astype(np.int64)
         tid = tr["track_id"].to_numpy(np.int64)
         f = tr["frame"].to_numpy(np.int64)
-        is_det = (tr["frame_status"].astype(str) == "detected").to_numpy()
+        status = tr["frame_status"].astype(str).to_numpy()
+        is_det = status == "detected"
         rows += np.bincount(cc, minlength=C)
         coasted += np.bincount(cc[~is_det], minlength=C)
+        for st, n in by_status.items():
+            n += np.bincount(cc[status == st], minlength=C)
         key = cc * (1 << 40) + tid
         uk, cnt = np.unique(key, return_counts=True)
         lengths.append(pd.DataFrame({"key": uk, "length": cnt}))
@@ -174,7 +182,8 @@ def collect_qc_data(detections, tracklets, association: pd.DataFrame, points, re
                 codes = cam_index.get_indexer(pd.Index(col.dictionary.to_pylist()))[col.indices.to_numpy()]
                 for i, cam in enumerate(cameras):
                     res[cam] = vals[codes == i]
-    return QCData(list(cameras), T, association, det, track_lengths, rows, coasted, runs_df, active, pts, res)
+    return QCData(list(cameras), T, association, det, track_lengths, rows, coasted, runs_df, active, pts, res,
+                  by_status)
 
 
 # --------------------------------------------------------------------------- proxy metrics
@@ -340,11 +349,23 @@ def plot_tracklet_lengths(qc: QCData):
 
 
 def plot_coasted_fraction(qc: QCData):
-    """Bar per camera: coasted rows / all tracklet rows."""
+    """Stacked bar per camera: fraction of tracklet rows without a detection, by ``frame_status``.
+
+    coasted (the 2D tracker's prediction), interpolated (gap filled by
+    refinement) and reprojected (from the 3D track where this camera missed
+    the target); the rest of each bar's height to 1 is detected rows.
+    """
     fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(qc.cameras) + 1.5), 3.2))
+    colours = {"coasted": "tab:orange", "interpolated": "tab:purple", "reprojected": "tab:cyan"}
+    parts = qc.by_status or {"coasted": qc.coasted}
+    bottom = np.zeros(len(qc.cameras))
     with np.errstate(invalid="ignore", divide="ignore"):
-        ax.bar(qc.cameras, qc.coasted / qc.rows, color="tab:orange")
-    ax.set(ylabel="coasted fraction", ylim=(0, 1), title="Coasted (predicted) tracklet rows")
+        for st, n in parts.items():
+            frac = np.nan_to_num(n / qc.rows)
+            ax.bar(qc.cameras, frac, bottom=bottom, color=colours.get(st), label=st)
+            bottom += frac
+    ax.set(ylabel="fraction of tracklet rows", ylim=(0, 1), title="Rows without a detection")
+    ax.legend(fontsize=7, loc="upper right")
     ax.tick_params(axis="x", labelrotation=45 if len(qc.cameras) > 6 else 0, labelsize=7)
     fig.tight_layout()
     return fig
