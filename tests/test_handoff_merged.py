@@ -1,0 +1,120 @@
+"""Handoff events with merged blobs, and fragment rows (issue 8): real floor-rig geometry, real numbers."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from mctrack.associate.ground import (
+    GroundConfig,
+    box_ground_width,
+    fragment_rows,
+    in_view,
+    merged_box_members,
+    session_handoffs,
+    track_ground,
+)
+from mctrack.errors import InputError
+from mctrack.ground import homography_from_camera
+from mctrack.simulate_floor import FloorConfig, floor_rig
+
+FPS = 30.0
+
+
+def _rig(names):
+    cams = {c.name: c for c in floor_rig(list(names), FloorConfig())}
+    return cams, {n: homography_from_camera(c) for n, c in cams.items()}
+
+
+def _boxes(cam, xy, radius=0.3, height=1.7):
+    """Tight image boxes ``(N, 4)`` of upright cylinders (radius m, height m) standing at ``xy`` (N, 2) m."""
+    ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    ring = np.c_[np.cos(ang), np.sin(ang)] * radius
+    pts = []
+    for z in (0.0, height):
+        p = (xy[:, None, :] + ring[None]).reshape(-1, 2)
+        pts.append(cam.project(np.c_[p, np.full(len(p), z)]).reshape(len(xy), -1, 2))
+    uv = np.concatenate(pts, axis=1)
+    return np.c_[uv[..., 0].min(1), uv[..., 1].min(1), uv[..., 0].max(1), uv[..., 1].max(1)]
+
+
+def _rows(cam, track, frames, boxes):
+    return pd.DataFrame({"camera_id": cam, "track_id": track, "frame": frames, "x1": boxes[:, 0],
+                         "y1": boxes[:, 1], "x2": boxes[:, 2], "y2": boxes[:, 3],
+                         "cx": (boxes[:, 0] + boxes[:, 2]) / 2, "cy": (boxes[:, 1] + boxes[:, 3]) / 2,
+                         "frame_status": "detected", "det_index": 0, "confidence": 0.9})
+
+
+def test_overlap_zone_merge_makes_one_handoff_not_two():
+    """Walkers A and B, 1 m apart in single file, walk (0.3 m/s) across the views of the cam1/cam2 overlap (both always in both views).
+
+    cam1 sees both from frame 0; cam2 from frame 30. In cam2 their blobs merge for frames 50-75 (26 frames,
+    longer than ``min_absence`` 15): one box spanning both (1.7 m of floor), kept by B's 2D tracklet; A's
+    cam2 tracklet ends at 49 and a new one starts at 76. Counting only A's own rows, A leaves cam2 and
+    re-enters it: a second, spurious handoff cam1 -> cam2 at frame 76. With the ground maps and points, A
+    inside the merged box stays observed by cam2: exactly one handoff per walker, cam1 -> cam2 at frame 30.
+    """
+    cams, maps = _rig(["cam1", "cam2"])
+    f = np.arange(0, 120)
+    a = np.c_[-5.5 + 0.3 * f / FPS, np.zeros(len(f))]
+    b = a + [1.0, 0.0]
+    assert in_view(maps["cam1"], np.r_[a, b]).all() and in_view(maps["cam2"], np.r_[a, b]).all()
+    ba, bb = _boxes(cams["cam2"], a), _boxes(cams["cam2"], b)
+    merged = np.c_[np.minimum(ba[:, :2], bb[:, :2]), np.maximum(ba[:, 2:], bb[:, 2:])]
+    m = (f >= 50) & (f <= 75)
+    s2 = f >= 30
+    tr = pd.concat([_rows("cam1", 1, f, _boxes(cams["cam1"], a)), _rows("cam1", 2, f, _boxes(cams["cam1"], b)),
+                    _rows("cam2", 1, f[s2 & (f < 50)], ba[s2 & (f < 50)]), _rows("cam2", 3, f[f > 75], ba[f > 75]),
+                    _rows("cam2", 2, f[s2], np.where(m[:, None], merged, bb)[s2])], ignore_index=True)
+    width = box_ground_width(tr, maps)
+    single = ~(tr["frame"].isin(f[m]).to_numpy() & (tr["camera_id"] == "cam2").to_numpy() & (tr["track_id"] == 2).to_numpy())
+    assert width[single].max() < 1.2 and width[~single].min() > 1.5  # one walker vs the merged pair
+    assoc = pd.DataFrame({"camera_id": ["cam1", "cam1", "cam2", "cam2", "cam2"], "track_id": [1, 2, 1, 3, 2],
+                          "global_id": [0, 1, 0, 0, 1]})
+    points = pd.concat([pd.DataFrame({"frame": f, "global_id": g, "x": p[:, 0], "y": p[:, 1]})
+                        for g, p in ((0, a), (1, b))], ignore_index=True)
+    cfg = GroundConfig(max_ground_width=1.2)
+    naive = session_handoffs(tr, assoc, cfg)
+    assert sorted(zip(naive["global_id"], naive["frame"])) == [(0, 30), (0, 76), (1, 30)]
+    hand = session_handoffs(tr, assoc, cfg, maps, points)
+    assert list(zip(hand["frame"], hand["global_id"], hand["from_camera"], hand["to_camera"], hand["gap_frames"])) \
+        == [(30, 0, "cam1", "cam2", 0), (30, 1, "cam1", "cam2", 0)]
+    # the merged box holds both walkers in each of its 26 frames, the single boxes one each
+    mem = merged_box_members(tr[~single], points, maps)
+    assert len(mem) == 2 * 26 and set(mem["global_id"]) == {0, 1} and set(mem["frame"]) == set(f[m])
+    one = merged_box_members(tr[(tr["camera_id"] == "cam2") & (tr["track_id"] == 1)], points, maps)
+    assert (one["global_id"] == 0).all() and len(one) == 20
+
+
+def test_fragments_are_no_observations_and_static_ghosts_get_no_identity():
+    """A static 0.15 m wide box (a background-model ghost) next to a walker in cam1, with min_ground_width 0.3.
+
+    The walker's boxes (a 0.6 m cylinder) span 0.7-1.0 m of floor; the ghost 0.15 m; a walker box cut by the
+    image's left border is narrow but not a fragment. Without the filter the ghost becomes a second global id
+    (it is a perfectly steady detection); with it only the walker is tracked.
+    """
+    cams, maps = _rig(["cam1"])
+    cam = cams["cam1"]
+    f = np.arange(0, 60)
+    w = np.c_[-4.5 + 1.0 * f / FPS, np.full(len(f), 0.5)]
+    walker = _rows("cam1", 1, f, _boxes(cam, w))
+    (u1, v1), (u2, v2) = cam.project(np.array([[-3.15, -1.0, 0.0], [-3.0, -1.0, 0.0]]))  # 0.15 m of floor
+    ghost = _rows("cam1", 2, f, np.tile([u1, min(v1, v2) - 100, u2, (v1 + v2) / 2], (len(f), 1)))
+    cut = walker.iloc[:5].assign(track_id=3, x1=0.0, x2=8.0)
+    tr = pd.concat([walker, ghost, cut], ignore_index=True)
+    width = box_ground_width(tr, maps)
+    assert 0.6 < width[:60].min() and width[:60].max() < 1.1
+    assert np.allclose(width[60:120], 0.15, atol=0.03)
+    frag = fragment_rows(tr, maps, 0.3)
+    assert not frag[:60].any() and frag[60:120].all() and not frag[120:].any() and (width[120:] < 0.3).all()
+    _, assoc, _, _ = track_ground(pd.concat([walker, ghost], ignore_index=True), maps, GroundConfig(), fps=FPS)
+    assert assoc["global_id"].nunique() == 2
+    out, assoc, _, _ = track_ground(pd.concat([walker, ghost], ignore_index=True), maps,
+                                    GroundConfig(min_ground_width=0.3), fps=FPS)
+    assert assoc["global_id"].nunique() == 1 and set(out["track_id"]) == {1} and len(out) == 60
+
+
+def test_min_ground_width_validation():
+    with pytest.raises(InputError, match="ground.min_ground_width"):
+        GroundConfig(min_ground_width=-0.1)
+    with pytest.raises(InputError, match="ground.min_ground_width"):
+        GroundConfig(min_ground_width=1.5, max_ground_width=1.2)
+    assert GroundConfig(min_ground_width=0.3, max_ground_width=0).min_ground_width == 0.3
