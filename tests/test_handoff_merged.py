@@ -118,3 +118,21 @@ def test_min_ground_width_validation():
     with pytest.raises(InputError, match="ground.min_ground_width"):
         GroundConfig(min_ground_width=1.5, max_ground_width=1.2)
     assert GroundConfig(min_ground_width=0.3, max_ground_width=0).min_ground_width == 0.3
+
+
+def test_handoff_matching_with_and_without_the_from_camera():
+    """A walker leaving the cam1/cam2 overlap enters cam3: truth says from cam2, the prediction from cam1.
+
+    Strict matching (target, from, to, ±15 frames) misses it; ``*_to_camera`` (target, to, ±15) matches it.
+    The second predicted event is 16 frames off its true one: no match either way.
+    """
+    from mctrack.associate.ground import evaluate_handoffs
+
+    gt = pd.DataFrame({"frame": [100, 200], "global_id": [1, 2], "from_camera": ["cam2", "cam3"],
+                       "to_camera": ["cam3", "cam1"], "gap_frames": [20, 0]})
+    pred = pd.DataFrame({"frame": [104, 216], "global_id": [7, 8], "from_camera": ["cam1", "cam3"],
+                         "to_camera": ["cam3", "cam1"], "gap_frames": [25, 0]})
+    r = evaluate_handoffs(pred, gt, {7: 1, 8: 2}, tolerance=15)
+    assert r["recall"] == 0 and r["precision"] == 0
+    assert r["recall_to_camera"] == 0.5 and r["precision_to_camera"] == 0.5
+    assert evaluate_handoffs(pred, gt, {7: 1, 8: 2}, tolerance=16)["recall"] == 0.5

@@ -698,7 +698,12 @@ def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: Groun
     gstd = ground_std(tr, maps, cfg.foot_point, cfg.pixel_sigma)
     det = (tr["frame_status"].astype(str).to_numpy() == "detected") & np.isfinite(gxy).all(axis=1)
     cam_names = tr["camera_id"].astype(str).to_numpy()
-    det &= ~weak_rows(tr, maps, cfg)  # merged blobs, fragments
+    weak = weak_rows(tr, maps, cfg)  # merged blobs, fragments
+    # a 2D tracklet leaving a merged blob may have swapped targets inside it: its first row after a weak row
+    # gets no continuity preference (MCTRACK_CHAIN=1 keeps the chain through)
+    srt = tr.assign(_w=weak & (tr["frame_status"].astype(str).to_numpy() == "detected")).sort_values(["camera_id", "track_id", "frame"])
+    after_weak = srt.groupby(["camera_id", "track_id"])["_w"].shift(1, fill_value=False).reindex(tr.index).to_numpy(bool)
+    det &= ~weak
     label = np.full(len(tr), -1, np.int64)
     if det.any():
         idx = np.flatnonzero(det)
@@ -707,6 +712,8 @@ def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: Groun
         key = pd.Series(list(zip(cam_names[order], tr["track_id"].to_numpy()[order])))
         pos = pd.Series(np.arange(len(order)))
         prev = pos.groupby(key.to_numpy()).shift(1).fillna(-1).astype(np.int64).to_numpy()
+        if os.environ.get("MCTRACK_CHAIN") != "1":
+            prev[after_weak[order]] = -1
         r2 = cfg.position_sigma ** 2 + np.nan_to_num(gstd[order], nan=1.0) ** 2
         app, app_sig, zapp = _row_appearance(tr, det, cam_names, ucam)
         label[order] = _kalman_tracks(tr["frame"].to_numpy()[order], cam_i, gxy[order], r2, prev, cfg, fps,
@@ -978,6 +985,20 @@ def gt_handoffs(gt2d: dict[str, pd.DataFrame], min_absence: int = 15, min_visibi
     return handoff_events(obs, min_absence)
 
 
+def _match_events(p: pd.DataFrame, g: pd.DataFrame, keys: list[str], tolerance: int) -> list[int]:
+    """Frame errors of one-to-one matches (closest frames first) of events ``p`` to ``g`` equal on ``keys``."""
+    m = p.reset_index().merge(g.reset_index(), on=keys, suffixes=("_p", "_g"))
+    m = m.assign(df=(m["frame_p"] - m["frame_g"]).abs())
+    m = m[m["df"] <= tolerance].sort_values("df", kind="stable")
+    used_p, used_g, errs = set(), set(), []
+    for ip, ig, d in m[["index_p", "index_g", "df"]].itertuples(index=False):
+        if ip not in used_p and ig not in used_g:
+            used_p.add(ip)
+            used_g.add(ig)
+            errs.append(int(d))
+    return errs
+
+
 def evaluate_handoffs(pred: pd.DataFrame, gt: pd.DataFrame, gid_to_target: dict, tolerance: int = 15) -> dict:
     """Recall and precision of handoff events against ground truth.
 
@@ -987,23 +1008,23 @@ def evaluate_handoffs(pred: pd.DataFrame, gt: pd.DataFrame, gid_to_target: dict,
     first. ``gid_to_target`` maps global ids to GT target ids (e.g.
     :func:`ground_gid_targets`).
     Returns ``recall``, ``precision`` (NaN without events), ``n_gt``,
-    ``n_pred``, ``n_matched``, ``median_frame_error`` and ``tolerance_frames``.
+    ``n_pred``, ``n_matched``, ``median_frame_error`` and ``tolerance_frames``;
+    ``recall_to_camera`` / ``precision_to_camera``: the same matching without
+    the ``from_camera`` condition (a target leaving an overlap zone of two
+    cameras was last seen by either, within a few frames: which one is
+    ground truth's "from" is a coin toss there).
     """
     p = pred.assign(target=pred["global_id"].map(gid_to_target)).reset_index(drop=True)
     g = gt.reset_index(drop=True).rename(columns={"global_id": "target"})
-    m = p.reset_index().merge(g.reset_index(), on=["target", "from_camera", "to_camera"], suffixes=("_p", "_g"))
-    m = m.assign(df=(m["frame_p"] - m["frame_g"]).abs())
-    m = m[m["df"] <= tolerance].sort_values("df")
-    used_p, used_g, errs = set(), set(), []
-    for ip, ig, d in m[["index_p", "index_g", "df"]].itertuples(index=False):
-        if ip not in used_p and ig not in used_g:
-            used_p.add(ip)
-            used_g.add(ig)
-            errs.append(d)
-    n = len(used_p)
-    return {"recall": n / len(g) if len(g) else float("nan"), "precision": n / len(p) if len(p) else float("nan"),
+    errs = _match_events(p, g, ["target", "from_camera", "to_camera"], tolerance)
+    n_to = len(_match_events(p, g, ["target", "to_camera"], tolerance))
+    n = len(errs)
+    nan = float("nan")
+    return {"recall": n / len(g) if len(g) else nan, "precision": n / len(p) if len(p) else nan,
             "n_gt": int(len(g)), "n_pred": int(len(p)), "n_matched": int(n),
-            "median_frame_error": float(np.median(errs)) if errs else float("nan"), "tolerance_frames": int(tolerance)}
+            "median_frame_error": float(np.median(errs)) if errs else nan, "tolerance_frames": int(tolerance),
+            "recall_to_camera": n_to / len(g) if len(g) else nan,
+            "precision_to_camera": n_to / len(p) if len(p) else nan}
 
 
 def ground_gid_targets(points: pd.DataFrame, gt3d: pd.DataFrame, radius: float) -> dict:
