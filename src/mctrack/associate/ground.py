@@ -666,7 +666,9 @@ def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: Groun
     predicted; then per camera its observations are assigned one-to-one to the
     tracks (Hungarian on the squared Mahalanobis distance, gate χ²₂ 99.7 %; a
     row whose 2D tracklet fed a track in its previous row gets a bonus of 4 on
-    that track, tentative tracks a penalty of 2; rows with chromaticity
+    that track — unless a weak row (:func:`weak_rows`: merged blob, fragment) of
+    that tracklet lies between them: inside a merged blob the 2D tracker may
+    have swapped targets —, tentative tracks a penalty of 2; rows with chromaticity
     ``chroma_r, chroma_g`` add the appearance term of
     :class:`GroundConfig` ``appearance_weight`` / ``handoff_appearance_weight``)
     and the matched tracks are updated. Unassigned observations start tentative tracks (observations of
@@ -699,8 +701,8 @@ def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: Groun
     det = (tr["frame_status"].astype(str).to_numpy() == "detected") & np.isfinite(gxy).all(axis=1)
     cam_names = tr["camera_id"].astype(str).to_numpy()
     weak = weak_rows(tr, maps, cfg)  # merged blobs, fragments
-    # a 2D tracklet leaving a merged blob may have swapped targets inside it: its first row after a weak row
-    # gets no continuity preference (MCTRACK_CHAIN=1 keeps the chain through)
+    # a 2D tracklet leaving a merged blob may have swapped targets inside it: its first row after a weak
+    # row gets no continuity preference (seeds 0, 2, 3, 5 with min_ground_width 0.3: IDF1 +0.00, +0.08, 0, 0)
     srt = tr.assign(_w=weak & (tr["frame_status"].astype(str).to_numpy() == "detected")).sort_values(["camera_id", "track_id", "frame"])
     after_weak = srt.groupby(["camera_id", "track_id"])["_w"].shift(1, fill_value=False).reindex(tr.index).to_numpy(bool)
     det &= ~weak
@@ -712,8 +714,7 @@ def track_ground(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: Groun
         key = pd.Series(list(zip(cam_names[order], tr["track_id"].to_numpy()[order])))
         pos = pd.Series(np.arange(len(order)))
         prev = pos.groupby(key.to_numpy()).shift(1).fillna(-1).astype(np.int64).to_numpy()
-        if os.environ.get("MCTRACK_CHAIN") != "1":
-            prev[after_weak[order]] = -1
+        prev[after_weak[order]] = -1
         r2 = cfg.position_sigma ** 2 + np.nan_to_num(gstd[order], nan=1.0) ** 2
         app, app_sig, zapp = _row_appearance(tr, det, cam_names, ucam)
         label[order] = _kalman_tracks(tr["frame"].to_numpy()[order], cam_i, gxy[order], r2, prev, cfg, fps,
