@@ -36,13 +36,13 @@ from scipy.optimize import linear_sum_assignment
 from mctrack.associate.ground import (
     GroundConfig,
     associate_ground,
-    box_ground_width,
     evaluate_handoffs,
     ground_gid_targets,
     ground_points,
     gt_handoffs,
-    handoff_events,
+    session_handoffs,
     track_ground,
+    weak_rows,
 )
 from mctrack.calibration import load_calibration
 from mctrack.evaluate import box_iou, evaluate_3d_tracking, read_gt3d, read_mot_gt
@@ -71,13 +71,10 @@ def ground_scores(tracklets: pd.DataFrame, maps: dict, cfg: GroundConfig, gts: d
         tracklets, association, _, gxy = track_ground(tracklets, maps, cfg, fps=fps)
     else:
         association, _, gxy = associate_ground(tracklets, maps, cfg, fps=fps)
-    weak = box_ground_width(tracklets, maps) > cfg.max_ground_width if cfg.max_ground_width > 0 else None
-    points = ground_points(tracklets, association, gxy, weak=weak)
+    points = ground_points(tracklets, association, gxy, weak=weak_rows(tracklets, maps, cfg))
     t3 = evaluate_3d_tracking(points, gt3d, radius)
-    det = tracklets[tracklets["frame_status"].astype(str) == "detected"]
-    obs = det[["camera_id", "track_id", "frame"]].merge(association[["camera_id", "track_id", "global_id"]])
-    ho = evaluate_handoffs(handoff_events(obs, cfg.min_absence), gt_handoffs(gts, cfg.min_absence),
-                           ground_gid_targets(points, gt3d, radius))
+    ho = evaluate_handoffs(session_handoffs(tracklets, association, cfg, maps, points),
+                           gt_handoffs(gts, cfg.min_absence), ground_gid_targets(points, gt3d, radius))
     pairs = points[["frame", "global_id", "x", "y"]].merge(gt3d.rename(columns={"x": "gx", "y": "gy"}), on="frame")
     d = (np.hypot(pairs["x"] - pairs["gx"], pairs["y"] - pairs["gy"]) * 100).groupby(
         [pairs["frame"], pairs["global_id"]]).min()

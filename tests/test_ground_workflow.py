@@ -47,8 +47,9 @@ def test_floor_scene_ground_positions_identities_and_handoffs(floor_run):
     pts = pd.read_parquet(res / "triangulate/points3d.parquet")
     assert len(pts) > 0 and (pts["z"] == 0).all()
     # measured 2026-11 (200 frames, 8 walkers with one colour in every camera, background detector + OC-SORT,
-    # ground.method kalman with appearance): ground error 18 cm (median, to the nearest foot point), IDF1 on
-    # ground positions 0.62 (0.5 m radius), handoff recall 0.50 / precision 0.24 (12 GT events); on the earlier
+    # ground.method kalman with appearance, merged-box handoff counting, min_ground_width 0.3): ground error
+    # 14 cm (median, to the nearest foot point), IDF1 on ground positions 0.76 (0.5 m radius), handoff recall
+    # 0.50 / precision 0.32 (12 GT events); before those two changes 18 cm, 0.62, 0.50 / 0.24; on the earlier
     # footage (colours differing per camera, no appearance) 20 cm, 0.63, 0.50 / 0.26, and grouping whole
     # tracklets (method tracklets) gave IDF1 0.48, recall 0.33 / precision 0.20. The limits are regression guards with margin for the H.264 encoder and
     # thread-count differences; detection (merged blobs of crossing walkers, ghosts) is what caps them

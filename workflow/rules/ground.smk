@@ -5,6 +5,7 @@ rule handoffs:
     input:
         tracklets=associated_tracklets,
         association="results/{session}/associate/association.parquet",
+        points="results/{session}/triangulate/points3d.parquet",
     output:
         handoffs="results/{session}/ground/handoffs.parquet",
         plot=report(

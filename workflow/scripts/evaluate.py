@@ -1,6 +1,6 @@
 """Snakemake adapter: rule evaluate -> mctrack.evaluate.evaluate_session (metrics.json + metrics.tsv)."""
-from mctrack.associate.ground import GroundConfig, session_handoff_metrics, use_ground_mode
-from mctrack.config import single_view_tables
+from mctrack.associate.ground import GroundConfig, session_ground_maps, session_handoff_metrics, use_ground_mode
+from mctrack.config import load_session_cameras, single_view_tables
 from mctrack.evaluate import evaluate_session, write_metrics
 from mctrack.log import setup_logging
 from mctrack.runtime import exit_now
@@ -29,7 +29,9 @@ if use_ground_mode(plan, ground) and cfg["gt_ids_shared"] and snakemake.input.gt
     metrics["handoffs"] = session_handoff_metrics(read_tables(snakemake.input.tracklets, TRACKLET2D),
                                                   read_table(snakemake.input.association, ASSOCIATION),
                                                   read_table(snakemake.input.points, POINTS3D), gt2d,
-                                                  snakemake.input.gt3d, ground, float(cfg["match_distance_3d"]))
+                                                  snakemake.input.gt3d, ground, float(cfg["match_distance_3d"]),
+                                                  maps=session_ground_maps(plan, ground, load_session_cameras(plan)
+                                                                           if plan.calibration else {}))
 write_metrics(metrics, snakemake.output.metrics, snakemake.output.table)
 log.info("metrics: %s", metrics["summary"])
 exit_now()  # every output is written and closed: skip the interpreter's teardown

@@ -1,5 +1,5 @@
 """Snakemake adapter: rule triangulate -> mctrack.triangulate.triangulate."""
-from mctrack.associate.ground import GroundConfig, box_ground_width, ground_points, session_ground_maps, use_ground_mode
+from mctrack.associate.ground import GroundConfig, ground_points, session_ground_maps, use_ground_mode, weak_rows
 from mctrack.config import load_session_cameras
 from mctrack.ground import ground_positions, ground_std
 from mctrack.log import setup_logging
@@ -15,8 +15,8 @@ if use_ground_mode(plan, ground):  # issue 8: ground positions (z = 0) from the 
     association = read_table(snakemake.input.association, ASSOCIATION)
     maps = session_ground_maps(plan, ground, load_session_cameras(plan) if plan.calibration else {})
     gxy = ground_positions(tracklets, maps, ground.foot_point, ground.foot_offset)
-    weak = box_ground_width(tracklets, maps) > ground.max_ground_width if ground.max_ground_width > 0 else None
-    points = ground_points(tracklets, association, gxy, ground_std(tracklets, maps, ground.foot_point), weak)
+    points = ground_points(tracklets, association, gxy, ground_std(tracklets, maps, ground.foot_point),
+                           weak_rows(tracklets, maps, ground))
     residuals = RESIDUALS.empty()
     log.info("%d ground-plane points (z = 0) of %d global ids; median cameras %s", len(points),
              points["global_id"].nunique(), points["n_cameras"].median())
