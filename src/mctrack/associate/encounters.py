@@ -62,6 +62,8 @@ from .data import TrackletIndex
 _LOST_FRAMES = 5   # a track whose multi-camera points are further apart than this coasted: cut it there
 _KEEP_BONUS = 0.5  # gate units credited to a fragment's own track's next fragment (the tracker's choice)
 _N_FIT = 6         # points fitted at each fragment end for its position and velocity
+_MIN_POINTS = 2    # fragments with fewer points are released: no velocity, and as the tracker's own
+#                    continuation (_KEEP_BONUS) they took the link a longer fragment needed
 
 
 def track_points(idx: TrackletIndex, track: np.ndarray, cams: list[Camera]
@@ -340,16 +342,21 @@ def link_plan(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, released: np.nd
     ``(means (F, C, 2), sigma (C,), weight)`` over all fragments
     (``len(starts)``; :func:`appearance_means`) or None. Returns ``lut``
     ``(F,) int64`` (fragment → the first fragment of its chain: the final
-    label) and ``{label: weakest link support}``.
+    label; -1 for a fragment of fewer than ``_MIN_POINTS`` points, whose rows
+    are released like those of an encounter window) and ``{label: weakest
+    link support}``.
     """
     pj = fragments_of(tid, frame, released, starts, S)
-    keep = pj >= 0
+    # a fragment of one point has no motion to extrapolate: it is released, not linked
+    single = np.bincount(pj[pj >= 0], minlength=len(starts)) < _MIN_POINTS
+    keep = (pj >= 0) & ~single[np.maximum(pj, 0)]
     ufr = np.unique(pj[keep])
     app = (appearance[0][ufr], appearance[1], appearance[2]) if appearance is not None else None
     frags, rep, sup = link_fragments(pj[keep], frame[keep], X[keep], sigma_m, max_gap,
                                      origin=starts[ufr] // S, keep_bonus=_KEEP_BONUS, appearance=app)
     lut = np.arange(len(starts))
     lut[frags] = rep
+    lut[single] = -1
     chain_sup: dict[int, float] = {}
     for f, s_ in zip(rep[np.isfinite(sup)].tolist(), sup[np.isfinite(sup)].tolist()):
         chain_sup[f] = min(chain_sup.get(f, 1.0), s_)
