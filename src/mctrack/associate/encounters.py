@@ -33,7 +33,10 @@ swap). This module revisits exactly those decisions with the evidence from
    fragments), plus, when the rows carry appearance, ``appearance_weight``
    × the fragments' appearance difference (0 same … 1 for ≥ 3σ apart, mean
    over the cameras both were seen in), minus ``_KEEP_BONUS`` for the next
-   fragment of the same track (the tracker's own choice keeps a prior).
+   fragment of the same track when it has ``_N_FIT`` points or more (the
+   tracker's own choice keeps a prior, but not for a stub of a few points:
+   that is the stretch where the tracker was in doubt). Fragments of one
+   point (no velocity) are not linked; their rows are released.
    Links beyond the motion gate or ``stitch_max_gap`` frames are
    impossible; an unlinked end or start costs 1, so a link is taken
    whenever it lowers the total and no link is forced to make the matching
@@ -176,7 +179,8 @@ def link_fragments(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, sigma_m: f
     origin : (F,) the track each fragment was cut from (None: unknown), F =
         the distinct values of ``tid`` in sorted order.
     keep_bonus : gate units credited to a fragment's link to the next
-        fragment of its own track (the tracker's choice keeps a prior).
+        fragment of its own track (the tracker's choice keeps a prior) when
+        that fragment has at least ``_N_FIT`` points.
     appearance : ``(means, sigma, weight)``: ``(F, C, 2)`` per-camera mean
         appearance of each fragment (NaN where unseen), ``(C,)`` per-camera
         spread and the weight; a link costs ``weight`` × the mean over shared
@@ -241,7 +245,9 @@ def link_fragments(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, sigma_m: f
         g_own = np.where(own, gap, np.inf)
         best = np.full(F, np.inf)
         np.minimum.at(best, i, g_own)
-        nc = nc - keep_bonus * (own & (g_own == best[i]))
+        # ... only when that continuation has the points of a velocity fit: a stub of a few points is the
+        # tracker's doubtful stretch, and its prior took the link from the fragment that continues the target
+        nc = nc - keep_bonus * (own & (g_own == best[i]) & ((last - first)[j] >= _N_FIT))
     # components of the candidate graph (ends 0..F-1, starts F..2F-1), one assignment each
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
