@@ -36,15 +36,7 @@ class AssociationConfig:
     ``continuity_frames`` (default 1.0, i.e. the 2D tracker breaks ties of
     about one τ; 5 frames).
     ``n_init``: consecutive frames with ≥ 2 cameras before a new 3D track is
-    confirmed (default 2; tentative tracks that miss one are dropped). Two
-    frames of multi-camera agreement that also fit the motion model are
-    already rare by chance (tests/test_associate_frames.py: uniform false
-    detections make no track), while every further tentative frame is a frame
-    in which a target re-entering the views has no track and its rows can go
-    to a neighbour's. Measured (``benchmarks/association_accuracy.py``, hard
-    scene seeds 0-2, eight paired settings of other parameters): 3D IDF1
-    +0.013 on average (7 of 8 pairs better), the synthetic default and its
-    camera subsets unchanged.
+    confirmed (default 3; tentative tracks that miss one are dropped).
     ``max_coast_frames``: frames a 3D track lives without a ≥ 2-camera update
     (default 30; a target lost longer gets a new track, rejoined by stitching).
     ``motion_noise``: white-noise acceleration of the constant-velocity model
@@ -124,7 +116,7 @@ class AssociationConfig:
     gate: float = 3.0
     continuity_bonus: float = 1.0
     continuity_frames: int = 5
-    n_init: int = 2
+    n_init: int = 3
     max_coast_frames: int = 30
     motion_noise: float = 0.1
     min_run: int = 3
