@@ -33,10 +33,7 @@ swap). This module revisits exactly those decisions with the evidence from
    fragments), plus, when the rows carry appearance, ``appearance_weight``
    × the fragments' appearance difference (0 same … 1 for ≥ 3σ apart, mean
    over the cameras both were seen in), minus ``_KEEP_BONUS`` for the next
-   fragment of the same track when it has ``_N_FIT`` points or more (the
-   tracker's own choice keeps a prior, but not for a stub of a few points:
-   that is the stretch where the tracker was in doubt). Fragments of one
-   point (no velocity) are not linked; their rows are released.
+   fragment of the same track (the tracker's own choice keeps a prior).
    Links beyond the motion gate or ``stitch_max_gap`` frames are
    impossible; an unlinked end or start costs 1, so a link is taken
    whenever it lowers the total and no link is forced to make the matching
@@ -49,11 +46,7 @@ Measured on the same 2D tracklets (``benchmarks/association_accuracy.py``;
 appearance this step alone changes the hard scene by +0.04 (0.66 → 0.70) and the subsets
 by ≤ 0.02. ``_LOST_FRAMES``, ``_N_FIT`` and ``_KEEP_BONUS`` were set on
 those synthetic scenes without appearance (over 3–10, 4–10 and 0.25–1.0
-they moved the hard scene's IDF1 by up to 0.03, without a trend). The two rules on stubs (no
-``_KEEP_BONUS`` for a continuation under ``_N_FIT`` points; one-point fragments released) were
-found on hard seeds 1 and 2, where the tracker's own two-point continuation took the link of the
-fish's real continuation: seeds 0/1/2 0.955/0.810/0.862 → 0.955/0.845/0.871, held-out seeds 3/4
-0.876/0.838 → 0.876/0.856, the default and its subsets unchanged.
+they moved the hard scene's IDF1 by up to 0.03, without a trend).
 """
 
 from __future__ import annotations
@@ -69,8 +62,6 @@ from .data import TrackletIndex
 _LOST_FRAMES = 5   # a track whose multi-camera points are further apart than this coasted: cut it there
 _KEEP_BONUS = 0.5  # gate units credited to a fragment's own track's next fragment (the tracker's choice)
 _N_FIT = 6         # points fitted at each fragment end for its position and velocity
-_MIN_POINTS = 2    # fragments with fewer points are released: no velocity, and as the tracker's own
-#                    continuation (_KEEP_BONUS) they took the link a longer fragment needed
 
 
 def track_points(idx: TrackletIndex, track: np.ndarray, cams: list[Camera]
@@ -183,8 +174,7 @@ def link_fragments(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, sigma_m: f
     origin : (F,) the track each fragment was cut from (None: unknown), F =
         the distinct values of ``tid`` in sorted order.
     keep_bonus : gate units credited to a fragment's link to the next
-        fragment of its own track (the tracker's choice keeps a prior) when
-        that fragment has at least ``_N_FIT`` points.
+        fragment of its own track (the tracker's choice keeps a prior).
     appearance : ``(means, sigma, weight)``: ``(F, C, 2)`` per-camera mean
         appearance of each fragment (NaN where unseen), ``(C,)`` per-camera
         spread and the weight; a link costs ``weight`` × the mean over shared
@@ -249,9 +239,7 @@ def link_fragments(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, sigma_m: f
         g_own = np.where(own, gap, np.inf)
         best = np.full(F, np.inf)
         np.minimum.at(best, i, g_own)
-        # ... only when that continuation has the points of a velocity fit: a stub of a few points is the
-        # tracker's doubtful stretch, and its prior took the link from the fragment that continues the target
-        nc = nc - keep_bonus * (own & (g_own == best[i]) & ((last - first)[j] >= _N_FIT))
+        nc = nc - keep_bonus * (own & (g_own == best[i]))
     # components of the candidate graph (ends 0..F-1, starts F..2F-1), one assignment each
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -352,21 +340,16 @@ def link_plan(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, released: np.nd
     ``(means (F, C, 2), sigma (C,), weight)`` over all fragments
     (``len(starts)``; :func:`appearance_means`) or None. Returns ``lut``
     ``(F,) int64`` (fragment → the first fragment of its chain: the final
-    label; -1 for a fragment of fewer than ``_MIN_POINTS`` points, whose rows
-    are released like those of an encounter window) and ``{label: weakest
-    link support}``.
+    label) and ``{label: weakest link support}``.
     """
     pj = fragments_of(tid, frame, released, starts, S)
-    # a fragment of one point has no motion to extrapolate: it is released, not linked
-    single = np.bincount(pj[pj >= 0], minlength=len(starts)) < _MIN_POINTS
-    keep = (pj >= 0) & ~single[np.maximum(pj, 0)]
+    keep = pj >= 0
     ufr = np.unique(pj[keep])
     app = (appearance[0][ufr], appearance[1], appearance[2]) if appearance is not None else None
     frags, rep, sup = link_fragments(pj[keep], frame[keep], X[keep], sigma_m, max_gap,
                                      origin=starts[ufr] // S, keep_bonus=_KEEP_BONUS, appearance=app)
     lut = np.arange(len(starts))
     lut[frags] = rep
-    lut[single] = -1
     chain_sup: dict[int, float] = {}
     for f, s_ in zip(rep[np.isfinite(sup)].tolist(), sup[np.isfinite(sup)].tolist()):
         chain_sup[f] = min(chain_sup.get(f, 1.0), s_)
