@@ -7,11 +7,11 @@ HOTA / MOTA / ID switches / 3D tracks (``mctrack.evaluate.evaluate_3d_tracking``
 - the synthetic default with all 4 cameras and with its 2- and 3-camera subsets
   (``snakemake --cores 2`` first);
 - the hard scene (``snakemake --cores 2 --configfile config/synthetic_hard.yaml`` first), and its seeds
-  1, 2 and 3 when run as sessions ``synthetic_hard_s1`` … ``synthetic_hard_s3`` (a copy of the config and
+  1 to 5 when run as sessions ``synthetic_hard_s1`` … ``synthetic_hard_s5`` (a copy of the config and
   camera sheet with ``simulate.seed`` and ``simulate.session`` changed), with the per-point ceiling
   (:func:`_ceiling`) and where the rest goes (:func:`_breakdown`: uncovered cells, identity, two-camera
-  points off by a border-cut box). Seeds 0-2 were used to choose the association's settings; seed 3
-  was held out;
+  points off by a border-cut box; the runs need to have reached ``track_2d``). Seeds 0-2 were used
+  to try changes of the association; seeds 3-5 were held out;
 - the FishPy tank, which has no identity ground truth: fish triangulated per frame, 3D tracks and
   median reprojection error (``snakemake --cores 2 --configfile config/fishpy.yaml`` first).
 
@@ -41,7 +41,7 @@ SYNTHETIC = [("synthetic", "config/config.yaml", cams) for cams in (
     ("cam1", "cam2", "cam3", "cam4"), ("cam1", "cam2"), ("cam2", "cam3"), ("cam1", "cam3"), ("cam2", "cam4"),
     ("cam1", "cam2", "cam3"))] + [(s, "config/synthetic_hard.yaml", ("cam1", "cam2", "cam3", "cam4"))
                                     for s in ("synthetic_hard", "synthetic_hard_s1", "synthetic_hard_s2",
-                                              "synthetic_hard_s3")]
+                                              "synthetic_hard_s3", "synthetic_hard_s4", "synthetic_hard_s5")]
 
 
 def _run(tracklets, cameras, cfg_file: str, method: str, extra: dict | None = None, full: bool = False):
@@ -112,7 +112,7 @@ def _ceiling(points, gt) -> float:
 def synthetic() -> None:
     for session, cfg_file, cams in SYNTHETIC:
         base = REPO / "results" / session
-        if not (base / "eval" / "metrics.json").exists():
+        if not list((base / "track_2d").glob("cam*.parquet")):
             print(f"[{session}] no finished run: skipped")
             continue
         tr = read_tables(sorted((base / "track_2d").glob("cam*.parquet")), TRACKLET2D)
