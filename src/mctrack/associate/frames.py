@@ -399,6 +399,8 @@ def _assign(rc: np.ndarray, ok: np.ndarray, c2: np.ndarray, d2: np.ndarray, act:
     n_ok = ok.sum(1)
     if not n_ok.any():
         return
+    if _assign_mutual(rc, c2, d2, act, n_ok, assigned, dn):
+        return
     col = ok.argmax(1)
     C = int(rc[-1]) + 1
     cs = np.zeros((R + 1, A), np.int64)
@@ -424,6 +426,45 @@ def _assign(rc: np.ndarray, ok: np.ndarray, c2: np.ndarray, d2: np.ndarray, act:
     r, j = hard[ri[keep]], ckey[ki[keep]] % A
     assigned[r] = act[j]
     dn[r] = np.sqrt(d2[r, j])
+
+
+def _assign_mutual(rc: np.ndarray, c2: np.ndarray, d2: np.ndarray, act: np.ndarray, n_ok: np.ndarray,
+                   assigned: np.ndarray, dn: np.ndarray) -> bool:
+    """:func:`_assign`'s result without the solver when every row's best track is its own; False otherwise.
+
+    Applies when, for every row with a gated track, (i) its cheapest gated
+    track is cheaper than its second cheapest by more than ``_MARGIN`` (relative;
+    ``c2`` is ``_BIG`` outside the gate, so a row with one gated track always
+    qualifies) and (ii) no other row of its camera has the same cheapest track.
+    Then assigning every such row its cheapest track is *the* optimum of
+    :func:`_assign`'s problem: it matches every row that has a gated track
+    (the most gated pairs any assignment can have, which the ``_BIG`` costs
+    make the first objective), and its cost ``Σ_i min_j c2[i, j]`` is a lower
+    bound of any assignment's cost that any other assignment exceeds by more
+    than the margin, because at least one of its rows then takes a track that
+    is not its cheapest. So the solver (``linear_sum_assignment``, exact up to
+    rounding, which the margin covers) returns this assignment, and the
+    direct matches of :func:`_assign` (a row whose only gated track is gated
+    for no other row of its camera) are a special case of it. Tested against
+    the solver on random problems (``tests/test_associate_frames.py``).
+    """
+    has = np.flatnonzero(n_ok)
+    col = c2.argmin(1)
+    if has.size > 1:
+        key = np.sort(rc[has] * c2.shape[1] + col[has])
+        if (key[1:] == key[:-1]).any():
+            return False
+    if c2.shape[1] >= 2:
+        two = np.partition(c2[has], 1, axis=1)
+        if not (two[:, 1] - two[:, 0] > _MARGIN * np.maximum(np.abs(two[:, 0]), 1.0)).all():
+            return False
+    j = col[has]
+    assigned[has] = act[j]
+    dn[has] = np.sqrt(d2[has, j])
+    return True
+
+
+_MARGIN = 1e-6   # relative cost gap below which _assign_mutual leaves a row's choice to the solver
 
 
 _DEV_BIN = 1e-5   # chromaticity units: bin width of the deviation histogram behind appearance_sigma
@@ -591,6 +632,12 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     T.streak[tr_ids[~good_multi]] = 0
 
 
+_COF = (np.array([1, 4, 3, 0, 3, 0]), np.array([2, 5, 5, 2, 4, 1]), np.array([5, 3, 4, 4, 0, 3]),
+        np.array([5, 2, 1, 4, 5, 3]))   # cofactor terms of _intersect, indices into (a, e, i, b, c, f)
+_DET = np.array([0, 3, 4])
+_ADJ = np.array([0, 1, 2, 1, 3, 4, 2, 4, 5])
+
+
 def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: int, C: int,
                w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares intersection of the rays of each group (midpoint method, as :func:`.refine.group_points`).
@@ -613,8 +660,9 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
     if C < 8:
         W = _ray_weights(o, d) if w is None else w
         s = np.bincount((g[:, None] * 9 + np.arange(9)).ravel(), weights=W.ravel(), minlength=G * 9).reshape(G, 9)
-        a, e, i = n - s[:, 0], n - s[:, 1], n - s[:, 2]
-        bq, c, f = -s[:, 3], -s[:, 4], -s[:, 5]
+        V = np.empty((G, 6))                      # a, e, i, b, c, f of the symmetric matrix [[a b c] [b e f] [c f i]]
+        np.subtract(n[:, None], s[:, :3], out=V[:, :3])
+        np.negative(s[:, 3:6], out=V[:, 3:])
         b = s[:, 6:]
     else:
         P = o - d * (d * o).sum(1)[:, None]
@@ -624,14 +672,15 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
         Pd[g, cam] = P
         b = Pd.sum(1)
         dx, dy, dz = D[..., 0], D[..., 1], D[..., 2]
-        a, e, i = n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1)
-        bq, c, f = -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)
-    A0, A1, A2 = e * i - f * f, c * f - bq * i, bq * f - c * e
-    B1, B2, C2 = a * i - c * c, bq * c - a * f, a * e - bq * bq
-    det = a * A0 + bq * A1 + c * A2
-    X = np.stack([A0 * b[:, 0] + A1 * b[:, 1] + A2 * b[:, 2],
-                  A1 * b[:, 0] + B1 * b[:, 1] + B2 * b[:, 2],
-                  A2 * b[:, 0] + B2 * b[:, 1] + C2 * b[:, 2]], 1) / det[:, None]
+        V = np.column_stack([n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1),
+                             -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)])
+    # cofactors A0 = e·i − f², A1 = c·f − b·i, A2 = b·f − c·e, B1 = a·i − c², B2 = b·c − a·f, C2 = a·e − b²,
+    # each product and difference evaluated as written (elementwise, so stacking them changes no bit)
+    cof = V[:, _COF[0]] * V[:, _COF[1]] - V[:, _COF[2]] * V[:, _COF[3]]
+    q = V[:, _DET] * cof[:, :3]                  # det = a·A0 + b·A1 + c·A2, summed left to right
+    det = q[:, 0] + q[:, 1] + q[:, 2]
+    t = cof[:, _ADJ].reshape(-1, 3, 3) * b[:, None, :]   # adjugate (symmetric) times b, row by row
+    X = (t[..., 0] + t[..., 1] + t[..., 2]) / det[:, None]
     X[(n < 2) | ~(np.abs(det) > 1e-12)] = np.nan
     return X, n
 
