@@ -49,6 +49,14 @@ from .refine import _segment, group_points, reprojected_rows, stitch_groups
 log = logging.getLogger("mctrack.associate")
 
 
+def _has_appearance(tr: pd.DataFrame) -> bool:
+    """Whether :meth:`TrackletIndex.build` of ``tr`` has appearance (a finite ``chroma_r`` or ``chroma_g``)."""
+    if not {"chroma_r", "chroma_g"} <= set(tr.columns):
+        return False
+    return bool(np.isfinite(tr["chroma_r"].to_numpy(np.float64)).any() or
+                np.isfinite(tr["chroma_g"].to_numpy(np.float64)).any())
+
+
 class _Keys:
     """Stand-in for a TrackletIndex where only ``keys`` is read (stitching)."""
 
@@ -189,6 +197,8 @@ class BlockAssociation:
         sums, cnt = np.zeros((0, 2)), np.zeros(0, np.int64)
         seen = False
         for b, tr, _ in self._iter():
+            if not _has_appearance(tr):   # TrackletIndex.build would give appearance None: skip the indexing
+                continue
             idx = TrackletIndex.build(tr, source=f"block {b}")
             if idx.appearance is None:
                 continue
@@ -205,6 +215,8 @@ class BlockAssociation:
             mean = sums / cnt[:, None]
         hist = np.zeros((len(self.names), _DEV_BINS), np.int64)
         for b, tr, _ in self._iter():
+            if not _has_appearance(tr):
+                continue
             idx = TrackletIndex.build(tr, source=f"block {b}")
             if idx.appearance is None:
                 continue

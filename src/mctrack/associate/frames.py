@@ -557,20 +557,21 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     if not hit.size:
         return
     A = len(act)
+    ap = np.searchsorted(act, assigned[hit])   # position of each row's track in act (sorted)
+    r, rh = rows[hit], rc[hit]
     for attempt in range(2):
-        ap = np.searchsorted(act, assigned[hit])   # position of each row's track in act (sorted)
-        r = rows[hit]
-        Xm, n = _intersect(ap, rc[hit], o_all[r], d_all[r], A, len(f_px), None if w_all is None else w_all[r])
+        Xm, n = _intersect(ap, rh, o_all[r], d_all[r], A, len(f_px), None if w_all is None else w_all[r])
         multi = n >= 2
-        if attempt == 1 or not multi.any():
+        if attempt == 1:
             break
         # reprojection of each multi-camera point into the cameras of its rows; only tracks with a row
         # farther than one tau from the prediction can hold a row that disagrees with the others
-        sus = np.zeros(A, bool)
-        sus[ap[dn[hit] > 1.0]] = True
-        check = multi & sus
-        if not check.any():
+        far = ap[dn[hit] > 1.0]
+        if not far.size or not multi[far].any():
             break
+        check = np.zeros(A, bool)
+        check[far] = True
+        check &= multi
         uvq, _ = proj(Xm[check])
         q = np.cumsum(check) - 1
         sel = check[ap]
@@ -590,8 +591,8 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
         hit = np.flatnonzero(assigned >= 0)
         if not hit.size:
             return
-    ap = np.searchsorted(act, assigned[hit])
-    r = rows[hit]
+        ap = np.searchsorted(act, assigned[hit])
+        r, rh = rows[hit], rc[hit]
     seen = n >= 1
     single = seen & ~(multi & np.isfinite(Xm).all(1))
     if single.any():  # one ray: its point nearest to the prediction
@@ -601,35 +602,42 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
         o, d = o_all[k], d_all[k]
         s_ = np.einsum("ij,ij->i", T.X[act[single]] - o, d)
         Xm[single] = o + np.maximum(s_, 0)[:, None] * d
-    tr_ids = act[seen]
-    Xs = Xm[seen]
+    every = seen.all()   # usually: then the [seen] selections below are the arrays themselves
+    tr_ids = act if every else act[seen]
+    Xs = Xm if every else Xm[seen]
     # target size in m from the rows (box size px * depth in the camera / f), EMA; the depth is the
     # camera-frame z, as in the gate (a refracted ray's origin lies on the interface, not at the camera)
-    depth = proj.depth(Xm[ap], rc[hit])
-    sz = size_px[r] * np.maximum(depth, 0) / f_px[rc[hit]]
-    sz_t = (np.bincount(ap, weights=sz, minlength=A) / np.maximum(n, 1))[seen]
+    depth = proj.depth(Xm[ap], rh)
+    sz = size_px[r] * np.maximum(depth, 0) / f_px[rh]
+    sz_t = np.bincount(ap, weights=sz, minlength=A) / np.maximum(n, 1)
+    if not every:
+        sz_t = sz_t[seen]
     old = T.size[tr_ids]
-    T.size[tr_ids] = np.where(old > 0, 0.9 * old + 0.1 * sz_t, sz_t)
+    size = np.where(old > 0, 0.9 * old + 0.1 * sz_t, sz_t)
+    T.size[tr_ids] = size
     # Kalman update, isotropic measurement noise (m): 0.15 target sizes for a multi-camera point,
     # 0.3 for the point on a single ray (its residual along the ray is zero anyway)
-    good_multi = (multi & ~single)[seen]
-    rm = np.where(good_multi, 0.15, 0.3) * T.size[tr_ids]
-    P = T.P[tr_ids]
-    Sx = P[:, 0, 0] + rm ** 2
-    k0, k1 = P[:, 0, 0] / Sx, P[:, 1, 0] / Sx
-    innov = Xs - T.X[tr_ids]
-    T.X[tr_ids] += k0[:, None] * innov
+    good_multi = multi & ~single
+    if not every:
+        good_multi = good_multi[seen]
+    rm = np.where(good_multi, 0.15, 0.3) * size
+    Pf = T.P[tr_ids].reshape(-1, 4)             # p00, p01, p10, p11 (p10 == p01: P is kept symmetric)
+    Sx = Pf[:, 0] + rm ** 2
+    k01 = Pf[:, _P00_P10] / Sx[:, None]         # gains k0 = p00 / Sx, k1 = p10 / Sx
+    k0, k1 = k01[:, 0], k01[:, 1]
+    X0 = T.X[tr_ids]
+    innov = Xs - X0
+    T.X[tr_ids] = X0 + k0[:, None] * innov
     T.V[tr_ids] += k1[:, None] * innov
-    p00, p01, p11 = P[:, 0, 0], P[:, 0, 1], P[:, 1, 1]
-    Pn = np.empty_like(P)
-    Pn[:, 0, 0] = (1 - k0) * p00
-    Pn[:, 0, 1] = Pn[:, 1, 0] = (1 - k0) * p01
-    Pn[:, 1, 1] = p11 - k1 * p01
-    T.P[tr_ids] = Pn
-    m = tr_ids[good_multi]
-    T.streak[m] += 1
-    T.last_multi[m] = t
-    T.streak[tr_ids[~good_multi]] = 0
+    Pn = np.empty_like(Pf)
+    np.multiply((1 - k0)[:, None], Pf[:, :3], out=Pn[:, :3])   # (1 - k0) p00, (1 - k0) p01 (twice)
+    Pn[:, 3] = Pf[:, 3] - k1 * Pf[:, 1]
+    T.P[tr_ids] = Pn.reshape(-1, 2, 2)
+    T.streak[tr_ids] = np.where(good_multi, T.streak[tr_ids] + 1, 0)
+    T.last_multi[tr_ids[good_multi]] = t
+
+
+_P00_P10 = np.array([0, 2])
 
 
 _COF = (np.array([1, 4, 3, 0, 3, 0]), np.array([2, 5, 5, 2, 4, 1]), np.array([5, 3, 4, 4, 0, 3]),
