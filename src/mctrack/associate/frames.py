@@ -133,24 +133,39 @@ class _Projector:
         self.k1, self.k2, self.p1, self.p2, self.k3 = (D[:, i, None] for i in range(5))
         self.W = np.array([c.size[0] for c in cams], np.float64)[:, None]
         self.H = np.array([c.size[1] for c in cams], np.float64)[:, None]
+        # per-camera constants of __call__, (C, 1, 2) to act on (x, y) pairs
+        self._p2 = np.stack([2 * self.p1, 2 * self.p2], -1)        # 2 p1, 2 p2
+        self._p = np.stack([self.p1, self.p2], -1)
+        self._f = np.stack([self.fx[:, None], self.fy[:, None]], -1)
+        self._c = np.stack([self.cx[:, None], self.cy[:, None]], -1)
+        self.R2, self.t2 = np.ascontiguousarray(self.R[:, 2]), self.t[:, 2].copy()
 
     def depth(self, X: np.ndarray, cam: np.ndarray) -> np.ndarray:
         """Camera-frame z (m) of points ``X (n, 3)``, each in its camera ``cam (n,)``."""
-        return np.einsum("ij,ij->i", self.R[cam, 2], X) + self.t[cam, 2]
+        return np.einsum("ij,ij->i", self.R2[cam], X) + self.t2[cam]
 
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Xc = np.einsum("cij,mj->cmi", self.R, X) + self.t[:, None, :]
         depth = Xc[..., 2]
         if self.fast:
-            x, y = Xc[..., 0] / depth, Xc[..., 1] / depth
-            r2 = x * x + y * y
+            # x_d = x·rad + 2 p1 x y + p2 (r² + 2 x²),  y_d = y·rad + p1 (r² + 2 y²) + 2 p2 x y, on (x, y)
+            # pairs: the same products and sums in the same order as written out per coordinate
+            xy = Xc[..., :2] / depth[..., None]
+            x, y = xy[..., 0], xy[..., 1]
+            sq = xy * xy
+            r2 = sq[..., 0] + sq[..., 1]
             rad = 1 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3))
-            xd = x * rad + 2 * self.p1 * x * y + self.p2 * (r2 + 2 * x * x)
-            yd = y * rad + self.p1 * (r2 + 2 * y * y) + 2 * self.p2 * x * y
-            uv = np.empty(x.shape + (2,))
+            cross = self._p2 * x[..., None]
+            cross *= y[..., None]                           # (2 p1 x) y, (2 p2 x) y
+            tang = self._p * (r2[..., None] + 2 * sq)[..., ::-1]   # p1 (r² + 2 y²), p2 (r² + 2 x²)
+            d = xy * rad[..., None]
+            d[..., 0] += cross[..., 0]
+            d[..., 1] += tang[..., 0]
+            d[..., 0] += tang[..., 1]
+            d[..., 1] += cross[..., 1]
+            uv = d * self._f
+            uv += self._c
             u, v = uv[..., 0], uv[..., 1]
-            np.add(self.fx[:, None] * xd, self.cx[:, None], out=u)
-            np.add(self.fy[:, None] * yd, self.cy[:, None], out=v)
         else:
             uv = np.stack([c.project(X) for c in self.cams]) if len(X) else np.zeros((len(self.cams), 0, 2))
             u, v = uv[..., 0], uv[..., 1]
@@ -540,14 +555,17 @@ def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> Non
     """Constant-velocity prediction over ``step`` frames (discrete white-noise acceleration)."""
     dt = float(step)
     T.X[act] += T.V[act] * dt
-    P = T.P[act]
+    Pf = T.P[act].reshape(-1, 4)                  # p00, p01, p10, p11
     qa = (motion_noise * T.size[act]) ** 2
-    p00 = P[:, 0, 0] + 2 * dt * P[:, 0, 1] + dt * dt * P[:, 1, 1] + qa * dt ** 4 / 4
-    p01 = P[:, 0, 1] + dt * P[:, 1, 1] + qa * dt ** 3 / 2
-    p11 = P[:, 1, 1] + qa * dt * dt
-    Pn = np.empty_like(P)
-    Pn[:, 0, 0], Pn[:, 0, 1], Pn[:, 1, 0], Pn[:, 1, 1] = p00, p01, p01, p11
-    T.P[act] = Pn
+    # p00 + 2 dt p01 + dt² p11 + qa dt⁴/4,  p01 + dt p11 + qa dt³/2,  p11 + qa dt dt: the three sums as
+    # columns, term by term left to right (an added 0.0 or a product by 1/4 or 1/2 changes no bit)
+    S = Pf[:, _PRED_A] + Pf[:, _PRED_B] * np.array([2 * dt, dt, 0.0])
+    S += Pf[:, 3:] * np.array([dt * dt, 0.0, 0.0])
+    S += (qa[:, None] * np.array([dt ** 4, dt ** 3, dt])) * np.array([0.25, 0.5, dt])
+    T.P[act] = S[:, _PRED_OUT].reshape(-1, 2, 2)
+
+
+_PRED_A, _PRED_B, _PRED_OUT = np.array([0, 1, 3]), np.array([1, 3, 3]), np.array([0, 1, 1, 2])
 
 
 def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t,
@@ -706,13 +724,18 @@ def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarra
     act = np.flatnonzero(T.alive[:T.n])
     if not act.size:
         return
-    if not T.confirmed[act].all():
+    conf = T.confirmed[act]
+    if not conf.all():
         _tentative(T, act, t, cfg, assigned)
-    lost = act[T.confirmed[act] & (t - T.last_multi[act] > cfg.max_coast_frames)]
-    T.alive[lost] = False
+        conf = T.confirmed[act]
+    lost = act[conf & (t - T.last_multi[act] > cfg.max_coast_frames)]
+    if lost.size:
+        T.alive[lost] = False
+    if t % _DUP_EVERY:
+        return
     # duplicates: two confirmed tracks within a quarter target size for n_init + 10 frames
     live = act[T.alive[act] & T.confirmed[act]]
-    if live.size >= 2 and t % _DUP_EVERY == 0:
+    if live.size >= 2:
         D2 = ((T.X[live, None] - T.X[None, live]) ** 2).sum(2)
         near = D2 < (0.25 * np.minimum(T.size[live, None], T.size[None, live])) ** 2
         # the younger of two near tracks (born later, or later index) is the duplicate
