@@ -109,8 +109,14 @@ class BlockAssociation:
         self._key_of: dict[tuple[str, int], int] = {}
         self._key_cam: list[str] = []
         self._key_tid: list[int] = []
-        self.app_sigma = self._appearance_pass() if cfg.appearance_weight > 0 else None
-        self._track_pass()
+        self.app_sigma = None
+        # optimistic: track without appearance, which is exact unless some block has appearance; the first
+        # such block stops the pass, and the appearance spread is measured (its own two passes) before
+        # tracking again from a clean state. Rows without appearance (most detectors) thus cost no extra pass.
+        if not self._track_pass(stop_on_appearance=cfg.appearance_weight > 0):
+            self._key_of, self._key_cam, self._key_tid = {}, [], []
+            self.app_sigma = self._appearance_pass()
+            self._track_pass()
         self._encounter_pass()
         self._runs_pass()
         self._pieces_pass()
@@ -154,12 +160,16 @@ class BlockAssociation:
         return a
 
     # ---- pass 1: tracking ----------------------------------------------------------------------------------
-    def _track_pass(self) -> None:
+    def _track_pass(self, stop_on_appearance: bool = False) -> bool:
+        """Pass 1; with ``stop_on_appearance``, returns False (state incomplete) at the first block with
+        appearance, True once every block is tracked."""
         self.tracker = FrameTracker(self.cams, self.cfg, self.names, app_sigma=self.app_sigma)
         self.n_blocks = 0
         self.block_rows: list[int] = []
         rest = []
         for b, tr, other in self._iter():
+            if stop_on_appearance and _has_appearance(tr):
+                return False
             idx = TrackletIndex.build(tr, source=f"block {b}")
             key = self._keys(idx)[idx.tk]
             rays = idx.row_rays(dict(zip(self.names, self.cams)))
@@ -174,6 +184,7 @@ class BlockAssociation:
                 rest.append(other[["camera_id", "track_id", "frame", "frame_status"]])
             self.n_blocks = b + 1
         self.rest = pd.concat(rest, ignore_index=True) if rest else None
+        return True
 
     def _block(self, b: int, encounters: bool = True) -> dict:
         """Spilled arrays of block ``b`` (rows in (tracklet, frame) order), with the final tracks and costs.
