@@ -330,18 +330,19 @@ class FrameTracker:
         self.prev_t = t
         if act.size:
             _predict(T, act, step, cfg.motion_noise)
-            uvp, depth = proj(T.X[act])                       # (C, A, 2), (C, A)
+            sa = _span(act)                                   # act as a slice when contiguous (views)
+            uvp, depth = proj(T.X[sa])                        # (C, A, 2), (C, A)
             U, Dp = uvp[rc], depth[rc]                         # (R, A, 2), (R, A)
             fr_ = fpx[:, None] / Dp
-            size_a = T.size[act]
+            size_a = T.size[sa]
             du, dv = cxr[:, None] - U[..., 0], cyr[:, None] - U[..., 1]
-            d2 = (du ** 2 + dv ** 2) / (tau0_sq[:, None] + T.P[act, 0, 0][None, :] * fr_ ** 2)
+            d2 = (du ** 2 + dv ** 2) / (tau0_sq[:, None] + T.P[sa, 0, 0][None, :] * fr_ ** 2)
             # a row more than 3x the size of the target it would be matched to is not that target
             # (a lighting flash or a camera going dark makes frame-sized foreground blobs)
             ok = (d2 <= cfg.gate ** 2) & ~(size_px[:, None] > (3.0 * size_a)[None, :] * fr_)
             # a row larger than one target whose box holds the predictions of >= 2 confirmed tracks
             # within the gate is a merged blob: its centroid lies between the targets, nobody's measurement
-            inside = ok & (size_px[:, None] > (1.3 * size_a)[None, :] * fr_) & T.confirmed[act][None, :]
+            inside = ok & (size_px[:, None] > (1.3 * size_a)[None, :] * fr_) & T.confirmed[sa][None, :]
             if inside.any():
                 inside &= (np.abs(du) <= (w / 2)[:, None]) & (np.abs(dv) <= (h / 2)[:, None])
                 ok &= (inside.sum(1) < 2)[:, None]
@@ -551,9 +552,24 @@ def appearance_sigma_rows(tk: np.ndarray, cam: np.ndarray, app: np.ndarray, dete
     return sigma_from_histogram(appearance_histogram(tk, cam, app, ok, mean, n, C))
 
 
+def _span(idx: np.ndarray) -> slice | np.ndarray:
+    """Sorted unique indices ``idx`` as a slice when they are one contiguous range, else ``idx`` itself.
+
+    Indexing the track arrays with the slice gives views instead of gathered
+    copies (the same values; callers write back only arrays computed before).
+    """
+    n = len(idx)
+    if n:
+        lo = int(idx[0])
+        if int(idx[-1]) - lo + 1 == n:
+            return slice(lo, lo + n)
+    return idx
+
+
 def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> None:
     """Constant-velocity prediction over ``step`` frames (discrete white-noise acceleration)."""
     dt = float(step)
+    act = _span(act)
     T.X[act] += T.V[act] * dt
     Pf = T.P[act].reshape(-1, 4)                  # p00, p01, p10, p11
     qa = (motion_noise * T.size[act]) ** 2
@@ -621,7 +637,8 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
         s_ = np.einsum("ij,ij->i", T.X[act[single]] - o, d)
         Xm[single] = o + np.maximum(s_, 0)[:, None] * d
     every = seen.all()   # usually: then the [seen] selections below are the arrays themselves
-    tr_ids = act if every else act[seen]
+    ids = act if every else act[seen]
+    tr_ids = _span(ids)
     Xs = Xm if every else Xm[seen]
     # target size in m from the rows (box size px * depth in the camera / f), EMA; the depth is the
     # camera-frame z, as in the gate (a refracted ray's origin lies on the interface, not at the camera)
@@ -652,7 +669,7 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     Pn[:, 3] = Pf[:, 3] - k1 * Pf[:, 1]
     T.P[tr_ids] = Pn.reshape(-1, 2, 2)
     T.streak[tr_ids] = np.where(good_multi, T.streak[tr_ids] + 1, 0)
-    T.last_multi[tr_ids[good_multi]] = t
+    T.last_multi[ids[good_multi]] = t
 
 
 _P00_P10 = np.array([0, 2])
@@ -724,11 +741,12 @@ def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarra
     act = np.flatnonzero(T.alive[:T.n])
     if not act.size:
         return
-    conf = T.confirmed[act]
+    sa = _span(act)
+    conf = T.confirmed[sa]
     if not conf.all():
         _tentative(T, act, t, cfg, assigned)
-        conf = T.confirmed[act]
-    lost = act[conf & (t - T.last_multi[act] > cfg.max_coast_frames)]
+        conf = T.confirmed[sa]
+    lost = act[conf & (t - T.last_multi[sa] > cfg.max_coast_frames)]
     if lost.size:
         T.alive[lost] = False
     if t % _DUP_EVERY:
