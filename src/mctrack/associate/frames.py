@@ -464,19 +464,21 @@ def _assign_mutual(rc: np.ndarray, c2: np.ndarray, d2: np.ndarray, act: np.ndarr
     for no other row of its camera) are a special case of it. Tested against
     the solver on random problems (``tests/test_associate_frames.py``).
     """
-    has = np.flatnonzero(n_ok)
+    R, A = c2.shape
     col = c2.argmin(1)
-    if has.size > 1:
-        key = np.sort(rc[has] * c2.shape[1] + col[has])
-        if (key[1:] == key[:-1]).any():
-            return False
-    if c2.shape[1] >= 2:
-        two = np.partition(c2[has], 1, axis=1)
+    if n_ok.all():                   # usually: every row has a gated track
+        has, rh, ch, c2h = slice(None), rc, col, c2
+    else:
+        has = np.flatnonzero(n_ok)
+        rh, ch, c2h = rc[has], col[has], c2[has]
+    if R > 1 and np.bincount(rh * A + ch).max() > 1:   # two rows of a camera with one cheapest track
+        return False
+    if A >= 2:
+        two = np.partition(c2h, 1, axis=1)
         if not (two[:, 1] - two[:, 0] > _MARGIN * np.maximum(np.abs(two[:, 0]), 1.0)).all():
             return False
-    j = col[has]
-    assigned[has] = act[j]
-    dn[has] = np.sqrt(d2[has, j])
+    assigned[has] = act[ch]
+    dn[has] = np.sqrt(d2[has, ch] if isinstance(has, np.ndarray) else d2[np.arange(R), ch])
     return True
 
 
