@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -72,7 +73,7 @@ class BlockAssociation:
     blocks : zero-argument callable returning a fresh iterable of TRACKLET2D
         DataFrames, one per block, in increasing, non-overlapping frame
         ranges (every camera's rows of those frames); it is called once per
-        pass (4 to 5 times), so it should read the blocks from disk or
+        pass (twice; four times when the rows carry appearance), so it should read the blocks from disk or
         generate them, not hold them all.
     cameras : calibrated cameras keyed by ``camera_id`` (≥ 2 needed; rows of
         other cameras are passed through, one global id per tracklet).
@@ -83,6 +84,7 @@ class BlockAssociation:
     ----------
     association : ASSOCIATION table (as :func:`associate_session`).
     evidence : empty PAIR_EVIDENCE table (the frames method scores no pairs).
+    timings : CPU seconds (``time.process_time``) of each pass, by name.
 
     Raises
     ------
@@ -110,18 +112,24 @@ class BlockAssociation:
         self._key_cam: list[str] = []
         self._key_tid: list[int] = []
         self.app_sigma = None
+        self.timings: dict[str, float] = {}   # CPU seconds (process time) of each pass, for benchmarks
+        clock = time.process_time
+        t0 = clock()
         # optimistic: track without appearance, which is exact unless some block has appearance; the first
         # such block stops the pass, and the appearance spread is measured (its own two passes) before
         # tracking again from a clean state. Rows without appearance (most detectors) thus cost no extra pass.
         if not self._track_pass(stop_on_appearance=cfg.appearance_weight > 0):
             self._key_of, self._key_cam, self._key_tid = {}, [], []
+            t1 = clock()
             self.app_sigma = self._appearance_pass()
+            self.timings["appearance"] = clock() - t1
             self._track_pass()
-        self._encounter_pass()
-        self._runs_pass()
-        self._pieces_pass()
-        self._label_pieces()
-        self._points_pass()
+        self.timings["track"] = clock() - t0 - self.timings.get("appearance", 0.0)
+        for name, step in (("encounters", self._encounter_pass), ("runs", self._runs_pass),
+                           ("pieces", self._pieces_pass), ("labels", self._label_pieces), ("points", self._points_pass)):
+            t1 = clock()
+            step()
+            self.timings[name] = clock() - t1
 
     # ---- helpers -------------------------------------------------------------------------------------------
     def _iter(self) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
