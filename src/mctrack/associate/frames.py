@@ -139,6 +139,7 @@ class _Projector:
         self._f = np.stack([self.fx[:, None], self.fy[:, None]], -1)
         self._c = np.stack([self.cx[:, None], self.cy[:, None]], -1)
         self.R2, self.t2 = np.ascontiguousarray(self.R[:, 2]), self.t[:, 2].copy()
+        self._WH = np.stack([self.W, self.H], -1)                  # (C, 1, 2)
 
     def depth(self, X: np.ndarray, cam: np.ndarray) -> np.ndarray:
         """Camera-frame z (m) of points ``X (n, 3)``, each in its camera ``cam (n,)``."""
@@ -169,7 +170,11 @@ class _Projector:
         else:
             uv = np.stack([c.project(X) for c in self.cams]) if len(X) else np.zeros((len(self.cams), 0, 2))
             u, v = uv[..., 0], uv[..., 1]
-        out = ~((depth > 0) & (u >= -0.5) & (u < self.W) & (v >= -0.5) & (v < self.H))
+        if self.fast:
+            inb = (uv >= -0.5) & (uv < self._WH)                # u, v in the image, pairwise
+            out = ~((depth > 0) & inb[..., 0] & inb[..., 1])
+        else:
+            out = ~((depth > 0) & (u >= -0.5) & (u < self.W) & (v >= -0.5) & (v < self.H))
         uv[out] = np.nan
         return uv, depth
 
@@ -324,7 +329,6 @@ class FrameTracker:
         T, cfg, proj, f_px = self.T, self.cfg, self.proj, self.f_px
         R = len(rc)
         rows = np.arange(R)                     # the frame's rows, local indices
-        cxr, cyr = cxy[:, 0], cxy[:, 1]
         act = T.alive[:T.n].nonzero()[0]
         step = 1 if self.prev_t is None else t - self.prev_t
         self.prev_t = t
@@ -335,8 +339,9 @@ class FrameTracker:
             U, Dp = uvp[rc], depth[rc]                         # (R, A, 2), (R, A)
             fr_ = fpx[:, None] / Dp
             size_a = T.size[sa]
-            du, dv = cxr[:, None] - U[..., 0], cyr[:, None] - U[..., 1]
-            d2 = (du ** 2 + dv ** 2) / (tau0_sq[:, None] + T.P[sa, 0, 0][None, :] * fr_ ** 2)
+            duv = cxy[:, None, :] - U                          # (R, A, 2): du, dv
+            sq = duv * duv                                     # du², dv² (x ** 2 is x * x in numpy)
+            d2 = (sq[..., 0] + sq[..., 1]) / (tau0_sq[:, None] + T.P[sa, 0, 0][None, :] * fr_ ** 2)
             # a row more than 3x the size of the target it would be matched to is not that target
             # (a lighting flash or a camera going dark makes frame-sized foreground blobs)
             ok = (d2 <= cfg.gate ** 2) & ~(size_px[:, None] > (3.0 * size_a)[None, :] * fr_)
@@ -344,6 +349,7 @@ class FrameTracker:
             # within the gate is a merged blob: its centroid lies between the targets, nobody's measurement
             inside = ok & (size_px[:, None] > (1.3 * size_a)[None, :] * fr_) & T.confirmed[sa][None, :]
             if inside.any():
+                du, dv = duv[..., 0], duv[..., 1]
                 inside &= (np.abs(du) <= (w / 2)[:, None]) & (np.abs(dv) <= (h / 2)[:, None])
                 ok &= (inside.sum(1) < 2)[:, None]
             cont = (self.last_track[tk][:, None] == act[None, :]) & \
@@ -359,6 +365,7 @@ class FrameTracker:
             _update(T, act, rows, rc, assigned, dn, cxy, o_f, d_f, proj, tau0_sq, size_px, f_px, cfg, t, w_f)
         # births from the rows nobody claimed
         free = (assigned < 0).nonzero()[0]
+        n0 = T.n
         if free.size >= 2 and rc[free].min() != rc[free].max():
             uv = cxy
             live = np.flatnonzero(T.alive[:T.n] & T.confirmed[:T.n])
@@ -371,7 +378,7 @@ class FrameTracker:
                 j = int(T.add(X[None], np.array([sz]), t, p0)[0])
                 assigned[grp_rows] = j
                 dn[grp_rows] = 0.0
-        _bookkeeping(T, t, cfg, assigned)
+        _bookkeeping(T, t, cfg, assigned, act if T.n == n0 else None)
         hit = assigned >= 0
         if app is not None:  # per (track, camera) running mean of the assigned rows' appearance
             fin = hit & np.isfinite(app).all(1)
@@ -738,9 +745,13 @@ def _ray_weights(o: np.ndarray, d: np.ndarray) -> np.ndarray:
                             d[:, 0] * d[:, 2], d[:, 1] * d[:, 2], P])
 
 
-def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarray) -> None:
-    """Confirm tentative tracks, drop failed ones, end lost tracks and duplicates."""
-    act = np.flatnonzero(T.alive[:T.n])
+def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarray,
+                 act: np.ndarray | None = None) -> None:
+    """Confirm tentative tracks, drop failed ones, end lost tracks and duplicates.
+
+    ``act``: the live tracks if the caller has them (no track born or ended since it took them)."""
+    if act is None:
+        act = np.flatnonzero(T.alive[:T.n])
     if not act.size:
         return
     sa = _span(act)
