@@ -58,6 +58,24 @@ def _has_appearance(tr: pd.DataFrame) -> bool:
                 np.isfinite(tr["chroma_g"].to_numpy(np.float64)).any())
 
 
+def _spill(folder: Path, b: int, **arrays: np.ndarray) -> None:
+    """Write block ``b``'s arrays, one ``.npy`` file each (no zip archive: no CRC on writing and reading)."""
+    for name, a in arrays.items():
+        np.save(folder / f"{b}.{name}.npy", a)
+
+
+class _Spilled(dict):
+    """The arrays :func:`_spill` wrote for block ``b``, each read on first access."""
+
+    def __init__(self, folder: Path, b: int):
+        super().__init__()
+        self.folder, self.b = folder, b
+
+    def __missing__(self, name: str) -> np.ndarray:
+        a = self[name] = np.load(self.folder / f"{self.b}.{name}.npy")
+        return a
+
+
 class _Keys:
     """Stand-in for a TrackletIndex where only ``keys`` is read (stitching)."""
 
@@ -184,7 +202,7 @@ class BlockAssociation:
             track, cost = self.tracker.feed(idx, key, rays)
             cam = np.searchsorted(self.names, np.asarray(idx.camera_names, dtype=str))[idx.keys["cam"].to_numpy()]
             app = idx.appearance if idx.appearance is not None else np.full((len(key), 2), np.nan)
-            np.savez(self._dir / f"{b}.npz", key=key, frame=idx.frame, cam=cam[idx.tk], w=idx.w, h=idx.h,
+            _spill(self._dir, b, key=key, frame=idx.frame, cam=cam[idx.tk], w=idx.w, h=idx.h,
                      detected=idx.detected, source_row=idx.source_row, track=track, cost=cost, o=rays[0], d=rays[1],
                      app=app)
             self.block_rows.append(len(key))
@@ -201,7 +219,7 @@ class BlockAssociation:
         (fragments relinked; rows of encounter windows -1), as
         :func:`~.encounters.resolve_encounters` gives for the whole session.
         """
-        z = dict(np.load(self._dir / f"{b}.npz"))
+        z = _Spilled(self._dir, b)
         z["track"] = self.tracker.final(z["track"])
         if encounters and getattr(self, "_enc", None) is not None:
             rel, starts, S, lut = self._enc
@@ -490,7 +508,7 @@ class BlockAssociation:
         (tracklet, frame) order of the original ids (-1 for ``extra`` rows:
         ``(key, frame, w, h)`` of detected rows outside the block).
         """
-        z = np.load(self._dir / f"{b}.npz")
+        z = _Spilled(self._dir, b)
         serial = np.load(self._dir / f"{b}.serial.npy")
         tk, frame, w, h, det = self.k_of_serial[serial], z["frame"], z["w"], z["h"], z["detected"]
         pos = np.arange(len(tk))
@@ -562,7 +580,7 @@ class BlockAssociation:
         for b, tr, other in self._iter():
             if len(tr):
                 # the block's rows in (tracklet, frame) order of the original ids, as spilled in pass 1
-                z = np.load(self._dir / f"{b}.npz")
+                z = _Spilled(self._dir, b)
                 serial = np.load(self._dir / f"{b}.serial.npy")
                 src = tr.iloc[z["source_row"]].reset_index(drop=True)
                 src = src.assign(track_id=self.keys["track_id"].to_numpy()[self.k_of_serial[serial]])

@@ -416,7 +416,9 @@ def _assign(rc: np.ndarray, ok: np.ndarray, c2: np.ndarray, d2: np.ndarray, act:
     split into the connected components of the gate graph: a row whose only
     gated track is gated for no other row of its camera is matched to it
     directly; the remaining rows of all cameras are solved in one call, with
-    one column per (camera, track) in their gates.
+    one column per (camera, track) in their gates. When every row's cheapest
+    track is its own (:func:`_assign_mutual`, the usual frame) that is the
+    optimum and no solver runs.
     """
     R, A = ok.shape
     n_ok = ok.sum(1)
