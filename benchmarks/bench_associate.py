@@ -8,9 +8,10 @@ target would give), so the number of tracklets grows with the frames. The rows
 are generated block by block (``BLOCK`` frames, a generator: the session is
 never held in memory). For each length (1k, 10k, 100k frames) the script times
 ``mctrack.associate.blocks.BlockAssociation`` (the frames method with 3D
-feedback, block by block with carried state; it reads the blocks 5-6 times,
-and each pass regenerates them, which the timing includes: ``generate_pass_s``
-is one pass alone) plus ``mctrack.triangulate.triangulate`` of each block's
+feedback, block by block with carried state; it reads the blocks twice,
+tracking and refined rows, as these rows carry no appearance, and each pass
+regenerates them, which the timing includes: ``generate_pass_s`` is one pass
+alone; the CPU time of each pass is printed below each case) plus ``mctrack.triangulate.triangulate`` of each block's
 refined rows, and, as the bare-library reference in the same run,
 ``cv2.undistortPoints`` over all rows (the per-row floor any calibrated method
 pays), printed as a ratio. Each case runs in a fresh subprocess so its peak
@@ -143,6 +144,8 @@ def run_case(n_cams: int, n_targets: int, n_frames: int, method: str = "frames")
         n_points += len(points)
     t_out = time.process_time() - t1 - t_tri
     ba.close()
+    passes = {k: round(v, 3) for k, v in ba.timings.items()}
+    passes["refined_rows"] = round(t_out, 3)
     total = t_assoc + t_out + t_tri
     cam_frames = n_cams * n_frames
     n_targets_found = int(assoc.loc[assoc["n_linked_cameras"] >= 2, "global_id"].nunique())
@@ -151,7 +154,7 @@ def run_case(n_cams: int, n_targets: int, n_frames: int, method: str = "frames")
             "associate_s": t_assoc + t_out, "triangulate_s": t_tri, "generate_pass_s": gen, "passes": n_pass[0],
             "camera_frames_per_s": cam_frames / total,
             "camera_frames_per_s_without_generation": cam_frames / max(total - n_pass[0] * gen, 1e-9),
-            "undistort_all_rows_s": t_und, "ratio_to_undistort": total / max(t_und, 1e-9),
+            "undistort_all_rows_s": t_und, "ratio_to_undistort": total / max(t_und, 1e-9), "pass_s": passes,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -204,6 +207,10 @@ def main() -> None:
               f"{r['tracklets']} tracklets -> {r['global_ids_multi_camera']} multi-camera ids); "
               f"peak RSS {r['peak_rss_mb']:.0f} MB; {r['ratio_to_undistort']:.1f}x one cv2.undistortPoints "
               f"of all {r['rows']} rows", flush=True)
+        if r.get("pass_s"):
+            print("    CPU s per pass: " + ", ".join(f"{k} {v:.2f}" for k, v in r["pass_s"].items()) +
+                  f"; triangulate {r['triangulate_s']:.2f} (generating the blocks: {r['generate_pass_s']:.2f} "
+                  f"per pass, {r['passes']} passes, inside track and refined_rows)", flush=True)
     small = [r for r in results if r.get("cameras") == 4 and not r.get("failed")]
     for a, b in zip(small, small[1:]):
         t_a = a["associate_s"] + a["triangulate_s"]

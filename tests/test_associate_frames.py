@@ -265,3 +265,139 @@ def test_camera_ids_need_not_equal_calibration_names(rig_scene):
     _assert_one_id_per_target(res, pos.shape[1])
     with BlockAssociation(_split(tr, 50), renamed, FRAMES) as ba:
         pd.testing.assert_frame_equal(ba.association, res.association)
+
+
+def _lap_per_camera(rc, ok, c2, d2, act):
+    """Reference for frames._assign: one linear_sum_assignment per camera over all its rows and tracks."""
+    from scipy.optimize import linear_sum_assignment
+
+    from mctrack.associate.frames import _BIG
+    assigned, dn = np.full(len(rc), -1), np.full(len(rc), np.nan)
+    for c in np.unique(rc):
+        r = np.flatnonzero(rc == c)
+        M = np.where(ok[r], c2[r], _BIG)
+        ri, ki = linear_sum_assignment(M)
+        keep = M[ri, ki] < _BIG
+        assigned[r[ri[keep]]] = act[ki[keep]]
+        dn[r[ri[keep]]] = np.sqrt(d2[r[ri[keep]], ki[keep]])
+    return assigned, dn
+
+
+@pytest.mark.parametrize("density", [0.1, 0.3, 0.6])
+def test_assign_fast_path_equals_the_lap(density):
+    """_assign (mutual-best fast path, direct matches, solver on the rest) == per-camera LAP on random problems;
+    the fast path must take most sparse problems and leave conflicting ones to the solver."""
+    from mctrack.associate.frames import _BIG, _assign, _assign_mutual
+    rng = np.random.default_rng(int(density * 100))
+    fast = 0
+    for trial in range(300):
+        C, A = int(rng.integers(1, 5)), int(rng.integers(1, 12))
+        rc = np.sort(rng.integers(0, C, int(rng.integers(1, 20))))
+        act = np.sort(rng.choice(100, A, replace=False))
+        d2 = rng.uniform(0, 9, (len(rc), A))
+        ok = rng.random((len(rc), A)) < density
+        cont = rng.random((len(rc), A)) < 0.2
+        c2 = np.where(ok, d2 - 2.0 * cont, _BIG)
+        want = _lap_per_camera(rc, ok, c2, d2, act)
+        got = np.full(len(rc), -1), np.full(len(rc), np.nan)
+        if ok.any():
+            fast += _assign_mutual(rc, c2, d2, act, ok.sum(1), np.full(len(rc), -1), np.full(len(rc), np.nan))
+            _assign(rc, ok, c2, d2, act, *got)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert fast > {0.1: 100, 0.3: 40, 0.6: 5}[density]
+
+
+def test_assign_fast_path_declines_conflicts_and_near_ties():
+    """Two rows of one camera whose cheapest track is the same, or a row with two near-equal tracks, go to the
+    solver (which may prefer the second-cheapest track for one of them)."""
+    from mctrack.associate.frames import _BIG, _assign, _assign_mutual
+    rc, act = np.array([0, 0]), np.array([3, 7])
+    d2 = np.array([[1.0, 2.0], [1.5, 9.0]])
+    ok = np.ones((2, 2), bool)
+    a, dn = np.full(2, -1), np.full(2, np.nan)
+    assert not _assign_mutual(rc, d2, d2, act, ok.sum(1), a, dn)
+    _assign(rc, ok, d2, d2, act, a, dn)
+    np.testing.assert_array_equal(a, [7, 3])             # row 0 yields track 3 to row 1: total 3.5 < 10
+    d2 = np.array([[1.0, 1.0 + 1e-9], [_BIG, _BIG]])
+    assert not _assign_mutual(np.array([0, 1]), d2, d2, act, np.array([2, 0]), a, dn)
+
+
+def test_intersect_equals_the_written_out_solution():
+    """_intersect (stacked cofactors) gives bit for bit the written-out adjugate formula, and the least-squares
+    point of np.linalg.solve on the normal equations to 1e-9."""
+    from mctrack.associate.frames import _intersect, _ray_weights
+    rng = np.random.default_rng(5)
+    for C in (3, 4, 9):
+        G = 50
+        g = np.repeat(np.arange(G), C)
+        cam = np.tile(np.arange(C), G)
+        keep = rng.random(len(g)) < 0.8
+        g, cam = g[keep], cam[keep]
+        o = rng.normal(size=(len(g), 3))
+        d = rng.normal(size=(len(g), 3))
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        X, n = _intersect(g, cam, o, d, G, C)
+        # written out (the form before the stacked one)
+        if C < 8:
+            s = np.bincount((g[:, None] * 9 + np.arange(9)).ravel(), weights=_ray_weights(o, d).ravel(),
+                            minlength=G * 9).reshape(G, 9)
+            a, e, i, bq, c, f, b = n - s[:, 0], n - s[:, 1], n - s[:, 2], -s[:, 3], -s[:, 4], -s[:, 5], s[:, 6:]
+            A0, A1, A2 = e * i - f * f, c * f - bq * i, bq * f - c * e
+            B1, B2, C2 = a * i - c * c, bq * c - a * f, a * e - bq * bq
+            det = a * A0 + bq * A1 + c * A2
+            Xw = np.stack([A0 * b[:, 0] + A1 * b[:, 1] + A2 * b[:, 2], A1 * b[:, 0] + B1 * b[:, 1] + B2 * b[:, 2],
+                           A2 * b[:, 0] + B2 * b[:, 1] + C2 * b[:, 2]], 1) / det[:, None]
+            Xw[n < 2] = np.nan
+            np.testing.assert_array_equal(X, Xw)
+        for k in np.flatnonzero(n >= 2)[:20]:
+            r = g == k
+            M = sum(np.eye(3) - np.outer(dd, dd) for dd in d[r])
+            rhs = sum((np.eye(3) - np.outer(dd, dd)) @ oo for oo, dd in zip(o[r], d[r]))
+            np.testing.assert_allclose(X[k], np.linalg.solve(M, rhs), rtol=1e-9, atol=1e-9)
+        assert np.isnan(X[n < 2]).all()
+
+
+def test_predict_and_projection_equal_the_written_out_formulas():
+    """_predict's stacked covariance update and _Projector's pairwise distortion give bit for bit the
+    per-element formulas (constant-velocity white-noise-acceleration model; OpenCV's 5-coefficient model)."""
+    from mctrack.associate.frames import _predict, _Tracks
+    rng = np.random.default_rng(2)
+    for dt in (1, 2, 5):
+        T = _Tracks(cap=16)
+        T.n = 16
+        T.X, T.V, T.size = rng.normal(size=(16, 3)), rng.normal(size=(16, 3)), rng.uniform(0.01, 0.1, 16)
+        L = rng.normal(size=(16, 2, 2))
+        T.P = L @ L.transpose(0, 2, 1)
+        act = np.array([1, 2, 5, 9, 10])
+        X0, V0, P = T.X.copy(), T.V.copy(), T.P[act].copy()
+        for idx in (act, np.arange(3, 8)):       # scattered and contiguous live tracks
+            T.X, T.P = X0.copy(), np.ascontiguousarray(T.P)
+            P = T.P[idx].copy()
+            _predict(T, idx, dt, 0.3)
+            qa = (0.3 * T.size[idx]) ** 2
+            d = float(dt)
+            np.testing.assert_array_equal(T.X[idx], X0[idx] + V0[idx] * d)
+            np.testing.assert_array_equal(T.P[idx, 0, 0], P[:, 0, 0] + 2 * d * P[:, 0, 1] + d * d * P[:, 1, 1] +
+                                          qa * d ** 4 / 4)
+            np.testing.assert_array_equal(T.P[idx, 0, 1], P[:, 0, 1] + d * P[:, 1, 1] + qa * d ** 3 / 2)
+            np.testing.assert_array_equal(T.P[idx, 1, 0], T.P[idx, 0, 1])
+            np.testing.assert_array_equal(T.P[idx, 1, 1], P[:, 1, 1] + qa * d * d)
+    cams = [Camera("a", [[800, 0.5, 320], [0, 790, 240], [0, 0, 1]], [-0.2, 0.05, 0.001, -0.002, 0.01],
+                   [0.1, -0.2, 0.05], [0.1, 0.0, 1.5], (640, 480)),
+            Camera("b", [[600, 0, 330], [0, 600, 250], [0, 0, 1]], [0.1, -0.01, 0, 0],
+                   [0.0, 0.3, 0.0], [-0.2, 0.1, 1.5], (640, 480))]
+    proj = _Projector(cams)
+    X = rng.normal(size=(500, 3)) * 0.4
+    uv, _ = proj(X)
+    Xc = np.einsum("cij,mj->cmi", proj.R, X) + proj.t[:, None, :]
+    x, y = Xc[..., 0] / Xc[..., 2], Xc[..., 1] / Xc[..., 2]
+    r2 = x * x + y * y
+    rad = 1 + r2 * (proj.k1 + r2 * (proj.k2 + r2 * proj.k3))
+    xd = x * rad + 2 * proj.p1 * x * y + proj.p2 * (r2 + 2 * x * x)
+    yd = y * rad + proj.p1 * (r2 + 2 * y * y) + 2 * proj.p2 * x * y
+    u, v = proj.fx[:, None] * xd + proj.cx[:, None], proj.fy[:, None] * yd + proj.cy[:, None]
+    inside = np.isfinite(uv[..., 0])
+    assert inside.sum() > 100
+    np.testing.assert_array_equal(uv[..., 0][inside], u[inside])
+    np.testing.assert_array_equal(uv[..., 1][inside], v[inside])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -49,6 +50,32 @@ from .refine import _segment, group_points, reprojected_rows, stitch_groups
 log = logging.getLogger("mctrack.associate")
 
 
+def _has_appearance(tr: pd.DataFrame) -> bool:
+    """Whether :meth:`TrackletIndex.build` of ``tr`` has appearance (a finite ``chroma_r`` or ``chroma_g``)."""
+    if not {"chroma_r", "chroma_g"} <= set(tr.columns):
+        return False
+    return bool(np.isfinite(tr["chroma_r"].to_numpy(np.float64)).any() or
+                np.isfinite(tr["chroma_g"].to_numpy(np.float64)).any())
+
+
+def _spill(folder: Path, b: int, **arrays: np.ndarray) -> None:
+    """Write block ``b``'s arrays, one ``.npy`` file each (no zip archive: no CRC on writing and reading)."""
+    for name, a in arrays.items():
+        np.save(folder / f"{b}.{name}.npy", a)
+
+
+class _Spilled(dict):
+    """The arrays :func:`_spill` wrote for block ``b``, each read on first access."""
+
+    def __init__(self, folder: Path, b: int):
+        super().__init__()
+        self.folder, self.b = folder, b
+
+    def __missing__(self, name: str) -> np.ndarray:
+        a = self[name] = np.load(self.folder / f"{self.b}.{name}.npy")
+        return a
+
+
 class _Keys:
     """Stand-in for a TrackletIndex where only ``keys`` is read (stitching)."""
 
@@ -64,7 +91,7 @@ class BlockAssociation:
     blocks : zero-argument callable returning a fresh iterable of TRACKLET2D
         DataFrames, one per block, in increasing, non-overlapping frame
         ranges (every camera's rows of those frames); it is called once per
-        pass (4 to 5 times), so it should read the blocks from disk or
+        pass (twice; four times when the rows carry appearance), so it should read the blocks from disk or
         generate them, not hold them all.
     cameras : calibrated cameras keyed by ``camera_id`` (≥ 2 needed; rows of
         other cameras are passed through, one global id per tracklet).
@@ -75,6 +102,7 @@ class BlockAssociation:
     ----------
     association : ASSOCIATION table (as :func:`associate_session`).
     evidence : empty PAIR_EVIDENCE table (the frames method scores no pairs).
+    timings : CPU seconds (``time.process_time``) of each pass, by name.
 
     Raises
     ------
@@ -101,13 +129,25 @@ class BlockAssociation:
         self._key_of: dict[tuple[str, int], int] = {}
         self._key_cam: list[str] = []
         self._key_tid: list[int] = []
-        self.app_sigma = self._appearance_pass() if cfg.appearance_weight > 0 else None
-        self._track_pass()
-        self._encounter_pass()
-        self._runs_pass()
-        self._pieces_pass()
-        self._label_pieces()
-        self._points_pass()
+        self.app_sigma = None
+        self.timings: dict[str, float] = {}   # CPU seconds (process time) of each pass, for benchmarks
+        clock = time.process_time
+        t0 = clock()
+        # optimistic: track without appearance, which is exact unless some block has appearance; the first
+        # such block stops the pass, and the appearance spread is measured (its own two passes) before
+        # tracking again from a clean state. Rows without appearance (most detectors) thus cost no extra pass.
+        if not self._track_pass(stop_on_appearance=cfg.appearance_weight > 0):
+            self._key_of, self._key_cam, self._key_tid = {}, [], []
+            t1 = clock()
+            self.app_sigma = self._appearance_pass()
+            self.timings["appearance"] = clock() - t1
+            self._track_pass()
+        self.timings["track"] = clock() - t0 - self.timings.get("appearance", 0.0)
+        for name, step in (("encounters", self._encounter_pass), ("runs", self._runs_pass),
+                           ("pieces", self._pieces_pass), ("labels", self._label_pieces), ("points", self._points_pass)):
+            t1 = clock()
+            step()
+            self.timings[name] = clock() - t1
 
     # ---- helpers -------------------------------------------------------------------------------------------
     def _iter(self) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
@@ -146,19 +186,23 @@ class BlockAssociation:
         return a
 
     # ---- pass 1: tracking ----------------------------------------------------------------------------------
-    def _track_pass(self) -> None:
+    def _track_pass(self, stop_on_appearance: bool = False) -> bool:
+        """Pass 1; with ``stop_on_appearance``, returns False (state incomplete) at the first block with
+        appearance, True once every block is tracked."""
         self.tracker = FrameTracker(self.cams, self.cfg, self.names, app_sigma=self.app_sigma)
         self.n_blocks = 0
         self.block_rows: list[int] = []
         rest = []
         for b, tr, other in self._iter():
+            if stop_on_appearance and _has_appearance(tr):
+                return False
             idx = TrackletIndex.build(tr, source=f"block {b}")
             key = self._keys(idx)[idx.tk]
             rays = idx.row_rays(dict(zip(self.names, self.cams)))
             track, cost = self.tracker.feed(idx, key, rays)
             cam = np.searchsorted(self.names, np.asarray(idx.camera_names, dtype=str))[idx.keys["cam"].to_numpy()]
             app = idx.appearance if idx.appearance is not None else np.full((len(key), 2), np.nan)
-            np.savez(self._dir / f"{b}.npz", key=key, frame=idx.frame, cam=cam[idx.tk], w=idx.w, h=idx.h,
+            _spill(self._dir, b, key=key, frame=idx.frame, cam=cam[idx.tk], w=idx.w, h=idx.h,
                      detected=idx.detected, source_row=idx.source_row, track=track, cost=cost, o=rays[0], d=rays[1],
                      app=app)
             self.block_rows.append(len(key))
@@ -166,6 +210,7 @@ class BlockAssociation:
                 rest.append(other[["camera_id", "track_id", "frame", "frame_status"]])
             self.n_blocks = b + 1
         self.rest = pd.concat(rest, ignore_index=True) if rest else None
+        return True
 
     def _block(self, b: int, encounters: bool = True) -> dict:
         """Spilled arrays of block ``b`` (rows in (tracklet, frame) order), with the final tracks and costs.
@@ -174,7 +219,7 @@ class BlockAssociation:
         (fragments relinked; rows of encounter windows -1), as
         :func:`~.encounters.resolve_encounters` gives for the whole session.
         """
-        z = dict(np.load(self._dir / f"{b}.npz"))
+        z = _Spilled(self._dir, b)
         z["track"] = self.tracker.final(z["track"])
         if encounters and getattr(self, "_enc", None) is not None:
             rel, starts, S, lut = self._enc
@@ -189,6 +234,8 @@ class BlockAssociation:
         sums, cnt = np.zeros((0, 2)), np.zeros(0, np.int64)
         seen = False
         for b, tr, _ in self._iter():
+            if not _has_appearance(tr):   # TrackletIndex.build would give appearance None: skip the indexing
+                continue
             idx = TrackletIndex.build(tr, source=f"block {b}")
             if idx.appearance is None:
                 continue
@@ -205,6 +252,8 @@ class BlockAssociation:
             mean = sums / cnt[:, None]
         hist = np.zeros((len(self.names), _DEV_BINS), np.int64)
         for b, tr, _ in self._iter():
+            if not _has_appearance(tr):
+                continue
             idx = TrackletIndex.build(tr, source=f"block {b}")
             if idx.appearance is None:
                 continue
@@ -459,7 +508,7 @@ class BlockAssociation:
         (tracklet, frame) order of the original ids (-1 for ``extra`` rows:
         ``(key, frame, w, h)`` of detected rows outside the block).
         """
-        z = np.load(self._dir / f"{b}.npz")
+        z = _Spilled(self._dir, b)
         serial = np.load(self._dir / f"{b}.serial.npy")
         tk, frame, w, h, det = self.k_of_serial[serial], z["frame"], z["w"], z["h"], z["detected"]
         pos = np.arange(len(tk))
@@ -531,7 +580,7 @@ class BlockAssociation:
         for b, tr, other in self._iter():
             if len(tr):
                 # the block's rows in (tracklet, frame) order of the original ids, as spilled in pass 1
-                z = np.load(self._dir / f"{b}.npz")
+                z = _Spilled(self._dir, b)
                 serial = np.load(self._dir / f"{b}.serial.npy")
                 src = tr.iloc[z["source_row"]].reset_index(drop=True)
                 src = src.assign(track_id=self.keys["track_id"].to_numpy()[self.k_of_serial[serial]])

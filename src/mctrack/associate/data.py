@@ -63,8 +63,15 @@ class TrackletIndex:
         cam_id = tracklets["camera_id"].astype(str).to_numpy()
         track = tracklets["track_id"].to_numpy(np.int64)
         frame = tracklets["frame"].to_numpy(np.int64)
-        status = tracklets["frame_status"].astype(str).to_numpy()
-        detected = status == "detected"
+        st = tracklets["frame_status"]
+        if isinstance(st.dtype, pd.CategoricalDtype):   # compare the codes, not one string per row (same masks)
+            cats = np.asarray(st.cat.categories.astype(str))
+            codes = st.cat.codes.to_numpy()
+            detected = codes == (np.flatnonzero(cats == "detected")[0] if (cats == "detected").any() else -2)
+            coasted = codes == (np.flatnonzero(cats == "coasted")[0] if (cats == "coasted").any() else -2)
+        else:
+            status = st.astype(str).to_numpy()
+            detected, coasted = status == "detected", status == "coasted"
         if len(frame) and frame.min() < 0:
             raise InputError(source, "Tracklet2D column 'frame'", f"negative frame {frame.min()}",
                              "frames are 0-based session frames")
@@ -83,7 +90,7 @@ class TrackletIndex:
             raise InputError(source, "Tracklet2D rows",
                              f"camera {keys['camera_id'].iat[k]!r} track {keys['track_id'].iat[k]} has two rows "
                              f"in frame {frame[order][i]}", "pass each tracklet's rows once (no duplicated chunk)")
-        tk, frame, detected, status = tk[order], frame[order], detected[order], status[order]
+        tk, frame, detected, coasted = tk[order], frame[order], detected[order], coasted[order]
         box = tracklets[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)[order]
         cxy = cxy[order]
         K = len(keys)
@@ -112,7 +119,7 @@ class TrackletIndex:
                 app = None
         return cls(keys=keys, camera_names=names, tk=tk, frame=frame, cx=cxy[:, 0], cy=cxy[:, 1],
                    w=box[:, 2] - box[:, 0], h=box[:, 3] - box[:, 1], detected=detected,
-                   coasted=status == "coasted", _code=code, _span=span, source_row=order, appearance=app)
+                   coasted=coasted, _code=code, _span=span, source_row=order, appearance=app)
 
     def row_rays(self, cameras: dict) -> tuple[np.ndarray, np.ndarray]:
         """World ray origin and unit direction ``(N, 3)`` of every row's centroid (cached; NaN for uncalibrated)."""

@@ -133,28 +133,48 @@ class _Projector:
         self.k1, self.k2, self.p1, self.p2, self.k3 = (D[:, i, None] for i in range(5))
         self.W = np.array([c.size[0] for c in cams], np.float64)[:, None]
         self.H = np.array([c.size[1] for c in cams], np.float64)[:, None]
+        # per-camera constants of __call__, (C, 1, 2) to act on (x, y) pairs
+        self._p2 = np.stack([2 * self.p1, 2 * self.p2], -1)        # 2 p1, 2 p2
+        self._p = np.stack([self.p1, self.p2], -1)
+        self._f = np.stack([self.fx[:, None], self.fy[:, None]], -1)
+        self._c = np.stack([self.cx[:, None], self.cy[:, None]], -1)
+        self.R2, self.t2 = np.ascontiguousarray(self.R[:, 2]), self.t[:, 2].copy()
+        self._WH = np.stack([self.W, self.H], -1)                  # (C, 1, 2)
 
     def depth(self, X: np.ndarray, cam: np.ndarray) -> np.ndarray:
         """Camera-frame z (m) of points ``X (n, 3)``, each in its camera ``cam (n,)``."""
-        return np.einsum("ij,ij->i", self.R[cam, 2], X) + self.t[cam, 2]
+        return np.einsum("ij,ij->i", self.R2[cam], X) + self.t2[cam]
 
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Xc = np.einsum("cij,mj->cmi", self.R, X) + self.t[:, None, :]
         depth = Xc[..., 2]
         if self.fast:
-            x, y = Xc[..., 0] / depth, Xc[..., 1] / depth
-            r2 = x * x + y * y
+            # x_d = x·rad + 2 p1 x y + p2 (r² + 2 x²),  y_d = y·rad + p1 (r² + 2 y²) + 2 p2 x y, on (x, y)
+            # pairs: the same products and sums in the same order as written out per coordinate
+            xy = Xc[..., :2] / depth[..., None]
+            x, y = xy[..., 0], xy[..., 1]
+            sq = xy * xy
+            r2 = sq[..., 0] + sq[..., 1]
             rad = 1 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3))
-            xd = x * rad + 2 * self.p1 * x * y + self.p2 * (r2 + 2 * x * x)
-            yd = y * rad + self.p1 * (r2 + 2 * y * y) + 2 * self.p2 * x * y
-            uv = np.empty(x.shape + (2,))
+            cross = self._p2 * x[..., None]
+            cross *= y[..., None]                           # (2 p1 x) y, (2 p2 x) y
+            tang = self._p * (r2[..., None] + 2 * sq)[..., ::-1]   # p1 (r² + 2 y²), p2 (r² + 2 x²)
+            d = xy * rad[..., None]
+            d[..., 0] += cross[..., 0]
+            d[..., 1] += tang[..., 0]
+            d[..., 0] += tang[..., 1]
+            d[..., 1] += cross[..., 1]
+            uv = d * self._f
+            uv += self._c
             u, v = uv[..., 0], uv[..., 1]
-            np.add(self.fx[:, None] * xd, self.cx[:, None], out=u)
-            np.add(self.fy[:, None] * yd, self.cy[:, None], out=v)
         else:
             uv = np.stack([c.project(X) for c in self.cams]) if len(X) else np.zeros((len(self.cams), 0, 2))
             u, v = uv[..., 0], uv[..., 1]
-        out = ~((depth > 0) & (u >= -0.5) & (u < self.W) & (v >= -0.5) & (v < self.H))
+        if self.fast:
+            inb = (uv >= -0.5) & (uv < self._WH)                # u, v in the image, pairwise
+            out = ~((depth > 0) & inb[..., 0] & inb[..., 1])
+        else:
+            out = ~((depth > 0) & (u >= -0.5) & (u < self.W) & (v >= -0.5) & (v < self.H))
         uv[out] = np.nan
         return uv, depth
 
@@ -309,25 +329,27 @@ class FrameTracker:
         T, cfg, proj, f_px = self.T, self.cfg, self.proj, self.f_px
         R = len(rc)
         rows = np.arange(R)                     # the frame's rows, local indices
-        cxr, cyr = cxy[:, 0], cxy[:, 1]
         act = T.alive[:T.n].nonzero()[0]
         step = 1 if self.prev_t is None else t - self.prev_t
         self.prev_t = t
         if act.size:
             _predict(T, act, step, cfg.motion_noise)
-            uvp, depth = proj(T.X[act])                       # (C, A, 2), (C, A)
+            sa = _span(act)                                   # act as a slice when contiguous (views)
+            uvp, depth = proj(T.X[sa])                        # (C, A, 2), (C, A)
             U, Dp = uvp[rc], depth[rc]                         # (R, A, 2), (R, A)
             fr_ = fpx[:, None] / Dp
-            size_a = T.size[act]
-            du, dv = cxr[:, None] - U[..., 0], cyr[:, None] - U[..., 1]
-            d2 = (du ** 2 + dv ** 2) / (tau0_sq[:, None] + T.P[act, 0, 0][None, :] * fr_ ** 2)
+            size_a = T.size[sa]
+            duv = cxy[:, None, :] - U                          # (R, A, 2): du, dv
+            sq = duv * duv                                     # du², dv² (x ** 2 is x * x in numpy)
+            d2 = (sq[..., 0] + sq[..., 1]) / (tau0_sq[:, None] + T.P[sa, 0, 0][None, :] * fr_ ** 2)
             # a row more than 3x the size of the target it would be matched to is not that target
             # (a lighting flash or a camera going dark makes frame-sized foreground blobs)
             ok = (d2 <= cfg.gate ** 2) & ~(size_px[:, None] > (3.0 * size_a)[None, :] * fr_)
             # a row larger than one target whose box holds the predictions of >= 2 confirmed tracks
             # within the gate is a merged blob: its centroid lies between the targets, nobody's measurement
-            inside = ok & (size_px[:, None] > (1.3 * size_a)[None, :] * fr_) & T.confirmed[act][None, :]
+            inside = ok & (size_px[:, None] > (1.3 * size_a)[None, :] * fr_) & T.confirmed[sa][None, :]
             if inside.any():
+                du, dv = duv[..., 0], duv[..., 1]
                 inside &= (np.abs(du) <= (w / 2)[:, None]) & (np.abs(dv) <= (h / 2)[:, None])
                 ok &= (inside.sum(1) < 2)[:, None]
             cont = (self.last_track[tk][:, None] == act[None, :]) & \
@@ -343,6 +365,7 @@ class FrameTracker:
             _update(T, act, rows, rc, assigned, dn, cxy, o_f, d_f, proj, tau0_sq, size_px, f_px, cfg, t, w_f)
         # births from the rows nobody claimed
         free = (assigned < 0).nonzero()[0]
+        n0 = T.n
         if free.size >= 2 and rc[free].min() != rc[free].max():
             uv = cxy
             live = np.flatnonzero(T.alive[:T.n] & T.confirmed[:T.n])
@@ -355,7 +378,7 @@ class FrameTracker:
                 j = int(T.add(X[None], np.array([sz]), t, p0)[0])
                 assigned[grp_rows] = j
                 dn[grp_rows] = 0.0
-        _bookkeeping(T, t, cfg, assigned)
+        _bookkeeping(T, t, cfg, assigned, act if T.n == n0 else None)
         hit = assigned >= 0
         if app is not None:  # per (track, camera) running mean of the assigned rows' appearance
             fin = hit & np.isfinite(app).all(1)
@@ -393,11 +416,15 @@ def _assign(rc: np.ndarray, ok: np.ndarray, c2: np.ndarray, d2: np.ndarray, act:
     split into the connected components of the gate graph: a row whose only
     gated track is gated for no other row of its camera is matched to it
     directly; the remaining rows of all cameras are solved in one call, with
-    one column per (camera, track) in their gates.
+    one column per (camera, track) in their gates. When every row's cheapest
+    track is its own (:func:`_assign_mutual`, the usual frame) that is the
+    optimum and no solver runs.
     """
     R, A = ok.shape
     n_ok = ok.sum(1)
     if not n_ok.any():
+        return
+    if _assign_mutual(rc, c2, d2, act, n_ok, assigned, dn):
         return
     col = ok.argmax(1)
     C = int(rc[-1]) + 1
@@ -424,6 +451,47 @@ def _assign(rc: np.ndarray, ok: np.ndarray, c2: np.ndarray, d2: np.ndarray, act:
     r, j = hard[ri[keep]], ckey[ki[keep]] % A
     assigned[r] = act[j]
     dn[r] = np.sqrt(d2[r, j])
+
+
+def _assign_mutual(rc: np.ndarray, c2: np.ndarray, d2: np.ndarray, act: np.ndarray, n_ok: np.ndarray,
+                   assigned: np.ndarray, dn: np.ndarray) -> bool:
+    """:func:`_assign`'s result without the solver when every row's best track is its own; False otherwise.
+
+    Applies when, for every row with a gated track, (i) its cheapest gated
+    track is cheaper than its second cheapest by more than ``_MARGIN`` (relative;
+    ``c2`` is ``_BIG`` outside the gate, so a row with one gated track always
+    qualifies) and (ii) no other row of its camera has the same cheapest track.
+    Then assigning every such row its cheapest track is *the* optimum of
+    :func:`_assign`'s problem: it matches every row that has a gated track
+    (the most gated pairs any assignment can have, which the ``_BIG`` costs
+    make the first objective), and its cost ``Σ_i min_j c2[i, j]`` is a lower
+    bound of any assignment's cost that any other assignment exceeds by more
+    than the margin, because at least one of its rows then takes a track that
+    is not its cheapest. So the solver (``linear_sum_assignment``, exact up to
+    rounding, which the margin covers) returns this assignment, and the
+    direct matches of :func:`_assign` (a row whose only gated track is gated
+    for no other row of its camera) are a special case of it. Tested against
+    the solver on random problems (``tests/test_associate_frames.py``).
+    """
+    R, A = c2.shape
+    col = c2.argmin(1)
+    if n_ok.all():                   # usually: every row has a gated track
+        has, rh, ch, c2h = slice(None), rc, col, c2
+    else:
+        has = np.flatnonzero(n_ok)
+        rh, ch, c2h = rc[has], col[has], c2[has]
+    if R > 1 and np.bincount(rh * A + ch).max() > 1:   # two rows of a camera with one cheapest track
+        return False
+    if A >= 2:
+        two = np.partition(c2h, 1, axis=1)
+        if not (two[:, 1] - two[:, 0] > _MARGIN * np.maximum(np.abs(two[:, 0]), 1.0)).all():
+            return False
+    assigned[has] = act[ch]
+    dn[has] = np.sqrt(d2[has, ch] if isinstance(has, np.ndarray) else d2[np.arange(R), ch])
+    return True
+
+
+_MARGIN = 1e-6   # relative cost gap below which _assign_mutual leaves a row's choice to the solver
 
 
 _DEV_BIN = 1e-5   # chromaticity units: bin width of the deviation histogram behind appearance_sigma
@@ -495,18 +563,36 @@ def appearance_sigma_rows(tk: np.ndarray, cam: np.ndarray, app: np.ndarray, dete
     return sigma_from_histogram(appearance_histogram(tk, cam, app, ok, mean, n, C))
 
 
+def _span(idx: np.ndarray) -> slice | np.ndarray:
+    """Sorted unique indices ``idx`` as a slice when they are one contiguous range, else ``idx`` itself.
+
+    Indexing the track arrays with the slice gives views instead of gathered
+    copies (the same values; callers write back only arrays computed before).
+    """
+    n = len(idx)
+    if n:
+        lo = int(idx[0])
+        if int(idx[-1]) - lo + 1 == n:
+            return slice(lo, lo + n)
+    return idx
+
+
 def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> None:
     """Constant-velocity prediction over ``step`` frames (discrete white-noise acceleration)."""
     dt = float(step)
+    act = _span(act)
     T.X[act] += T.V[act] * dt
-    P = T.P[act]
+    Pf = T.P[act].reshape(-1, 4)                  # p00, p01, p10, p11
     qa = (motion_noise * T.size[act]) ** 2
-    p00 = P[:, 0, 0] + 2 * dt * P[:, 0, 1] + dt * dt * P[:, 1, 1] + qa * dt ** 4 / 4
-    p01 = P[:, 0, 1] + dt * P[:, 1, 1] + qa * dt ** 3 / 2
-    p11 = P[:, 1, 1] + qa * dt * dt
-    Pn = np.empty_like(P)
-    Pn[:, 0, 0], Pn[:, 0, 1], Pn[:, 1, 0], Pn[:, 1, 1] = p00, p01, p01, p11
-    T.P[act] = Pn
+    # p00 + 2 dt p01 + dt² p11 + qa dt⁴/4,  p01 + dt p11 + qa dt³/2,  p11 + qa dt dt: the three sums as
+    # columns, term by term left to right (an added 0.0 or a product by 1/4 or 1/2 changes no bit)
+    S = Pf[:, _PRED_A] + Pf[:, _PRED_B] * np.array([2 * dt, dt, 0.0])
+    S += Pf[:, 3:] * np.array([dt * dt, 0.0, 0.0])
+    S += (qa[:, None] * np.array([dt ** 4, dt ** 3, dt])) * np.array([0.25, 0.5, dt])
+    T.P[act] = S[:, _PRED_OUT].reshape(-1, 2, 2)
+
+
+_PRED_A, _PRED_B, _PRED_OUT = np.array([0, 1, 3]), np.array([1, 3, 3]), np.array([0, 1, 1, 2])
 
 
 def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t,
@@ -516,20 +602,21 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
     if not hit.size:
         return
     A = len(act)
+    ap = np.searchsorted(act, assigned[hit])   # position of each row's track in act (sorted)
+    r, rh = rows[hit], rc[hit]
     for attempt in range(2):
-        ap = np.searchsorted(act, assigned[hit])   # position of each row's track in act (sorted)
-        r = rows[hit]
-        Xm, n = _intersect(ap, rc[hit], o_all[r], d_all[r], A, len(f_px), None if w_all is None else w_all[r])
+        Xm, n = _intersect(ap, rh, o_all[r], d_all[r], A, len(f_px), None if w_all is None else w_all[r])
         multi = n >= 2
-        if attempt == 1 or not multi.any():
+        if attempt == 1:
             break
         # reprojection of each multi-camera point into the cameras of its rows; only tracks with a row
         # farther than one tau from the prediction can hold a row that disagrees with the others
-        sus = np.zeros(A, bool)
-        sus[ap[dn[hit] > 1.0]] = True
-        check = multi & sus
-        if not check.any():
+        far = ap[dn[hit] > 1.0]
+        if not far.size or not multi[far].any():
             break
+        check = np.zeros(A, bool)
+        check[far] = True
+        check &= multi
         uvq, _ = proj(Xm[check])
         q = np.cumsum(check) - 1
         sel = check[ap]
@@ -549,8 +636,8 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
         hit = np.flatnonzero(assigned >= 0)
         if not hit.size:
             return
-    ap = np.searchsorted(act, assigned[hit])
-    r = rows[hit]
+        ap = np.searchsorted(act, assigned[hit])
+        r, rh = rows[hit], rc[hit]
     seen = n >= 1
     single = seen & ~(multi & np.isfinite(Xm).all(1))
     if single.any():  # one ray: its point nearest to the prediction
@@ -560,35 +647,49 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
         o, d = o_all[k], d_all[k]
         s_ = np.einsum("ij,ij->i", T.X[act[single]] - o, d)
         Xm[single] = o + np.maximum(s_, 0)[:, None] * d
-    tr_ids = act[seen]
-    Xs = Xm[seen]
+    every = seen.all()   # usually: then the [seen] selections below are the arrays themselves
+    ids = act if every else act[seen]
+    tr_ids = _span(ids)
+    Xs = Xm if every else Xm[seen]
     # target size in m from the rows (box size px * depth in the camera / f), EMA; the depth is the
     # camera-frame z, as in the gate (a refracted ray's origin lies on the interface, not at the camera)
-    depth = proj.depth(Xm[ap], rc[hit])
-    sz = size_px[r] * np.maximum(depth, 0) / f_px[rc[hit]]
-    sz_t = (np.bincount(ap, weights=sz, minlength=A) / np.maximum(n, 1))[seen]
+    depth = proj.depth(Xm[ap], rh)
+    sz = size_px[r] * np.maximum(depth, 0) / f_px[rh]
+    sz_t = np.bincount(ap, weights=sz, minlength=A) / np.maximum(n, 1)
+    if not every:
+        sz_t = sz_t[seen]
     old = T.size[tr_ids]
-    T.size[tr_ids] = np.where(old > 0, 0.9 * old + 0.1 * sz_t, sz_t)
+    size = np.where(old > 0, 0.9 * old + 0.1 * sz_t, sz_t)
+    T.size[tr_ids] = size
     # Kalman update, isotropic measurement noise (m): 0.15 target sizes for a multi-camera point,
     # 0.3 for the point on a single ray (its residual along the ray is zero anyway)
-    good_multi = (multi & ~single)[seen]
-    rm = np.where(good_multi, 0.15, 0.3) * T.size[tr_ids]
-    P = T.P[tr_ids]
-    Sx = P[:, 0, 0] + rm ** 2
-    k0, k1 = P[:, 0, 0] / Sx, P[:, 1, 0] / Sx
-    innov = Xs - T.X[tr_ids]
-    T.X[tr_ids] += k0[:, None] * innov
+    good_multi = multi & ~single
+    if not every:
+        good_multi = good_multi[seen]
+    rm = np.where(good_multi, 0.15, 0.3) * size
+    Pf = T.P[tr_ids].reshape(-1, 4)             # p00, p01, p10, p11 (p10 == p01: P is kept symmetric)
+    Sx = Pf[:, 0] + rm ** 2
+    k01 = Pf[:, _P00_P10] / Sx[:, None]         # gains k0 = p00 / Sx, k1 = p10 / Sx
+    k0, k1 = k01[:, 0], k01[:, 1]
+    X0 = T.X[tr_ids]
+    innov = Xs - X0
+    T.X[tr_ids] = X0 + k0[:, None] * innov
     T.V[tr_ids] += k1[:, None] * innov
-    p00, p01, p11 = P[:, 0, 0], P[:, 0, 1], P[:, 1, 1]
-    Pn = np.empty_like(P)
-    Pn[:, 0, 0] = (1 - k0) * p00
-    Pn[:, 0, 1] = Pn[:, 1, 0] = (1 - k0) * p01
-    Pn[:, 1, 1] = p11 - k1 * p01
-    T.P[tr_ids] = Pn
-    m = tr_ids[good_multi]
-    T.streak[m] += 1
-    T.last_multi[m] = t
-    T.streak[tr_ids[~good_multi]] = 0
+    Pn = np.empty_like(Pf)
+    np.multiply((1 - k0)[:, None], Pf[:, :3], out=Pn[:, :3])   # (1 - k0) p00, (1 - k0) p01 (twice)
+    Pn[:, 3] = Pf[:, 3] - k1 * Pf[:, 1]
+    T.P[tr_ids] = Pn.reshape(-1, 2, 2)
+    T.streak[tr_ids] = np.where(good_multi, T.streak[tr_ids] + 1, 0)
+    T.last_multi[ids[good_multi]] = t
+
+
+_P00_P10 = np.array([0, 2])
+
+
+_COF = (np.array([1, 4, 3, 0, 3, 0]), np.array([2, 5, 5, 2, 4, 1]), np.array([5, 3, 4, 4, 0, 3]),
+        np.array([5, 2, 1, 4, 5, 3]))   # cofactor terms of _intersect, indices into (a, e, i, b, c, f)
+_DET = np.array([0, 3, 4])
+_ADJ = np.array([0, 1, 2, 1, 3, 4, 2, 4, 5])
 
 
 def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: int, C: int,
@@ -613,8 +714,9 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
     if C < 8:
         W = _ray_weights(o, d) if w is None else w
         s = np.bincount((g[:, None] * 9 + np.arange(9)).ravel(), weights=W.ravel(), minlength=G * 9).reshape(G, 9)
-        a, e, i = n - s[:, 0], n - s[:, 1], n - s[:, 2]
-        bq, c, f = -s[:, 3], -s[:, 4], -s[:, 5]
+        V = np.empty((G, 6))                      # a, e, i, b, c, f of the symmetric matrix [[a b c] [b e f] [c f i]]
+        np.subtract(n[:, None], s[:, :3], out=V[:, :3])
+        np.negative(s[:, 3:6], out=V[:, 3:])
         b = s[:, 6:]
     else:
         P = o - d * (d * o).sum(1)[:, None]
@@ -624,14 +726,15 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
         Pd[g, cam] = P
         b = Pd.sum(1)
         dx, dy, dz = D[..., 0], D[..., 1], D[..., 2]
-        a, e, i = n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1)
-        bq, c, f = -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)
-    A0, A1, A2 = e * i - f * f, c * f - bq * i, bq * f - c * e
-    B1, B2, C2 = a * i - c * c, bq * c - a * f, a * e - bq * bq
-    det = a * A0 + bq * A1 + c * A2
-    X = np.stack([A0 * b[:, 0] + A1 * b[:, 1] + A2 * b[:, 2],
-                  A1 * b[:, 0] + B1 * b[:, 1] + B2 * b[:, 2],
-                  A2 * b[:, 0] + B2 * b[:, 1] + C2 * b[:, 2]], 1) / det[:, None]
+        V = np.column_stack([n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1),
+                             -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)])
+    # cofactors A0 = e·i − f², A1 = c·f − b·i, A2 = b·f − c·e, B1 = a·i − c², B2 = b·c − a·f, C2 = a·e − b²,
+    # each product and difference evaluated as written (elementwise, so stacking them changes no bit)
+    cof = V[:, _COF[0]] * V[:, _COF[1]] - V[:, _COF[2]] * V[:, _COF[3]]
+    q = V[:, _DET] * cof[:, :3]                  # det = a·A0 + b·A1 + c·A2, summed left to right
+    det = q[:, 0] + q[:, 1] + q[:, 2]
+    t = cof[:, _ADJ].reshape(-1, 3, 3) * b[:, None, :]   # adjugate (symmetric) times b, row by row
+    X = (t[..., 0] + t[..., 1] + t[..., 2]) / det[:, None]
     X[(n < 2) | ~(np.abs(det) > 1e-12)] = np.nan
     return X, n
 
@@ -644,18 +747,28 @@ def _ray_weights(o: np.ndarray, d: np.ndarray) -> np.ndarray:
                             d[:, 0] * d[:, 2], d[:, 1] * d[:, 2], P])
 
 
-def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarray) -> None:
-    """Confirm tentative tracks, drop failed ones, end lost tracks and duplicates."""
-    act = np.flatnonzero(T.alive[:T.n])
+def _bookkeeping(T: _Tracks, t: int, cfg: AssociationConfig, assigned: np.ndarray,
+                 act: np.ndarray | None = None) -> None:
+    """Confirm tentative tracks, drop failed ones, end lost tracks and duplicates.
+
+    ``act``: the live tracks if the caller has them (no track born or ended since it took them)."""
+    if act is None:
+        act = np.flatnonzero(T.alive[:T.n])
     if not act.size:
         return
-    if not T.confirmed[act].all():
+    sa = _span(act)
+    conf = T.confirmed[sa]
+    if not conf.all():
         _tentative(T, act, t, cfg, assigned)
-    lost = act[T.confirmed[act] & (t - T.last_multi[act] > cfg.max_coast_frames)]
-    T.alive[lost] = False
+        conf = T.confirmed[sa]
+    lost = act[conf & (t - T.last_multi[sa] > cfg.max_coast_frames)]
+    if lost.size:
+        T.alive[lost] = False
+    if t % _DUP_EVERY:
+        return
     # duplicates: two confirmed tracks within a quarter target size for n_init + 10 frames
     live = act[T.alive[act] & T.confirmed[act]]
-    if live.size >= 2 and t % _DUP_EVERY == 0:
+    if live.size >= 2:
         D2 = ((T.X[live, None] - T.X[None, live]) ** 2).sum(2)
         near = D2 < (0.25 * np.minimum(T.size[live, None], T.size[None, live])) ** 2
         # the younger of two near tracks (born later, or later index) is the duplicate
