@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from association_accuracy import REPO, SYNTHETIC, _ceiling, _run
 
 import mctrack.triangulate as T
-from association_accuracy import REPO, SYNTHETIC, _ceiling, _run
 from mctrack.calibration import load_calibration
 from mctrack.evaluate import evaluate_3d_tracking, read_gt3d
 from mctrack.tables import TRACKLET2D, read_tables

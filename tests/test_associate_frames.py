@@ -290,7 +290,7 @@ def test_assign_fast_path_equals_the_lap(density):
     from mctrack.associate.frames import _BIG, _assign, _assign_mutual
     rng = np.random.default_rng(int(density * 100))
     fast = 0
-    for trial in range(300):
+    for _trial in range(300):
         C, A = int(rng.integers(1, 5)), int(rng.integers(1, 12))
         rc = np.sort(rng.integers(0, C, int(rng.integers(1, 20))))
         act = np.sort(rng.choice(100, A, replace=False))

@@ -42,8 +42,15 @@ from ..errors import InputError
 from ..tables import ROW_GROUP_ROWS, TRACKLET2D, TableSpec
 from .config import AssociationConfig
 from .data import TrackletIndex
-from .encounters import (appearance_means, appearance_sums, cut_plan, fragments_of, link_plan, plan_key_span,
-                         points_from_rows)
+from .encounters import (
+    appearance_means,
+    appearance_sums,
+    cut_plan,
+    fragments_of,
+    link_plan,
+    plan_key_span,
+    points_from_rows,
+)
 from .frames import _DEV_BINS, FrameTracker, appearance_histogram, appearance_stats, sigma_from_histogram
 from .refine import _segment, group_points, reprojected_rows, stitch_groups
 
@@ -572,7 +579,7 @@ class BlockAssociation:
 
     @property
     def evidence(self) -> pd.DataFrame:
-        self.association
+        _ = self.association  # builds both tables on first use
         return self._evid
 
     def tracklets(self) -> Iterator[pd.DataFrame]:

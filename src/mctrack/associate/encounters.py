@@ -52,7 +52,6 @@ they moved the hard scene's IDF1 by up to 0.03, without a trend).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 

@@ -64,9 +64,9 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from ..calibration import Camera
+from ..errors import InputError
 from .config import AssociationConfig
 from .data import TrackletIndex
-from ..errors import InputError
 from .evidence import closest_points
 from .refine import _segment
 
