@@ -190,6 +190,9 @@ class UltralyticsDetector:
 
         Returns one ``(boxes, confidence, class_id)`` per image: ``(N, 4)
         float32`` xyxy px in the input image, ``(N,) float32``, ``(N,) int32``.
+        If ultralytics' NMS reports its time limit (a busy machine) while a
+        forward batch held several images, the images are predicted again one
+        at a time, so no image silently comes back without its boxes.
         """
         if not images:
             return []
