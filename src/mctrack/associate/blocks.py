@@ -237,9 +237,9 @@ class BlockAssociation:
         return z
 
     # ---- pass 0: appearance spread (as frames.appearance_sigma over the whole session) ---------------------
-    def _appearance_pass(self) -> np.ndarray | None:
-        sums, cnt = np.zeros((0, 2)), np.zeros(0, np.int64)
-        seen = False
+    def _appearance_rows(self):
+        """Per block with appearance: ``(key, cam, appearance, ok)`` of its rows (session tracklet key, camera
+        index into ``names``, (N, 2) chromaticity, detected with finite appearance)."""
         for b, tr, _ in self._iter():
             if not _has_appearance(tr):   # TrackletIndex.build would give appearance None: skip the indexing
                 continue
@@ -248,8 +248,13 @@ class BlockAssociation:
                 continue
             key = self._keys(idx)[idx.tk]
             cam = np.searchsorted(self.names, np.asarray(idx.camera_names, dtype=str))[idx.keys["cam"].to_numpy()][idx.tk]
-            ok = idx.detected & np.isfinite(idx.appearance).all(1)
-            s_, c_ = appearance_stats(key, idx.appearance, ok, len(self._key_cam))
+            yield key, cam, idx.appearance, idx.detected & np.isfinite(idx.appearance).all(1)
+
+    def _appearance_pass(self) -> np.ndarray | None:
+        sums, cnt = np.zeros((0, 2)), np.zeros(0, np.int64)
+        seen = False
+        for key, _, app, ok in self._appearance_rows():
+            s_, c_ = appearance_stats(key, app, ok, len(self._key_cam))
             sums = np.r_[sums, np.zeros((len(c_) - len(cnt), 2))] + s_
             cnt = np.r_[cnt, np.zeros(len(c_) - len(cnt), np.int64)] + c_
             seen = True
@@ -258,16 +263,8 @@ class BlockAssociation:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = sums / cnt[:, None]
         hist = np.zeros((len(self.names), _DEV_BINS), np.int64)
-        for b, tr, _ in self._iter():
-            if not _has_appearance(tr):
-                continue
-            idx = TrackletIndex.build(tr, source=f"block {b}")
-            if idx.appearance is None:
-                continue
-            key = self._keys(idx)[idx.tk]
-            cam = np.searchsorted(self.names, np.asarray(idx.camera_names, dtype=str))[idx.keys["cam"].to_numpy()][idx.tk]
-            ok = idx.detected & np.isfinite(idx.appearance).all(1)
-            hist += appearance_histogram(key, cam, idx.appearance, ok, mean, cnt, len(self.names))
+        for key, cam, app, ok in self._appearance_rows():  # second pass: deviations from the tracklet means
+            hist += appearance_histogram(key, cam, app, ok, mean, cnt, len(self.names))
         return sigma_from_histogram(hist)
 
     # ---- pass 1b: encounters (cut 3D tracks at ambiguous meetings and coasts, relink) -----------------------
