@@ -47,10 +47,10 @@ class QCData:
     """Reduced stage tables for QC (``C`` cameras, ``T`` frames, ``K`` global ids).
 
     ``det_per_frame (C, T) int32``; ``track_lengths``: rows per tracklet
-    (camera, track_id, length, global_id); ``rows`` / ``coasted`` ``(C,)``
-    tracklet rows and rows without a detection (coasted, interpolated or
-    reprojected); ``by_status``: ``{status: (C,) rows}`` for each of those three
-    ``frame_status`` values; ``runs``: DataFrame ``camera`` (index),
+    (camera, track_id, length, global_id); ``rows`` ``(C,)`` tracklet rows;
+    ``by_status``: ``{status: (C,) rows}`` for each ``frame_status`` other than
+    detected (coasted, interpolated, reprojected), and their sum ``coasted``
+    ``(C,)`` (rows without a detection); ``runs``: DataFrame ``camera`` (index),
     ``global_id``, ``start``, ``stop`` (exclusive) of consecutive *detected*
     frames; ``active (T, K) bool`` (some camera has a row of the id);
     ``points``: POINTS3D columns ``frame, global_id, x, y, n_cameras,
@@ -63,12 +63,16 @@ class QCData:
     det_per_frame: np.ndarray
     track_lengths: pd.DataFrame
     rows: np.ndarray
-    coasted: np.ndarray
+    by_status: dict
     runs: pd.DataFrame
     active: np.ndarray
     points: pd.DataFrame
     residuals: dict = field(default_factory=dict)
-    by_status: dict = field(default_factory=dict)
+
+    @property
+    def coasted(self) -> np.ndarray:
+        """``(C,)`` tracklet rows without a detection (every status but detected)."""
+        return sum(self.by_status.values(), np.zeros(len(self.cameras), np.int64))
 
     @property
     def n_global_ids(self) -> int:
@@ -114,7 +118,7 @@ def collect_qc_data(detections, tracklets, association: pd.DataFrame, points, re
         ok = (cc >= 0) & (f >= 0) & (f < T)
         det += np.bincount(cc[ok] * T + f[ok], minlength=C * T).reshape(C, T).astype(np.int32)
 
-    rows, coasted = np.zeros(C, np.int64), np.zeros(C, np.int64)
+    rows = np.zeros(C, np.int64)
     by_status = {st: np.zeros(C, np.int64) for st in FRAME_STATUS if st != "detected"}
     active = np.zeros((max(T, 0), K), bool)
     lengths, runs = [], []
@@ -127,7 +131,6 @@ def collect_qc_data(detections, tracklets, association: pd.DataFrame, points, re
         status = tr["frame_status"].astype(str).to_numpy()
         is_det = status == "detected"
         rows += np.bincount(cc, minlength=C)
-        coasted += np.bincount(cc[~is_det], minlength=C)
         for st, n in by_status.items():
             n += np.bincount(cc[status == st], minlength=C)
         key = cc * (1 << 40) + tid
@@ -182,8 +185,7 @@ def collect_qc_data(detections, tracklets, association: pd.DataFrame, points, re
                 codes = cam_index.get_indexer(pd.Index(col.dictionary.to_pylist()))[col.indices.to_numpy()]
                 for i, cam in enumerate(cameras):
                     res[cam] = vals[codes == i]
-    return QCData(list(cameras), T, association, det, track_lengths, rows, coasted, runs_df, active, pts, res,
-                  by_status)
+    return QCData(list(cameras), T, association, det, track_lengths, rows, by_status, runs_df, active, pts, res)
 
 
 # --------------------------------------------------------------------------- proxy metrics
@@ -357,7 +359,7 @@ def plot_coasted_fraction(qc: QCData):
     """
     fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(qc.cameras) + 1.5), 3.2))
     colours = {"coasted": "tab:orange", "interpolated": "tab:purple", "reprojected": "tab:cyan"}
-    parts = qc.by_status or {"coasted": qc.coasted}
+    parts = qc.by_status
     bottom = np.zeros(len(qc.cameras))
     with np.errstate(invalid="ignore", divide="ignore"):
         for st, n in parts.items():
