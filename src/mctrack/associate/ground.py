@@ -610,7 +610,8 @@ def merged_parts(rows: pd.DataFrame, maps: dict[str, GroundMap], cfg: GroundConf
     return out[np.isfinite(out[["x", "y", "r2"]]).all(axis=1)].reset_index(drop=True)
 
 
-def fragment_rows(tracklets: pd.DataFrame, maps: dict[str, GroundMap], min_width: float) -> np.ndarray:
+def fragment_rows(tracklets: pd.DataFrame, maps: dict[str, GroundMap], min_width: float,
+                  width: np.ndarray | None = None) -> np.ndarray:
     """``(N,) bool``: rows whose box bottom edge spans less than ``min_width`` m of floor (:func:`box_ground_width`).
 
     Boxes touching the image's left or right border (within 1 px; image size
@@ -619,9 +620,9 @@ def fragment_rows(tracklets: pd.DataFrame, maps: dict[str, GroundMap], min_width
     width (no map, edge above the horizon) are False. On the synthetic floor
     scene (0.5 m walkers) boxes of whole walkers inside the image span at
     least 0.31 m (0.5 % quantile 0.31, 1 % 0.55; seed 0), the static ghosts of one
-    camera 0.14 m.
+    camera 0.14 m. ``width``: the rows' :func:`box_ground_width` if the caller has it.
     """
-    w = box_ground_width(tracklets, maps)
+    w = box_ground_width(tracklets, maps) if width is None else width
     cut = np.zeros(len(tracklets), bool)
     cams = tracklets["camera_id"].astype(str).to_numpy()
     for name, gm in maps.items():
@@ -642,10 +643,13 @@ def weak_rows(tracklets: pd.DataFrame, maps: dict[str, GroundMap], cfg: GroundCo
     where no clean row of the target exists).
     """
     weak = np.zeros(len(tracklets), bool)
+    if not (cfg.max_ground_width > 0 or cfg.min_ground_width > 0):
+        return weak
+    w = box_ground_width(tracklets, maps)
     if cfg.max_ground_width > 0:
-        weak |= box_ground_width(tracklets, maps) > cfg.max_ground_width
+        weak |= w > cfg.max_ground_width
     if cfg.min_ground_width > 0:
-        weak |= fragment_rows(tracklets, maps, cfg.min_ground_width)
+        weak |= fragment_rows(tracklets, maps, cfg.min_ground_width, w)
     return weak
 
 
