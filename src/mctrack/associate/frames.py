@@ -51,13 +51,18 @@ rows are absorbed by their neighbours. Each piece becomes one tracklet of
 the ASSOCIATION table (``parent_track_id`` = the tracker's track id), so the
 downstream tables are unchanged.
 
-Cost: one Python iteration per frame with numpy work over that frame's rows
-and tracks (no per-target loop). :class:`FrameTracker` carries the tracker's
+Cost: one Python iteration per frame; the arithmetic over that frame's rows
+and tracks (projection, gate, assignment without the solver, ray
+intersection, prediction, update) runs in compiled kernels
+(:mod:`.kernels`, numba), the rest in numpy (no per-target Python loop). :class:`FrameTracker` carries the tracker's
 state from one block of frames to the next, so a session can be tracked block
 by block (:mod:`.blocks`) with memory bounded by a block.
 """
 
 from __future__ import annotations
+
+import importlib.util
+import sys
 
 import numpy as np
 import pandas as pd
@@ -69,6 +74,25 @@ from .config import AssociationConfig
 from .data import TrackletIndex
 from .evidence import closest_points
 from .refine import _segment
+
+
+def _lazy_module(name: str):
+    """``name`` imported on first attribute access (``importlib.util.LazyLoader``, the stdlib recipe).
+
+    The compiled kernels import numba (~0.4 s); jobs that import this package
+    without tracking (triangulate, handoffs) do not pay for it.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+kernels = _lazy_module(__package__ + ".kernels")
 
 _BIG = 1e12
 _DUP_EVERY = 5  # frames between duplicate-track checks (the check needs n_init + 10 frames anyway)
@@ -113,8 +137,8 @@ class _Projector:
     """Projection of world points into all cameras at once.
 
     Plain pinhole cameras with up to 5 OpenCV distortion coefficients
-    ``(k1, k2, p1, p2, k3)`` are projected in one vectorised step with OpenCV's
-    model (``cv2.projectPoints`` documentation, "Detailed description");
+    ``(k1, k2, p1, p2, k3)`` are projected in one compiled call with OpenCV's
+    model (:func:`.kernels.project_pinhole`);
     other cameras (fisheye, rational model, refractive) through their own
     ``project``. ``__call__(X (M, 3))`` returns ``uv (C, M, 2)`` px (NaN
     behind a camera or outside its image) and ``depth (C, M)`` m.
@@ -133,48 +157,23 @@ class _Projector:
         self.k1, self.k2, self.p1, self.p2, self.k3 = (D[:, i, None] for i in range(5))
         self.W = np.array([c.size[0] for c in cams], np.float64)[:, None]
         self.H = np.array([c.size[1] for c in cams], np.float64)[:, None]
-        # per-camera constants of __call__, (C, 1, 2) to act on (x, y) pairs
-        self._p2 = np.stack([2 * self.p1, 2 * self.p2], -1)        # 2 p1, 2 p2
-        self._p = np.stack([self.p1, self.p2], -1)
-        self._f = np.stack([self.fx[:, None], self.fy[:, None]], -1)
-        self._c = np.stack([self.cx[:, None], self.cy[:, None]], -1)
+        # per-camera constants of kernels.project_pinhole, (C,) each
+        self._consts = tuple(np.ascontiguousarray(a.ravel(), np.float64) for a in (
+            self.k1, self.k2, self.k3, self.p1, self.p2, self.fx, self.fy, self.cx, self.cy, self.W, self.H))
         self.R2, self.t2 = np.ascontiguousarray(self.R[:, 2]), self.t[:, 2].copy()
-        self._WH = np.stack([self.W, self.H], -1)                  # (C, 1, 2)
 
     def depth(self, X: np.ndarray, cam: np.ndarray) -> np.ndarray:
         """Camera-frame z (m) of points ``X (n, 3)``, each in its camera ``cam (n,)``."""
         return np.einsum("ij,ij->i", self.R2[cam], X) + self.t2[cam]
 
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.fast:
+            return kernels.project_pinhole(self.R, self.t, X, *self._consts)
         Xc = np.einsum("cij,mj->cmi", self.R, X) + self.t[:, None, :]
         depth = Xc[..., 2]
-        if self.fast:
-            # x_d = x·rad + 2 p1 x y + p2 (r² + 2 x²),  y_d = y·rad + p1 (r² + 2 y²) + 2 p2 x y, on (x, y)
-            # pairs: the same products and sums in the same order as written out per coordinate
-            xy = Xc[..., :2] / depth[..., None]
-            x, y = xy[..., 0], xy[..., 1]
-            sq = xy * xy
-            r2 = sq[..., 0] + sq[..., 1]
-            rad = 1 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3))
-            cross = self._p2 * x[..., None]
-            cross *= y[..., None]                           # (2 p1 x) y, (2 p2 x) y
-            tang = self._p * (r2[..., None] + 2 * sq)[..., ::-1]   # p1 (r² + 2 y²), p2 (r² + 2 x²)
-            d = xy * rad[..., None]
-            d[..., 0] += cross[..., 0]
-            d[..., 1] += tang[..., 0]
-            d[..., 0] += tang[..., 1]
-            d[..., 1] += cross[..., 1]
-            uv = d * self._f
-            uv += self._c
-            u, v = uv[..., 0], uv[..., 1]
-        else:
-            uv = np.stack([c.project(X) for c in self.cams]) if len(X) else np.zeros((len(self.cams), 0, 2))
-            u, v = uv[..., 0], uv[..., 1]
-        if self.fast:
-            inb = (uv >= -0.5) & (uv < self._WH)                # u, v in the image, pairwise
-            out = ~((depth > 0) & inb[..., 0] & inb[..., 1])
-        else:
-            out = ~((depth > 0) & (u >= -0.5) & (u < self.W) & (v >= -0.5) & (v < self.H))
+        uv = np.stack([c.project(X) for c in self.cams]) if len(X) else np.zeros((len(self.cams), 0, 2))
+        u, v = uv[..., 0], uv[..., 1]
+        out = ~((depth > 0) & (u >= -0.5) & (u < self.W) & (v >= -0.5) & (v < self.H))
         uv[out] = np.nan
         return uv, depth
 
@@ -336,25 +335,15 @@ class FrameTracker:
             _predict(T, act, step, cfg.motion_noise)
             sa = _span(act)                                   # act as a slice when contiguous (views)
             uvp, depth = proj(T.X[sa])                        # (C, A, 2), (C, A)
-            U, Dp = uvp[rc], depth[rc]                         # (R, A, 2), (R, A)
-            fr_ = fpx[:, None] / Dp
-            size_a = T.size[sa]
-            duv = cxy[:, None, :] - U                          # (R, A, 2): du, dv
-            sq = duv * duv                                     # du², dv² (x ** 2 is x * x in numpy)
-            d2 = (sq[..., 0] + sq[..., 1]) / (tau0_sq[:, None] + T.P[sa, 0, 0][None, :] * fr_ ** 2)
-            # a row more than 3x the size of the target it would be matched to is not that target
-            # (a lighting flash or a camera going dark makes frame-sized foreground blobs)
-            ok = (d2 <= cfg.gate ** 2) & ~(size_px[:, None] > (3.0 * size_a)[None, :] * fr_)
-            # a row larger than one target whose box holds the predictions of >= 2 confirmed tracks
-            # within the gate is a merged blob: its centroid lies between the targets, nobody's measurement
-            inside = ok & (size_px[:, None] > (1.3 * size_a)[None, :] * fr_) & T.confirmed[sa][None, :]
-            if inside.any():
-                du, dv = duv[..., 0], duv[..., 1]
-                inside &= (np.abs(du) <= (w / 2)[:, None]) & (np.abs(dv) <= (h / 2)[:, None])
-                ok &= (inside.sum(1) < 2)[:, None]
-            cont = (self.last_track[tk][:, None] == act[None, :]) & \
-                ((t - self.last_frame[tk]) <= cfg.continuity_frames)[:, None]
-            c2 = np.where(ok, d2 - cfg.continuity_bonus * cont, _BIG)
+            # (R, A) normalised squared distances, gate and costs (kernels.gate_costs): a row more than 3x
+            # the size of the target it would be matched to is not that target (a lighting flash or a
+            # camera going dark makes frame-sized foreground blobs); a row larger than one target whose box
+            # holds the predictions of >= 2 confirmed tracks within the gate is a merged blob (its centroid
+            # lies between the targets, nobody's measurement); continuity bonus for the tracklet's track
+            d2, ok, c2 = kernels.gate_costs(
+                uvp, depth, rc, cxy, w, h, tau0_sq, fpx, size_px, T.size[sa], T.P[sa, 0, 0], T.confirmed[sa],
+                cfg.gate ** 2, self.last_track[tk], (t - self.last_frame[tk]) <= cfg.continuity_frames, act,
+                float(cfg.continuity_bonus), _BIG)
             if app is not None:  # appearance: squared normalised chromaticity distance, capped at 3σ
                 am = T.app[act[None, :], rc[:, None]]                                        # (R, A, 2)
                 an = T.app_n[act[None, :], rc[:, None]]                                      # (R, A)
@@ -473,22 +462,7 @@ def _assign_mutual(rc: np.ndarray, c2: np.ndarray, d2: np.ndarray, act: np.ndarr
     for no other row of its camera) are a special case of it. Tested against
     the solver on random problems (``tests/test_associate_frames.py``).
     """
-    R, A = c2.shape
-    col = c2.argmin(1)
-    if n_ok.all():                   # usually: every row has a gated track
-        has, rh, ch, c2h = slice(None), rc, col, c2
-    else:
-        has = np.flatnonzero(n_ok)
-        rh, ch, c2h = rc[has], col[has], c2[has]
-    if R > 1 and np.bincount(rh * A + ch).max() > 1:   # two rows of a camera with one cheapest track
-        return False
-    if A >= 2:
-        two = np.partition(c2h, 1, axis=1)
-        if not (two[:, 1] - two[:, 0] > _MARGIN * np.maximum(np.abs(two[:, 0]), 1.0)).all():
-            return False
-    assigned[has] = act[ch]
-    dn[has] = np.sqrt(d2[has, ch] if isinstance(has, np.ndarray) else d2[np.arange(R), ch])
-    return True
+    return kernels.assign_mutual(rc, c2, d2, act, n_ok, _MARGIN, assigned, dn)
 
 
 _MARGIN = 1e-6   # relative cost gap below which _assign_mutual leaves a row's choice to the solver
@@ -580,19 +554,7 @@ def _span(idx: np.ndarray) -> slice | np.ndarray:
 def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> None:
     """Constant-velocity prediction over ``step`` frames (discrete white-noise acceleration)."""
     dt = float(step)
-    act = _span(act)
-    T.X[act] += T.V[act] * dt
-    Pf = T.P[act].reshape(-1, 4)                  # p00, p01, p10, p11
-    qa = (motion_noise * T.size[act]) ** 2
-    # p00 + 2 dt p01 + dt² p11 + qa dt⁴/4,  p01 + dt p11 + qa dt³/2,  p11 + qa dt dt: the three sums as
-    # columns, term by term left to right (an added 0.0 or a product by 1/4 or 1/2 changes no bit)
-    S = Pf[:, _PRED_A] + Pf[:, _PRED_B] * np.array([2 * dt, dt, 0.0])
-    S += Pf[:, 3:] * np.array([dt * dt, 0.0, 0.0])
-    S += (qa[:, None] * np.array([dt ** 4, dt ** 3, dt])) * np.array([0.25, 0.5, dt])
-    T.P[act] = S[:, _PRED_OUT].reshape(-1, 2, 2)
-
-
-_PRED_A, _PRED_B, _PRED_OUT = np.array([0, 1, 3]), np.array([1, 3, 3]), np.array([0, 1, 1, 2])
+    kernels.predict_cv(T.X, T.V, T.P, T.size, act, dt, dt ** 4, dt ** 3, float(motion_noise))
 
 
 def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t,
@@ -638,52 +600,8 @@ def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, ta
             return
         ap = np.searchsorted(act, assigned[hit])
         r, rh = rows[hit], rc[hit]
-    seen = n >= 1
-    single = seen & ~(multi & np.isfinite(Xm).all(1))
-    if single.any():  # one ray: its point nearest to the prediction
-        first = np.full(A, -1, np.int64)
-        first[ap[::-1]] = np.arange(len(ap))[::-1]
-        k = r[first[single]]
-        o, d = o_all[k], d_all[k]
-        s_ = np.einsum("ij,ij->i", T.X[act[single]] - o, d)
-        Xm[single] = o + np.maximum(s_, 0)[:, None] * d
-    every = seen.all()   # usually: then the [seen] selections below are the arrays themselves
-    ids = act if every else act[seen]
-    tr_ids = _span(ids)
-    Xs = Xm if every else Xm[seen]
-    # target size in m from the rows (box size px * depth in the camera / f), EMA; the depth is the
-    # camera-frame z, as in the gate (a refracted ray's origin lies on the interface, not at the camera)
-    depth = proj.depth(Xm[ap], rh)
-    sz = size_px[r] * np.maximum(depth, 0) / f_px[rh]
-    sz_t = np.bincount(ap, weights=sz, minlength=A) / np.maximum(n, 1)
-    if not every:
-        sz_t = sz_t[seen]
-    old = T.size[tr_ids]
-    size = np.where(old > 0, 0.9 * old + 0.1 * sz_t, sz_t)
-    T.size[tr_ids] = size
-    # Kalman update, isotropic measurement noise (m): 0.15 target sizes for a multi-camera point,
-    # 0.3 for the point on a single ray (its residual along the ray is zero anyway)
-    good_multi = multi & ~single
-    if not every:
-        good_multi = good_multi[seen]
-    rm = np.where(good_multi, 0.15, 0.3) * size
-    Pf = T.P[tr_ids].reshape(-1, 4)             # p00, p01, p10, p11 (p10 == p01: P is kept symmetric)
-    Sx = Pf[:, 0] + rm ** 2
-    k01 = Pf[:, _P00_P10] / Sx[:, None]         # gains k0 = p00 / Sx, k1 = p10 / Sx
-    k0, k1 = k01[:, 0], k01[:, 1]
-    X0 = T.X[tr_ids]
-    innov = Xs - X0
-    T.X[tr_ids] = X0 + k0[:, None] * innov
-    T.V[tr_ids] += k1[:, None] * innov
-    Pn = np.empty_like(Pf)
-    np.multiply((1 - k0)[:, None], Pf[:, :3], out=Pn[:, :3])   # (1 - k0) p00, (1 - k0) p01 (twice)
-    Pn[:, 3] = Pf[:, 3] - k1 * Pf[:, 1]
-    T.P[tr_ids] = Pn.reshape(-1, 2, 2)
-    T.streak[tr_ids] = np.where(good_multi, T.streak[tr_ids] + 1, 0)
-    T.last_multi[ids[good_multi]] = t
-
-
-_P00_P10 = np.array([0, 2])
+    kernels.update_tracks(T.X, T.V, T.P, T.size, T.streak, T.last_multi, act, Xm, n, ap, r, rh, o_all, d_all,
+                          size_px, f_px, proj.R2, proj.t2, t)
 
 
 _COF = (np.array([1, 4, 3, 0, 3, 0]), np.array([2, 5, 5, 2, 4, 1]), np.array([5, 3, 4, 4, 0, 3]),
@@ -702,32 +620,26 @@ def _intersect(g: np.ndarray, cam: np.ndarray, o: np.ndarray, d: np.ndarray, G: 
     ``(G,)``. The rays are laid out densely as ``(G, C, 3)`` (zeros where a
     camera has no ray, which adds nothing to the sums) and the 3×3 normal
     equations ``Σ(I − d dᵀ) X = Σ(I − d dᵀ) o`` are solved in closed form
-    (adjugate / determinant): a few dozen small numpy operations per frame
-    instead of a batched ``np.linalg.solve``. With fewer than 8 cameras the
-    sums are ``np.bincount`` over the rays instead (the rays of a group come in
-    camera order, so the additions happen in the same order and the result is
-    bit-identical; numpy sums ≥ 8 terms pairwise, hence the dense layout there),
-    all nine in one ``bincount``; ``w`` is :func:`_ray_weights` of the rays if
-    already computed.
+    (adjugate / determinant) instead of a batched ``np.linalg.solve``. With
+    fewer than 8 cameras the sums are accumulated ray by ray in one compiled
+    call (:func:`.kernels.intersect_rays`; the rays of a group come in camera
+    order, so the additions happen in the same order as the dense sums and the
+    result is bit-identical; numpy sums ≥ 8 terms pairwise, hence the dense
+    layout there); ``w`` is :func:`_ray_weights` of the rays if already
+    computed.
     """
-    n = np.bincount(g, minlength=G)
     if C < 8:
-        W = _ray_weights(o, d) if w is None else w
-        s = np.bincount((g[:, None] * 9 + np.arange(9)).ravel(), weights=W.ravel(), minlength=G * 9).reshape(G, 9)
-        V = np.empty((G, 6))                      # a, e, i, b, c, f of the symmetric matrix [[a b c] [b e f] [c f i]]
-        np.subtract(n[:, None], s[:, :3], out=V[:, :3])
-        np.negative(s[:, 3:6], out=V[:, 3:])
-        b = s[:, 6:]
-    else:
-        P = o - d * (d * o).sum(1)[:, None]
-        D = np.zeros((G, C, 3))
-        Pd = np.zeros((G, C, 3))
-        D[g, cam] = d
-        Pd[g, cam] = P
-        b = Pd.sum(1)
-        dx, dy, dz = D[..., 0], D[..., 1], D[..., 2]
-        V = np.column_stack([n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1),
-                             -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)])
+        return kernels.intersect_rays(g, _ray_weights(o, d) if w is None else w, G)
+    n = np.bincount(g, minlength=G)
+    P = o - d * (d * o).sum(1)[:, None]
+    D = np.zeros((G, C, 3))
+    Pd = np.zeros((G, C, 3))
+    D[g, cam] = d
+    Pd[g, cam] = P
+    b = Pd.sum(1)
+    dx, dy, dz = D[..., 0], D[..., 1], D[..., 2]
+    V = np.column_stack([n - (dx * dx).sum(1), n - (dy * dy).sum(1), n - (dz * dz).sum(1),
+                         -(dx * dy).sum(1), -(dx * dz).sum(1), -(dy * dz).sum(1)])
     # cofactors A0 = e·i − f², A1 = c·f − b·i, A2 = b·f − c·e, B1 = a·i − c², B2 = b·c − a·f, C2 = a·e − b²,
     # each product and difference evaluated as written (elementwise, so stacking them changes no bit)
     cof = V[:, _COF[0]] * V[:, _COF[1]] - V[:, _COF[2]] * V[:, _COF[3]]
