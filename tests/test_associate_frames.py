@@ -401,3 +401,59 @@ def test_predict_and_projection_equal_the_written_out_formulas():
     assert inside.sum() > 100
     np.testing.assert_array_equal(uv[..., 0][inside], u[inside])
     np.testing.assert_array_equal(uv[..., 1][inside], v[inside])
+
+
+def _two_camera_frame():
+    """Two cameras 1 m apart looking at two targets 0.1 m apart; rows (camera order) and their rays."""
+    from mctrack.associate.frames import _Projector
+    K = [[800, 0, 320], [0, 800, 240], [0, 0, 1]]
+    cams = [Camera("a", K, [], [0.0, 0.0, 0.0], [0.5, 0.0, 2.0], (640, 480)),
+            Camera("b", K, [], [0.0, -0.5, 0.0], [0.0, 0.0, 2.0], (640, 480))]
+    P = np.array([[0.0, 0.0, 0.0], [0.0, 0.1, 0.05]])             # targets A, B (m)
+    uv = np.concatenate([c.project(P) for c in cams])              # rows: a:A, a:B, b:A, b:B
+    rc = np.array([0, 0, 1, 1])
+    o = np.concatenate([c.center[None].repeat(2, 0) for c in cams])
+    d = P[[0, 1, 0, 1]] - o
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return cams, _Projector(cams), P, uv, rc, o, d
+
+
+def test_crossed_two_camera_pairings_are_exchanged():
+    """Two tracks holding one row of each target (a ghost pair each, rays 0.1 m apart) get their rows of one
+    camera exchanged: each ends with both rows of one target, the one nearer its prediction."""
+    from mctrack.associate.frames import _repair_pairs, _Tracks
+    cams, proj, P, uv, rc, o, d = _two_camera_frame()
+    T = _Tracks(n_cams=2)
+    T.add(P + 0.01, np.array([0.05, 0.05]), 0, np.eye(2) * 1e-4)   # track 0 predicted near A, 1 near B
+    act = np.array([0, 1])
+    assigned = np.array([0, 1, 1, 0])                             # crossed: (a:A, b:B) and (a:B, b:A)
+    dn = np.zeros(4)
+    d2 = np.array([[0.1, 9.0], [9.0, 0.1], [0.1, 9.0], [9.0, 0.1]])
+    tau0_sq = np.full(4, 4.0 ** 2)
+    _repair_pairs(T, act, rc, assigned, dn, d2, uv, o, d, proj, tau0_sq, 1.0)
+    np.testing.assert_array_equal(assigned, [0, 1, 0, 1])   # camera b's rows moved (track 0 stays near A)
+    np.testing.assert_allclose(dn, [0.0, 0.0, np.sqrt(0.1), np.sqrt(0.1)])   # their distances to the new track
+    # consistent pairs are left alone
+    _repair_pairs(T, act, rc, assigned, dn, d2, uv, o, d, proj, tau0_sq, 1.0)
+    np.testing.assert_array_equal(assigned, [0, 1, 0, 1])
+
+
+def test_lone_inconsistent_pairing_drops_the_row_far_from_the_prediction():
+    """A track holding a:A and b:B (no second ghost to exchange with) drops the row farther from its
+    prediction when the pair error exceeds twice pair_gate; below that nothing changes."""
+    from mctrack.associate.frames import _pair_error, _repair_pairs, _Tracks
+    cams, proj, P, uv, rc, o, d = _two_camera_frame()
+    T = _Tracks(n_cams=2)
+    T.add(P[:1], np.array([0.05]), 0, np.eye(2) * 1e-4)
+    act = np.array([0])
+    tau0_sq = np.full(4, 4.0 ** 2)
+    e, _ = _pair_error(np.array([0]), np.array([3]), rc, uv, o, d, proj, tau0_sq)
+    assert e[0] > 1.0                                             # a ghost: 0.1 m apart is several tau
+    d2 = np.array([[0.2], [9.0], [9.0], [2.0]])
+    # dropped when the error exceeds twice the gate (frames._PAIR_DROP); kept below that
+    for gate, expect in ((float(e[0]) / 2.2, [0, -1, -1, -1]), (float(e[0]) / 1.8, [0, -1, -1, 0]),
+                         (float(e[0]) * 1.01, [0, -1, -1, 0])):
+        assigned = np.array([0, -1, -1, 0])
+        dn = np.array([0.4, np.nan, np.nan, 1.4])
+        _repair_pairs(T, act, rc, assigned, dn, d2, uv, o, d, proj, tau0_sq, gate)
+        np.testing.assert_array_equal(assigned, expect)

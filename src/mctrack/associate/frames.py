@@ -25,19 +25,25 @@ frame — and uses the 2D tracklets only as a tie-breaker:
    that camera (over its last ~20 rows there, used once it has 3), σ the
    camera's appearance spread (:func:`appearance_sigma`). Appearance only
    ranks candidates inside the geometric gate, never admits one outside.
-3. **Update**: each track's rows are triangulated (least-squares ray
+3. **Pair consistency** (``pair_gate``): with two cameras only the
+   epipolar constraint checks a pairing, and two targets near each other's
+   epipolar lines pair up crossed (ghost points the gate keeps for hundreds
+   of frames). Two tracks whose two-camera pairs are both inconsistent
+   exchange their rows of one camera when that makes both consistent; a lone
+   clearly inconsistent pair drops a row; births need consistent pairs.
+4. **Update**: each track's rows are triangulated (least-squares ray
    intersection, the N-view midpoint method); a row whose reprojection from
    the others is outside the gate is dropped (one pass). Two or more rays give
    a 3D measurement; one ray gives the point on that ray nearest to the
    prediction. Tracks with no row coast.
-4. **Birth**: rows left unassigned in ≥ 2 cameras are paired across cameras
+5. **Birth**: rows left unassigned in ≥ 2 cameras are paired across cameras
    (ray midpoint within the gate in both images), extended by the nearest
    unassigned row of every other camera within the gate, and accepted
    greedily by number of cameras, then cost. A new track is *tentative* until
    it has had ≥ 2 cameras in ``n_init`` consecutive frames; a tentative track
    that misses one is dropped and its rows return to unassigned (this
    removes ghost points where two targets' rays cross).
-5. **Death**: a track with no 2-camera update for ``max_coast_frames``
+6. **Death**: a track with no 2-camera update for ``max_coast_frames``
    frames ends; a confirmed track that stays within a quarter target size of
    an older one for ``n_init + 10`` frames is a duplicate and ends. A target
    that every camera lost and that reappears gets a new track, which
@@ -351,6 +357,8 @@ class FrameTracker:
                 use = ok & (an >= 3) & np.isfinite(da)
                 c2 = np.where(use, c2 + cfg.appearance_weight * np.minimum(da, 9.0), c2)
             _assign(rc, ok, c2, d2, act, assigned, dn)
+            if cfg.pair_gate is not None:
+                _repair_pairs(T, act, rc, assigned, dn, d2, cxy, o_f, d_f, proj, tau0_sq, cfg.pair_gate)
             _update(T, act, rows, rc, assigned, dn, cxy, o_f, d_f, proj, tau0_sq, size_px, f_px, cfg, t, w_f)
         # births from the rows nobody claimed
         free = (assigned < 0).nonzero()[0]
@@ -465,6 +473,7 @@ def _assign_mutual(rc: np.ndarray, c2: np.ndarray, d2: np.ndarray, act: np.ndarr
     return kernels.assign_mutual(rc, c2, d2, act, n_ok, _MARGIN, assigned, dn)
 
 
+_PAIR_DROP = 2.0  # x pair_gate: pair error above which a lone inconsistent two-camera pair drops a row
 _MARGIN = 1e-6   # relative cost gap below which _assign_mutual leaves a row's choice to the solver
 
 
@@ -555,6 +564,86 @@ def _predict(T: _Tracks, act: np.ndarray, step: int, motion_noise: float) -> Non
     """Constant-velocity prediction over ``step`` frames (discrete white-noise acceleration)."""
     dt = float(step)
     kernels.predict_cv(T.X, T.V, T.P, T.size, act, dt, dt ** 4, dt ** 3, float(motion_noise))
+
+
+def _pair_error(ra: np.ndarray, rb: np.ndarray, rc, cxy, o_all, d_all, proj, tau0_sq) -> tuple[np.ndarray,
+                                                                                            np.ndarray]:
+    """Consistency of row pairs of two cameras: ``(e (M,), X (M, 3))``.
+
+    ``e`` is the larger of the two rows' normalised reprojection errors
+    ``|uv − proj(X)| / τ₀`` of the pair's ray midpoint ``X`` (``inf`` when the
+    rays are parallel, the point is behind either camera or outside either
+    image).
+    """
+    _, s_, t_, X = closest_points(o_all[ra], d_all[ra], o_all[rb], d_all[rb])
+    uv, _ = proj(X)
+    m = np.arange(len(ra))
+    ea = np.hypot(*(uv[rc[ra], m] - cxy[ra]).T) / np.sqrt(tau0_sq[ra])
+    eb = np.hypot(*(uv[rc[rb], m] - cxy[rb]).T) / np.sqrt(tau0_sq[rb])
+    e = np.fmax(ea, eb)
+    return np.where(np.isfinite(e) & (s_ > 0) & (t_ > 0), e, np.inf), X
+
+
+def _repair_pairs(T: _Tracks, act, rc, assigned, dn, d2, cxy, o_all, d_all, proj, tau0_sq, pair_gate: float) -> None:
+    """Ghost pairings of two-camera tracks, in place (``associate.pair_gate``; see :class:`AssociationConfig`).
+
+    A track assigned rows of exactly two cameras whose pair error
+    (:func:`_pair_error`) exceeds ``pair_gate`` holds rows of two different
+    targets. Two such tracks that share a camera exchange their rows of that
+    camera when both new pairs are within ``pair_gate`` (the two targets'
+    rows were crossed); among the possible exchanges the one whose new points
+    lie nearest the two tracks' predictions is taken, each track once. A
+    track left inconsistent drops the row farther from its prediction
+    (``d2``: squared normalised distances of the frame's rows to the tracks'
+    predictions, ``(R, A)``), which births may then pair correctly.
+    Runs only on frames with such tracks (rare with ≥ 3 cameras).
+    """
+    hit = np.flatnonzero(assigned >= 0)
+    if hit.size < 2:
+        return
+    ap = np.searchsorted(act, assigned[hit])
+    two = np.bincount(ap, minlength=len(act)) == 2
+    sel = two[ap]
+    if not sel.any():
+        return
+    o = np.argsort(ap[sel], kind="stable")
+    h2 = hit[sel][o]
+    ra, rb, trk = h2[0::2], h2[1::2], ap[sel][o][0::2]   # each two-camera track's rows (camera order)
+    e, _ = _pair_error(ra, rb, rc, cxy, o_all, d_all, proj, tau0_sq)
+    bad = np.flatnonzero(e > pair_gate)
+    if not bad.size:
+        return
+    done = np.zeros(len(ra), bool)
+    if bad.size >= 2:
+        # candidate exchanges: pairs of bad tracks sharing a camera; the rows of that camera are swapped
+        cand = []
+        for x, i in enumerate(bad.tolist()):
+            for j in bad[x + 1:].tolist():
+                for ri, rj in ((ra[i], ra[j]), (rb[i], rb[j])):
+                    if rc[ri] == rc[rj]:
+                        cand.append((i, j, ri, rj))
+        if cand:
+            i_, j_, ri_, rj_ = (np.array(v) for v in zip(*cand))
+            oi = np.where(ra[i_] == ri_, rb[i_], ra[i_])   # the rows that stay with each track
+            oj = np.where(ra[j_] == rj_, rb[j_], ra[j_])
+            ei, Xi = _pair_error(oi, rj_, rc, cxy, o_all, d_all, proj, tau0_sq)
+            ej, Xj = _pair_error(oj, ri_, rc, cxy, o_all, d_all, proj, tau0_sq)
+            score = ((Xi - T.X[act[trk[i_]]]) ** 2).sum(1) + ((Xj - T.X[act[trk[j_]]]) ** 2).sum(1)
+            for k in np.flatnonzero((ei <= pair_gate) & (ej <= pair_gate))[
+                    np.argsort(score[(ei <= pair_gate) & (ej <= pair_gate)], kind="stable")].tolist():
+                i, j = i_[k], j_[k]
+                if done[i] or done[j]:
+                    continue
+                done[i] = done[j] = True
+                ri, rj = ri_[k], rj_[k]
+                assigned[ri], assigned[rj] = act[trk[j]], act[trk[i]]
+                dn[ri], dn[rj] = np.sqrt(d2[ri, trk[j]]), np.sqrt(d2[rj, trk[i]])
+    left = bad[~done[bad] & (e[bad] > _PAIR_DROP * pair_gate)]
+    if left.size:   # clearly inconsistent: drop the row farther from the track's prediction
+        far_a = d2[ra[left], trk[left]] >= d2[rb[left], trk[left]]
+        drop = np.where(far_a, ra[left], rb[left])
+        assigned[drop] = -1
+        dn[drop] = np.nan
 
 
 def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t,
@@ -734,7 +823,8 @@ def _births(rows, rc, uv, o_all, d_all, proj: "_Projector", f_px, size_px, cfg
     M = len(X)
     ea = np.hypot(*(uvp[rc[ia], np.arange(M)] - uv[ia]).T) / tau[ia]
     eb = np.hypot(*(uvp[rc[ib], np.arange(M)] - uv[ib]).T) / tau[ib]
-    ok = (s > 0) & (tt > 0) & (ea <= cfg.gate) & (eb <= cfg.gate)
+    pg = cfg.gate if cfg.pair_gate is None else min(cfg.gate, cfg.pair_gate)   # pairs: associate.pair_gate
+    ok = (s > 0) & (tt > 0) & (ea <= pg) & (eb <= pg)
     if not ok.any():
         return []
     ia, ib, X, uvp = ia[ok], ib[ok], X[ok], uvp[:, ok]
