@@ -13,6 +13,7 @@ from mctrack.associate.ground import (
     _outside_streaks,
     gt_handoffs,
     handoff_events,
+    in_view,
     session_handoffs,
     visible_fraction,
 )
@@ -109,6 +110,24 @@ def test_outside_streaks_count_consecutive_frames_outside():
     assert _left_view(st, "A", 3, 60, 65, 6) and not _left_view(st, "A", 3, 60, 65, 7)  # counted from lo
     assert _left_view(st, "A", 3, 71, 80, 10)  # after its last position: unseen by all cameras = outside
     assert _left_view(st, "A", 99, 0, 10, 5)  # a target without positions
+
+
+def test_below_the_image_counts_as_in_view_for_entries():
+    """Camera A sees y 0-3.6 m (image rows 0-360). A walker at y = 4 m (its feet under the bottom edge, its body
+    in the image of a real oblique camera) is in view with ``below``; one at x = 7 m (right of the image) is not.
+
+    A walker whose A detections break for 30 frames while it stands in that band (y = 4 m) re-enters no view.
+    """
+    gm = _map(0.0)
+    xy = np.array([[3.0, 4.0], [7.0, 4.0], [3.0, -0.5], [3.0, 1.0]])
+    assert in_view(gm, xy, 0.0).tolist() == [False, False, False, True]
+    assert in_view(gm, xy, 0.0, below=True).tolist() == [True, False, False, True]
+    f = np.arange(0, 120)
+    pos = pd.DataFrame({"global_id": 7, "frame": f, "x": 3.0, "y": np.where((f >= 40) & (f < 70), 4.0, 3.0)})
+    obs = pd.concat([_obs("A", f[(f < 40) | (f >= 70)]), _obs("B", f)], ignore_index=True)
+    maps = {"A": gm, "B": _map(0.0)}
+    assert list(handoff_events(obs, 15)["frame"]) == [70]
+    assert handoff_events(obs, 15, positions=pos, maps=maps, min_outside=5).empty
 
 
 def test_visible_fraction_of_boxes_cut_by_the_image_border():

@@ -506,13 +506,16 @@ def _kalman_tracks(frame: np.ndarray, cam: np.ndarray, z: np.ndarray, r2: np.nda
     return np.where(out >= 0, np.where(good[np.maximum(out, 0)], out, -1), -1)
 
 
-def in_view(gm: GroundMap, xy: np.ndarray, margin: float = 0.02) -> np.ndarray:
+def in_view(gm: GroundMap, xy: np.ndarray, margin: float = 0.02, below: bool = False) -> np.ndarray:
     """Whether ground points ``(N, 2)`` m are in a camera's view: ``(N,) bool``.
 
     True where the point maps to a pixel inside the image (``gm.size``, shrunk
     by ``margin`` of its width/height on every side) in front of the camera
-    (the pixel maps back to the point). All False when the map has no image size.
-    Occlusion is not considered.
+    (the pixel maps back to the point). ``below``: points under the image's
+    bottom edge (between the camera and the floor line the bottom edge sees,
+    horizontally inside the image) count as in view too — an upright target
+    standing there has its feet out of the image but its body in it. All
+    False when the map has no image size. Occlusion is not considered.
     """
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if gm.size is None or not len(xy):
@@ -522,7 +525,7 @@ def in_view(gm: GroundMap, xy: np.ndarray, margin: float = 0.02) -> np.ndarray:
         uv = gm.to_image(xy)
         back = gm.to_ground(uv)
     inside = (uv[:, 0] >= margin * W) & (uv[:, 0] <= (1 - margin) * W) & (uv[:, 1] >= margin * H) & \
-             (uv[:, 1] <= (1 - margin) * H)
+             ((uv[:, 1] <= (1 - margin) * H) | below)
     return inside & (np.linalg.norm(back - xy, axis=1) < 1e-3 * (1 + np.linalg.norm(xy, axis=1)))
 
 
@@ -949,7 +952,8 @@ def _outside_streaks(positions: pd.DataFrame, maps: dict[str, GroundMap], margin
     over every frame from its first to its last position by linear
     interpolation (a target seen by no camera is assumed to keep walking
     straight between its last and next positions). ``margin``: see
-    :func:`in_view`. Returns ``{camera: {global_id: (frames (F,) int64,
+    :func:`in_view`; a position under the image's bottom edge counts as in
+    view (``below``: the target's body is). Returns ``{camera: {global_id: (frames (F,) int64,
     streak (F,) int64)}}`` where ``streak[i]`` counts the consecutive frames
     up to ``frames[i]`` whose position is outside the camera's view (0 = in view).
     """
@@ -966,7 +970,7 @@ def _outside_streaks(positions: pd.DataFrame, maps: dict[str, GroundMap], margin
     xy = np.concatenate([q[2] for q in filled])
     bounds = np.cumsum([0] + [len(q[1]) for q in filled])
     for name, gm in maps.items():
-        outside = ~in_view(gm, xy, margin)
+        outside = ~in_view(gm, xy, margin, below=True)
         # streak length ending at each frame: index minus the index of the last in-view frame
         idx = np.arange(len(xy))
         last_in = np.maximum.accumulate(np.where(outside, -1, idx))
