@@ -1216,6 +1216,12 @@ def session_handoffs(tracklets: pd.DataFrame, association: pd.DataFrame, cfg: Gr
     recall 0.47 → 0.58; with ground-truth boxes, which never merge, nothing
     changes). Boxes of one target are not used so: a target behind another
     is occluded, and the ground truth counts it out of view.
+
+    With ``maps`` and ``points``: rows whose estimated visible fraction
+    (:func:`visible_fraction`) is below ``cfg.handoff_min_visible`` are no
+    observations (a sliver at the image border is not yet "in view"), and a
+    run counts only as a view entry (``cfg.handoff_min_outside``, positions =
+    ``points``; :func:`handoff_events`).
     """
     det = tracklets[tracklets["frame_status"].astype(str) == "detected"]
     if maps and cfg.handoff_min_visible > 0:  # slivers of a walker at a view's border are not yet "in view"
