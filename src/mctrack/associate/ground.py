@@ -927,7 +927,7 @@ def _merge_runs_in_view(runs: pd.DataFrame, positions: pd.DataFrame, maps: dict[
     streaks = _outside_streaks(positions, maps)
     first_seen = runs.groupby("global_id")["first"].min()
     runs = runs.sort_values(["global_id", "camera_id", "first"]).reset_index(drop=True)
-    keep, entry = [], []
+    keep = []
     prev_key, cur = None, None
     for r in runs.itertuples(index=False):
         key = (r.global_id, r.camera_id)
