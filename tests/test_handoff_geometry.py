@@ -9,6 +9,7 @@ import pytest
 
 from mctrack.associate.ground import (
     GroundConfig,
+    _bodies_rise_into_view,
     _left_view,
     _outside_streaks,
     gt_handoffs,
@@ -17,8 +18,10 @@ from mctrack.associate.ground import (
     session_handoffs,
     visible_fraction,
 )
+from mctrack.calibration import Camera
 from mctrack.errors import InputError
-from mctrack.ground import GroundMap
+from mctrack.ground import GroundMap, homography_from_camera
+from mctrack.simulate_floor import FloorConfig, floor_rig
 
 STEP = 0.04  # m per frame: 1.2 m/s at 30 fps
 
@@ -128,6 +131,21 @@ def test_below_the_image_counts_as_in_view_for_entries():
     maps = {"A": gm, "B": _map(0.0)}
     assert list(handoff_events(obs, 15)["frame"]) == [70]
     assert handoff_events(obs, 15, positions=pos, maps=maps, min_outside=5).empty
+
+
+def test_band_under_the_image_is_in_view_only_for_oblique_cameras():
+    """The floor rig's head-height cameras look obliquely: their nadir vanishing point lies below the image
+    (rows > 360), bodies rise into the image. A camera 3 m above the floor looking straight down sees bodies
+    lean outwards at its image's edges: a target under its bottom edge is out of view.
+    """
+    for cam in floor_rig(["cam1", "cam2", "cam3", "cam4"], FloorConfig()):
+        assert _bodies_rise_into_view(homography_from_camera(cam))
+    K = np.array([[500.0, 0, 320], [0, 500, 180], [0, 0, 1]])
+    down = Camera("top", K, np.zeros(5), np.array([np.pi, 0, 0]), np.array([0.0, 0, 3.0]), (640, 360))
+    assert np.allclose(down.project(np.array([[0.0, 0, 0]])), [[320, 180]])  # nadir at the image centre
+    gm = homography_from_camera(down)
+    assert not _bodies_rise_into_view(gm)
+    assert _bodies_rise_into_view(_map(0.0))  # homography only: assumed oblique
 
 
 def test_visible_fraction_of_boxes_cut_by_the_image_border():

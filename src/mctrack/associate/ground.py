@@ -944,6 +944,25 @@ def _merge_runs_in_view(runs: pd.DataFrame, positions: pd.DataFrame, maps: dict[
     return pd.DataFrame(keep, columns=["camera_id", "global_id", "first", "last", "entry"])
 
 
+def _bodies_rise_into_view(gm: GroundMap) -> bool:
+    """Whether an upright target standing under the image's bottom edge has its body in the image.
+
+    True for an oblique camera: the image of the world's downward direction
+    (the nadir vanishing point ``K · R · (0, 0, −1)``, world z up, floor z = 0)
+    lies below the image, so vertical lines rise from the feet into the
+    image. False for a camera looking steeply down (nadir inside or above the
+    image: bodies lean outwards there). A map without a calibrated camera (a
+    homography CSV) is assumed oblique (cameras on walls or poles).
+    """
+    cam, size = gm.camera, gm.size
+    if cam is None or size is None:
+        return True
+    d = cam.R @ np.array([0.0, 0.0, -1.0])
+    if d[2] <= 1e-9:  # the camera does not look down at all
+        return True
+    return bool((cam.K @ d)[1] / d[2] > size[1])
+
+
 def _outside_streaks(positions: pd.DataFrame, maps: dict[str, GroundMap], margin: float = 0.0) -> dict:
     """Per camera, per global id: frames and the length of the out-of-view streak ending at each frame.
 
@@ -953,7 +972,8 @@ def _outside_streaks(positions: pd.DataFrame, maps: dict[str, GroundMap], margin
     interpolation (a target seen by no camera is assumed to keep walking
     straight between its last and next positions). ``margin``: see
     :func:`in_view`; a position under the image's bottom edge counts as in
-    view (``below``: the target's body is). Returns ``{camera: {global_id: (frames (F,) int64,
+    view (``below``: the target's body is) when the camera looks obliquely
+    (:func:`_bodies_rise_into_view`). Returns ``{camera: {global_id: (frames (F,) int64,
     streak (F,) int64)}}`` where ``streak[i]`` counts the consecutive frames
     up to ``frames[i]`` whose position is outside the camera's view (0 = in view).
     """
@@ -970,7 +990,7 @@ def _outside_streaks(positions: pd.DataFrame, maps: dict[str, GroundMap], margin
     xy = np.concatenate([q[2] for q in filled])
     bounds = np.cumsum([0] + [len(q[1]) for q in filled])
     for name, gm in maps.items():
-        outside = ~in_view(gm, xy, margin, below=True)
+        outside = ~in_view(gm, xy, margin, below=_bodies_rise_into_view(gm))
         # streak length ending at each frame: index minus the index of the last in-view frame
         idx = np.arange(len(xy))
         last_in = np.maximum.accumulate(np.where(outside, -1, idx))
