@@ -16,6 +16,9 @@ Prints one JSON object:
                as tracklets (per camera, a new track id whenever a target re-enters after more than
                ``max_coast`` frames out of view, as a perfect 2D tracker would): the ceiling of the ground
                stage, so pipeline minus oracle is what detection + 2D tracking lose.
+``handoff_definitions``  handoff recall / precision of the run with predicted and ground-truth events each
+               observation-only or view-entry (``ground.handoff_min_outside`` / ``handoff_min_visible``), at 15
+               and 30 frames tolerance.
 ``appearance`` whether the tracklets' chromaticity separates targets within a camera and across cameras (raw
                and per-camera z-scores; AUC, 0.5 = chance), and ``replay_appearance_W_handoff_H``: the ground
                stage replayed on the run's tracklets with ``appearance_weight`` W and
@@ -47,7 +50,7 @@ from mctrack.associate.ground import (
 from mctrack.calibration import load_calibration
 from mctrack.evaluate import box_iou, evaluate_3d_tracking, read_gt3d, read_mot_gt
 from mctrack.ground import ground_positions, homography_from_camera
-from mctrack.tables import DETECTION, TRACKLET2D, read_table, read_tables
+from mctrack.tables import ASSOCIATION, DETECTION, POINTS3D, TRACKLET2D, read_table, read_tables
 
 
 def gt_tracklets(gts: dict[str, pd.DataFrame], max_coast: int = 15, min_vis: float = 0.25) -> pd.DataFrame:
@@ -74,7 +77,8 @@ def ground_scores(tracklets: pd.DataFrame, maps: dict, cfg: GroundConfig, gts: d
     points = ground_points(tracklets, association, gxy, weak=weak_rows(tracklets, maps, cfg))
     t3 = evaluate_3d_tracking(points, gt3d, radius)
     ho = evaluate_handoffs(session_handoffs(tracklets, association, cfg, maps, points),
-                           gt_handoffs(gts, cfg.min_absence), ground_gid_targets(points, gt3d, radius))
+                           gt_handoffs(gts, cfg.min_absence, gt3d=gt3d, maps=maps, min_outside=cfg.handoff_min_outside),
+                           ground_gid_targets(points, gt3d, radius))
     pairs = points[["frame", "global_id", "x", "y"]].merge(gt3d.rename(columns={"x": "gx", "y": "gy"}), on="frame")
     d = (np.hypot(pairs["x"] - pairs["gx"], pairs["y"] - pairs["gy"]) * 100).groupby(
         [pairs["frame"], pairs["global_id"]]).min()
@@ -185,6 +189,33 @@ def appearance_stage(tracklets: pd.DataFrame, maps: dict, cfg: GroundConfig, gt3
     return out
 
 
+def handoff_definitions(res: Path, maps: dict, cfg: GroundConfig, gts: dict, gt3d: pd.DataFrame, radius: float) -> dict:
+    """Handoff recall / precision of the run for each pairing of event definitions, at 15 and 30 frames tolerance.
+
+    Predicted and ground-truth events either ``observation``-only (every run restart after ``min_absence`` frames
+    is a handoff; GT "in view" = visibility >= 0.25) or ``view_entry`` (the configured ``handoff_min_outside`` /
+    ``handoff_min_visible``: a run counts only after the target's ground position was outside the camera's
+    view; predicted slivers below the visible fraction are not "in view"). ``pred_view_entry_gt_observation``
+    shows the prediction's gain on the old ground truth, i.e. not only a change of the evaluation.
+    """
+    tracklets = read_table(res / "associate/tracklets.parquet", TRACKLET2D)
+    association = read_table(res / "associate/association.parquet", ASSOCIATION)
+    points = read_table(res / "triangulate/points3d.parquet", POINTS3D)
+    mapping = ground_gid_targets(points, gt3d, radius)
+    obs = dataclasses.replace(cfg, handoff_min_outside=0, handoff_min_visible=0.0)
+    pred = {"observation": session_handoffs(tracklets, association, obs, maps, points),
+            "view_entry": session_handoffs(tracklets, association, cfg, maps, points)}
+    gt = {"observation": gt_handoffs(gts, cfg.min_absence),
+          "view_entry": gt_handoffs(gts, cfg.min_absence, gt3d=gt3d, maps=maps, min_outside=cfg.handoff_min_outside)}
+    out = {}
+    for pk, p in pred.items():
+        for gk, g in gt.items():
+            for tol in (15, 30):
+                r = evaluate_handoffs(p, g, mapping, tol)
+                out[f"pred_{pk}_gt_{gk}_tol{tol}"] = {k: r[k] for k in ("recall", "precision", "n_gt", "n_pred")}
+    return out
+
+
 def main(res: Path, config: Path) -> dict:
     cfg_all = yaml.safe_load(config.read_text())
     cfg = GroundConfig.from_dict(cfg_all.get("ground"))
@@ -215,6 +246,7 @@ def main(res: Path, config: Path) -> dict:
         out[f"replay_appearance_{w:g}_handoff_{wh:g}"] = ground_scores(
             tracklets, maps, dataclasses.replace(cfg, appearance_weight=w, handoff_appearance_weight=wh), gts, gt3d,
             fps, radius)
+    out["handoff_definitions"] = handoff_definitions(res, maps, cfg, gts, gt3d, radius)
     cfg_other = dataclasses.replace(cfg, method=other)
     out[f"replay_method_{other}"] = ground_scores(tracklets, maps, cfg_other, gts, gt3d, fps, radius)
     out[f"oracle_gt_boxes_method_{other}"] = ground_scores(gt_tracklets(gts, max_coast), maps, cfg_other, gts, gt3d,

@@ -42,7 +42,8 @@ def floor_run(tmp_path_factory):
 def test_floor_scene_ground_positions_identities_and_handoffs(floor_run):
     res = floor_run / "results/synthetic_ground"
     m = json.loads((res / "eval/metrics.json").read_text())
-    print({k: m["handoffs"][k] for k in ("recall", "precision", "ground_median_error_cm", "n_gt", "n_pred")},
+    print({k: m["handoffs"][k] for k in ("recall", "precision", "ground_median_error_cm", "n_gt", "n_pred",
+                                         "observation_only_recall", "observation_only_precision")},
           "IDF1", m["tracking_3d"]["IDF1"])
     pts = pd.read_parquet(res / "triangulate/points3d.parquet")
     assert len(pts) > 0 and (pts["z"] == 0).all()
@@ -53,10 +54,12 @@ def test_floor_scene_ground_positions_identities_and_handoffs(floor_run):
     # footage (colours differing per camera, no appearance) 20 cm, 0.63, 0.50 / 0.26, and grouping whole
     # tracklets (method tracklets) gave IDF1 0.48, recall 0.33 / precision 0.20. The limits are regression guards with margin for the H.264 encoder and
     # thread-count differences; detection (merged blobs of crossing walkers, ghosts) is what caps them
-    # (benchmarks/ground_accuracy.py: 0.84 IDF1 on GT boxes).
+    # (benchmarks/ground_accuracy.py: 0.84 IDF1 on GT boxes). Handoffs as view entries (ground.handoff_min_outside
+    # 5, handoff_min_visible 0.25, predicted and GT events alike): recall 0.86 / precision 0.75 (6 of 7 GT
+    # events, 8 predicted); the guards allow two events lost.
     assert m["handoffs"]["ground_median_error_cm"] < 35
     assert m["tracking_3d"]["IDF1"] > 0.45
-    assert m["handoffs"]["recall"] >= 0.3 and m["handoffs"]["precision"] >= 0.15
+    assert m["handoffs"]["recall"] >= 0.55 and m["handoffs"]["precision"] >= 0.5
     assert "ground Kalman tracking" in (floor_run / "logs/synthetic_ground/associate.log").read_text()
     with h5py.File(res / "synthetic_ground.h5") as f:
         assert "handoffs" in f

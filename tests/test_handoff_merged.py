@@ -71,12 +71,17 @@ def test_overlap_zone_merge_makes_one_handoff_not_two():
                           "global_id": [0, 1, 0, 0, 1]})
     points = pd.concat([pd.DataFrame({"frame": f, "global_id": g, "x": p[:, 0], "y": p[:, 1]})
                         for g, p in ((0, a), (1, b))], ignore_index=True)
-    cfg = GroundConfig(max_ground_width=1.2)
+    # observation-only definition (no view geometry): cam2 picking the walkers up at frame 30 is a handoff
+    cfg = GroundConfig(max_ground_width=1.2, handoff_min_outside=0)
     naive = session_handoffs(tr, assoc, cfg)
     assert sorted(zip(naive["global_id"], naive["frame"])) == [(0, 30), (0, 76), (1, 30)]
     hand = session_handoffs(tr, assoc, cfg, maps, points)
     assert list(zip(hand["frame"], hand["global_id"], hand["from_camera"], hand["to_camera"], hand["gap_frames"])) \
         == [(30, 0, "cam1", "cam2", 0), (30, 1, "cam1", "cam2", 0)]
+    # view-entry definition (default handoff_min_outside): both walkers stand inside cam2's view the whole
+    # time, so neither cam2 picking them up nor A's re-detection after the merge is an entry
+    assert session_handoffs(tr, assoc, GroundConfig(max_ground_width=1.2), maps, points).empty
+    assert session_handoffs(tr, assoc, GroundConfig(), maps, points).empty
     # the merged box holds both walkers in each of its 26 frames, the single boxes one each
     mem = merged_box_members(tr[~single], points, maps)
     assert len(mem) == 2 * 26 and set(mem["global_id"]) == {0, 1} and set(mem["frame"]) == set(f[m])

@@ -70,7 +70,15 @@ class GroundConfig:
     the handoff gate with the gap (uncertainty of the constant-velocity
     prediction); ``ransac_threshold`` (m): homography RANSAC threshold;
     ``min_absence`` (frames): a target must have been out of a camera's view
-    this long for its reappearance to count as a new handoff.
+    this long for its reappearance to count as a new handoff;
+    ``handoff_min_outside`` (frames, 0 = off): with ground positions and
+    image sizes, a run counts as a handoff only if the target's ground
+    position was outside the camera's view this many consecutive frames
+    before it (:func:`handoff_events`): a break inside a view is no exit;
+    ``handoff_min_visible`` (0..1, 0 = off): a detected row counts as the
+    target being in a camera's view (for handoff events) only when its
+    estimated visible fraction (:func:`visible_fraction`) is at least this;
+    0.25 is the simulator's ground-truth rule (MOT ``conf = 0`` below 0.25 visibility).
     ``method``: ``"kalman"`` (:func:`track_ground`: one constant-velocity
     Kalman filter per target on the ground plane fed by every camera's
     detected rows, so identity survives 2D tracker switches, merges and gaps
@@ -133,6 +141,8 @@ class GroundConfig:
     split_merged: bool = False
     appearance_weight: float = 1.0
     handoff_appearance_weight: float = 0.0
+    handoff_min_outside: int = 5
+    handoff_min_visible: float = 0.25
 
     def __post_init__(self):
         if self.foot_point not in FOOT_POINTS:
@@ -158,9 +168,11 @@ class GroundConfig:
         if not 0 <= float(self.min_ground_width) < (float(self.max_ground_width) or np.inf):
             raise InputError(None, "ground.min_ground_width", "must be >= 0 and below max_ground_width",
                              "e.g. 0.3 (m) for people, 0 = off")
+        if not 0 <= float(self.handoff_min_visible) < 1:
+            raise InputError(None, "ground.handoff_min_visible", "must be in [0, 1)", "e.g. 0.25, or 0 = off")
         if int(self.n_init) < 1:
             raise InputError(None, "ground.n_init", "must be >= 1", "use a frame count")
-        for key in ("min_shared", "max_gap_frames", "min_absence"):
+        for key in ("min_shared", "max_gap_frames", "min_absence", "handoff_min_outside"):
             if int(getattr(self, key)) < 0:
                 raise InputError(None, f"ground.{key}", "must be >= 0", "use a frame count")
 
@@ -494,13 +506,16 @@ def _kalman_tracks(frame: np.ndarray, cam: np.ndarray, z: np.ndarray, r2: np.nda
     return np.where(out >= 0, np.where(good[np.maximum(out, 0)], out, -1), -1)
 
 
-def in_view(gm: GroundMap, xy: np.ndarray, margin: float = 0.02) -> np.ndarray:
+def in_view(gm: GroundMap, xy: np.ndarray, margin: float = 0.02, below: bool = False) -> np.ndarray:
     """Whether ground points ``(N, 2)`` m are in a camera's view: ``(N,) bool``.
 
     True where the point maps to a pixel inside the image (``gm.size``, shrunk
     by ``margin`` of its width/height on every side) in front of the camera
-    (the pixel maps back to the point). All False when the map has no image size.
-    Occlusion is not considered.
+    (the pixel maps back to the point). ``below``: points under the image's
+    bottom edge (between the camera and the floor line the bottom edge sees,
+    horizontally inside the image) count as in view too — an upright target
+    standing there has its feet out of the image but its body in it. All
+    False when the map has no image size. Occlusion is not considered.
     """
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if gm.size is None or not len(xy):
@@ -510,7 +525,7 @@ def in_view(gm: GroundMap, xy: np.ndarray, margin: float = 0.02) -> np.ndarray:
         uv = gm.to_image(xy)
         back = gm.to_ground(uv)
     inside = (uv[:, 0] >= margin * W) & (uv[:, 0] <= (1 - margin) * W) & (uv[:, 1] >= margin * H) & \
-             (uv[:, 1] <= (1 - margin) * H)
+             ((uv[:, 1] <= (1 - margin) * H) | below)
     return inside & (np.linalg.norm(back - xy, axis=1) < 1e-3 * (1 + np.linalg.norm(xy, axis=1)))
 
 
@@ -896,7 +911,124 @@ def ground_points(tracklets: pd.DataFrame, association: pd.DataFrame, gxy: np.nd
     return POINTS3D.coerce(p)
 
 
-def handoff_events(obs: pd.DataFrame, min_absence: int = 15, min_run: int = 10) -> pd.DataFrame:
+def _merge_runs_in_view(runs: pd.DataFrame, positions: pd.DataFrame, maps: dict[str, GroundMap],
+                        min_outside: int) -> pd.DataFrame:
+    """Runs (``camera_id, global_id, first, last``) with each run that is no view entry merged into the one before.
+
+    A run is an entry (column ``entry``) when the target was outside its
+    camera's view for ``min_outside`` consecutive frames (:func:`_left_view`)
+    between the previous run's last frame there (for its first run there: the
+    target's first observed frame in any camera) and its own first frame. A
+    non-entry run extends the previous run in that camera; a first run in a
+    camera that is no entry stays a run (an observation for later
+    ``from_camera`` choices) but starts no handoff (the camera picked up a
+    target already standing in its view).
+    """
+    streaks = _outside_streaks(positions, maps)
+    first_seen = runs.groupby("global_id")["first"].min()
+    runs = runs.sort_values(["global_id", "camera_id", "first"]).reset_index(drop=True)
+    keep = []
+    prev_key, cur = None, None
+    for r in runs.itertuples(index=False):
+        key = (r.global_id, r.camera_id)
+        lo = cur[3] + 1 if key == prev_key else int(first_seen[r.global_id])
+        is_entry = _left_view(streaks, r.camera_id, r.global_id, lo, r.first - 1, min_outside)
+        if key == prev_key and not is_entry:
+            cur[3] = max(cur[3], r.last)
+            continue
+        if cur is not None:
+            keep.append(cur)
+        cur = [r.camera_id, r.global_id, r.first, r.last, is_entry]
+        prev_key = key
+    keep.append(cur)
+    return pd.DataFrame(keep, columns=["camera_id", "global_id", "first", "last", "entry"])
+
+
+def _bodies_rise_into_view(gm: GroundMap) -> bool:
+    """Whether an upright target standing under the image's bottom edge has its body in the image.
+
+    True for an oblique camera: the image of the world's downward direction
+    (the nadir vanishing point ``K · R · (0, 0, −1)``, world z up, floor z = 0)
+    lies below the image, so vertical lines rise from the feet into the
+    image. False for a camera looking steeply down (nadir inside or above the
+    image: bodies lean outwards there). A map without a calibrated camera (a
+    homography CSV) is assumed oblique (cameras on walls or poles).
+    """
+    cam, size = gm.camera, gm.size
+    if cam is None or size is None:
+        return True
+    d = cam.R @ np.array([0.0, 0.0, -1.0])
+    if d[2] <= 1e-9:  # the camera does not look down at all
+        return True
+    return bool((cam.K @ d)[1] / d[2] > size[1])
+
+
+def _outside_streaks(positions: pd.DataFrame, maps: dict[str, GroundMap], margin: float = 0.0) -> dict:
+    """Per camera, per global id: frames and the length of the out-of-view streak ending at each frame.
+
+    ``positions``: ``global_id, frame, x, y`` (m, ground plane), several rows
+    of one (global id, frame) averaged. Each global id's track is filled
+    over every frame from its first to its last position by linear
+    interpolation (a target seen by no camera is assumed to keep walking
+    straight between its last and next positions). ``margin``: see
+    :func:`in_view`; a position under the image's bottom edge counts as in
+    view (``below``: the target's body is) when the camera looks obliquely
+    (:func:`_bodies_rise_into_view`). Returns ``{camera: {global_id: (frames (F,) int64,
+    streak (F,) int64)}}`` where ``streak[i]`` counts the consecutive frames
+    up to ``frames[i]`` whose position is outside the camera's view (0 = in view).
+    """
+    p = positions.groupby(["global_id", "frame"], sort=True)[["x", "y"]].mean().reset_index()
+    filled = []
+    for gid, g in p.groupby("global_id", sort=False):
+        f = g["frame"].to_numpy(np.int64)
+        fr = np.arange(f[0], f[-1] + 1, dtype=np.int64)
+        filled.append((gid, fr, np.column_stack([np.interp(fr, f, g["x"].to_numpy()),
+                                                 np.interp(fr, f, g["y"].to_numpy())])))
+    out = {}
+    if not filled:
+        return {name: {} for name in maps}
+    xy = np.concatenate([q[2] for q in filled])
+    bounds = np.cumsum([0] + [len(q[1]) for q in filled])
+    for name, gm in maps.items():
+        outside = ~in_view(gm, xy, margin, below=_bodies_rise_into_view(gm))
+        # streak length ending at each frame: index minus the index of the last in-view frame
+        idx = np.arange(len(xy))
+        last_in = np.maximum.accumulate(np.where(outside, -1, idx))
+        per = {}
+        for k, (gid, fr, _) in enumerate(filled):
+            a, b = bounds[k], bounds[k + 1]
+            per[gid] = (fr, np.where(outside[a:b], idx[a:b] - np.maximum(last_in[a:b], a - 1), 0))
+        out[name] = per
+    return out
+
+
+def _left_view(streaks: dict, camera: str, gid, lo: int, hi: int, min_outside: int) -> bool:
+    """Whether global id ``gid`` was outside ``camera``'s view for ``min_outside`` consecutive frames in ``[lo, hi]``.
+
+    ``streaks``: :func:`_outside_streaks`. Frames without a (filled) position
+    count as outside (the target was seen by no camera there, before its
+    first or after its last position), so a target with no position at all is
+    always "outside".
+    """
+    if hi < lo:
+        return False
+    per = streaks.get(camera, {})
+    if gid not in per:
+        return True
+    fr, st = per[gid]
+    if lo < fr[0] and min(hi, fr[0] - 1) - lo + 1 >= min_outside:
+        return True
+    if hi > fr[-1] and hi - max(lo, fr[-1] + 1) + 1 >= min_outside:
+        return True
+    a, b = np.searchsorted(fr, lo), np.searchsorted(fr, hi, side="right")
+    if b <= a:
+        return False
+    s = np.minimum(st[a:b], np.arange(1, b - a + 1))  # streaks started before lo count from lo
+    return bool(s.max() >= min_outside)
+
+
+def handoff_events(obs: pd.DataFrame, min_absence: int = 15, min_run: int = 10, positions: pd.DataFrame | None = None,
+                   maps: dict[str, GroundMap] | None = None, min_outside: int = 0) -> pd.DataFrame:
     """Handoff events of targets observed by several cameras.
 
     ``obs``: one row per observation with columns ``camera_id``, ``global_id``,
@@ -908,8 +1040,24 @@ def handoff_events(obs: pd.DataFrame, min_absence: int = 15, min_run: int = 10) 
     camera whose latest run (started before) was seen last (ties: the earlier
     start), ``gap_frames`` = frames between that camera's last observation and
     the run's start (0 when it still sees the target). The target's first
-    appearance is not a handoff. Returns a DataFrame with
-    :data:`HANDOFF_COLUMNS`, sorted by frame, global id.
+    appearance is not a handoff.
+
+    Geometry (``positions``: ``global_id, frame, x, y`` m ground positions of
+    the targets from all cameras, ``maps``: camera → ground map with image
+    size, ``min_outside`` > 0 frames): a handoff is a target *entering* a
+    view, so a run counts only when the target's ground position was outside
+    that camera's view (:func:`in_view`, image bounds, no margin) for at least
+    ``min_outside`` consecutive frames since its previous run there ended (or,
+    for its first run there, since its first position): otherwise the break
+    is an occlusion, a merged blob or missed detections while the target
+    stood in the view, and the run continues the previous one (no event, and
+    the continued run is not a handoff start later either). ``min_outside``
+    is the hysteresis against positions flickering across a view's border.
+    Positions are filled over frames without one by linear interpolation
+    (:func:`_outside_streaks`). Without positions/maps or with
+    ``min_outside`` = 0 every run counts (the observation-only definition).
+
+    Returns a DataFrame with :data:`HANDOFF_COLUMNS`, sorted by frame, global id.
     """
     if obs.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(HANDOFF_COLUMNS, ("int64", "int64", str, str, "int64"))})
@@ -921,13 +1069,16 @@ def handoff_events(obs: pd.DataFrame, min_absence: int = 15, min_run: int = 10) 
     runs = o.groupby("run").agg(camera_id=("camera_id", "first"), global_id=("global_id", "first"),
                                 first=("frame", "min"), last=("frame", "max"), n=("frame", "size")).reset_index()
     runs = runs[runs["last"] - runs["first"] + 1 >= min_run]
+    if positions is not None and maps and min_outside > 0 and len(runs):
+        runs = _merge_runs_in_view(runs, positions, maps, min_outside)
     events = []
     for gid, g in runs.groupby("global_id"):
         g = g.sort_values(["first", "camera_id"])
         f, last, c = g["first"].to_numpy(), g["last"].to_numpy(), g["camera_id"].to_numpy()
+        entry = g["entry"].to_numpy() if "entry" in g else np.ones(len(g), bool)
         for i in range(1, len(g)):
             prev = (f < f[i]) & (c != c[i])
-            if not prev.any():
+            if not entry[i] or not prev.any():
                 continue
             seen = np.where(prev, np.minimum(last, f[i]), -1)
             j = int(np.argmax(seen))
@@ -1017,6 +1168,58 @@ def merged_box_members(rows: pd.DataFrame, points: pd.DataFrame, maps: dict[str,
     return pd.concat(out, ignore_index=True)[["camera_id", "global_id", "frame"]].drop_duplicates()
 
 
+def visible_fraction(rows: pd.DataFrame, sizes: dict[str, tuple[int, int] | None], border: float = 2.0) -> np.ndarray:
+    """Estimated visible fraction ``(N,) float64`` (0..1] of each row's target, from box sizes.
+
+    ``rows``: TRACKLET2D-like rows (``camera_id, track_id, frame, x1, y1, x2,
+    y2`` px); ``sizes``: camera → image ``(width, height)`` px (None/missing:
+    every row of that camera is 1). A box more than ``border`` px from every
+    image side holds the whole target (1.0). A box touching the left/right
+    side is cut in width: ``fx`` = its width over the width of the same
+    track's nearest (in frames) row not touching those sides; likewise ``fy``
+    for the top/bottom sides and heights; when the track has no row uncut in
+    height, the reference height is the reference width times the camera's
+    median height/width of wholly uncut boxes (upright targets of one kind
+    have one shape). Fraction = ``min(fx, 1) · min(fy, 1)``; 1 where nothing
+    can be compared. A walker entering a view is first detected from a
+    sliver of its body, up to a second before most of it is visible, and at
+    about the same distance a few frames later, uncut. Visibility as in
+    MOTChallenge ground truth and :mod:`mctrack.simulate_floor` (visible
+    silhouette pixels / all silhouette pixels); occlusion by other targets is
+    not estimated.
+    """
+    r = rows[["camera_id", "track_id", "frame", "x1", "y1", "x2", "y2"]].astype({"camera_id": str}).reset_index(drop=True)
+    if r.empty:
+        return np.ones(0)
+    wh = np.array([sizes.get(c) or (np.inf, np.inf) for c in r["camera_id"]], dtype=np.float64)
+    x1, y1, x2, y2 = (r[k].to_numpy(np.float64) for k in ("x1", "y1", "x2", "y2"))
+    cut_x = (x1 <= border) | (x2 >= wh[:, 0] - border)
+    cut_y = (y1 <= border) | (y2 >= wh[:, 1] - border)
+    if not (cut_x | cut_y).any():
+        return np.ones(len(r))
+    r = r.assign(w=np.clip(x2 - x1, 1e-6, None), h=np.clip(y2 - y1, 1e-6, None), idx=np.arange(len(r)),
+                 key=r["camera_id"] + "/" + r["track_id"].astype(str))
+    whole = ~cut_x & ~cut_y
+    aspect = (r.loc[whole, "h"] / r.loc[whole, "w"]).groupby(r.loc[whole, "camera_id"]).median()
+
+    def nearest(uncut: np.ndarray, col: str) -> np.ndarray:
+        """Per row: ``col`` of the same track's nearest-in-frames row with ``uncut`` (NaN if none)."""
+        ref = r.loc[uncut, ["key", "frame", col]].rename(columns={col: "ref"}).sort_values("frame")
+        q = r[["key", "frame", "idx"]].sort_values("frame")
+        m = pd.merge_asof(q, ref, on="frame", by="key", direction="nearest")
+        out = np.full(len(r), np.nan)
+        out[m["idx"].to_numpy()] = m["ref"].to_numpy()
+        return out
+
+    w_ref = nearest(~cut_x, "w")
+    h_ref = nearest(~cut_y, "h")
+    h_ref = np.where(np.isfinite(h_ref), h_ref,
+                     np.where(np.isfinite(w_ref), w_ref, r["w"].to_numpy()) * r["camera_id"].map(aspect).to_numpy())
+    fx = np.where(cut_x & np.isfinite(w_ref), np.minimum(r["w"].to_numpy() / w_ref, 1.0), 1.0)
+    fy = np.where(cut_y & np.isfinite(h_ref), np.minimum(r["h"].to_numpy() / h_ref, 1.0), 1.0)
+    return fx * fy
+
+
 def session_handoffs(tracklets: pd.DataFrame, association: pd.DataFrame, cfg: GroundConfig,
                      maps: dict[str, GroundMap] | None = None, points: pd.DataFrame | None = None) -> pd.DataFrame:
     """Handoff events (:func:`handoff_events`) of the detected rows of associated tracklets.
@@ -1033,29 +1236,45 @@ def session_handoffs(tracklets: pd.DataFrame, association: pd.DataFrame, cfg: Gr
     recall 0.47 → 0.58; with ground-truth boxes, which never merge, nothing
     changes). Boxes of one target are not used so: a target behind another
     is occluded, and the ground truth counts it out of view.
+
+    With ``maps`` and ``points``: rows whose estimated visible fraction
+    (:func:`visible_fraction`) is below ``cfg.handoff_min_visible`` are no
+    observations (a sliver at the image border is not yet "in view"), and a
+    run counts only as a view entry (``cfg.handoff_min_outside``, positions =
+    ``points``; :func:`handoff_events`).
     """
     det = tracklets[tracklets["frame_status"].astype(str) == "detected"]
+    if maps and cfg.handoff_min_visible > 0:  # slivers of a walker at a view's border are not yet "in view"
+        det = det[visible_fraction(det, {c: gm.size for c, gm in maps.items()}) >= cfg.handoff_min_visible]
     obs = det[["camera_id", "track_id", "frame"]].astype({"camera_id": str}).merge(
         association[["camera_id", "track_id", "global_id"]].astype({"camera_id": str}), on=["camera_id", "track_id"])
     if maps and points is not None and len(points) and cfg.max_ground_width > 0:
         wide = box_ground_width(det, maps) > cfg.max_ground_width
         obs = pd.concat([obs[["camera_id", "global_id", "frame"]], merged_box_members(det[wide], points, maps)],
                         ignore_index=True)
-    return handoff_events(obs, cfg.min_absence)
+    geo = maps and points is not None and len(points) and cfg.handoff_min_outside > 0
+    return handoff_events(obs, cfg.min_absence, positions=points if geo else None, maps=maps if geo else None,
+                          min_outside=cfg.handoff_min_outside)
 
 
-def gt_handoffs(gt2d: dict[str, pd.DataFrame], min_absence: int = 15, min_visibility_conf: bool = True) -> pd.DataFrame:
+def gt_handoffs(gt2d: dict[str, pd.DataFrame], min_absence: int = 15, min_visibility_conf: bool = True,
+                gt3d: pd.DataFrame | None = None, maps: dict[str, GroundMap] | None = None,
+                min_outside: int = 0) -> pd.DataFrame:
     """Ground-truth handoff events from per-camera MOT ground truth whose ids are shared across cameras.
 
     ``gt2d``: camera → :func:`mctrack.evaluate.read_mot_gt` table (``frame``,
     ``id``, ``conf``); rows with ``conf == 0`` (visibility below 0.25 in the
     simulator) are not "in view". Same rules as :func:`handoff_events`, with the
-    target id as global id.
+    target id as global id; with ``gt3d`` (``frame, target_id, x, y`` m foot
+    points), ``maps`` and ``min_outside`` > 0 the same view-entry geometry
+    as the predicted events (a target hidden behind another inside a view
+    and reappearing is no handoff).
     """
     obs = [g.loc[(g["conf"] > 0) if min_visibility_conf else slice(None), ["frame", "id"]]
            .rename(columns={"id": "global_id"}).assign(camera_id=str(cam)) for cam, g in gt2d.items()]
     obs = pd.concat(obs, ignore_index=True) if obs else pd.DataFrame(columns=["camera_id", "global_id", "frame"])
-    return handoff_events(obs, min_absence)
+    pos = None if gt3d is None else gt3d.rename(columns={"target_id": "global_id"})
+    return handoff_events(obs, min_absence, positions=pos, maps=maps, min_outside=min_outside)
 
 
 def _match_events(p: pd.DataFrame, g: pd.DataFrame, keys: list[str], tolerance: int) -> list[int]:
@@ -1181,9 +1400,15 @@ def session_handoff_metrics(tracklets: pd.DataFrame, association: pd.DataFrame, 
 
     gt3d = read_gt3d(gt3d_path)
     mapping = ground_gid_targets(points, gt3d, radius)
+    gt2d = {c: read_mot_gt(p) for c, p in gt2d_paths.items()}
     out = evaluate_handoffs(session_handoffs(tracklets, association, cfg, maps, points),
-                            gt_handoffs({c: read_mot_gt(p) for c, p in gt2d_paths.items()}, cfg.min_absence),
+                            gt_handoffs(gt2d, cfg.min_absence, gt3d=gt3d, maps=maps, min_outside=cfg.handoff_min_outside),
                             mapping, tolerance)
+    if cfg.handoff_min_outside > 0 or cfg.handoff_min_visible > 0:  # before issue 8's geometry, for reference
+        obs_cfg = dataclasses.replace(cfg, handoff_min_outside=0, handoff_min_visible=0.0)
+        ref = evaluate_handoffs(session_handoffs(tracklets, association, obs_cfg, maps, points),
+                                gt_handoffs(gt2d, cfg.min_absence), mapping, tolerance)
+        out.update({f"observation_only_{k}": ref[k] for k in ("recall", "precision", "n_gt", "n_pred", "n_matched")})
     pairs = points[["frame", "global_id", "x", "y"]].merge(gt3d.rename(columns={"x": "gx", "y": "gy"}), on="frame")
     d = (np.hypot(pairs["x"] - pairs["gx"], pairs["y"] - pairs["gy"]) * 100).groupby(
         [pairs["frame"], pairs["global_id"]]).min()
