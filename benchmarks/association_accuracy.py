@@ -12,6 +12,11 @@ HOTA / MOTA / ID switches / 3D tracks (``mctrack.evaluate.evaluate_3d_tracking``
   (:func:`_ceiling`) and where the rest goes (:func:`_breakdown`: uncovered cells, identity, two-camera
   points off by a border-cut box; the runs need to have reached ``track_2d``). Seeds 0-2 were used
   to try changes of the association; seeds 3-5 were held out;
+- every camera pair of the synthetic default and of its seeds 1-8 when run as sessions
+  ``synthetic_s1`` … ``synthetic_s8`` (a copy of ``config/config.yaml`` and ``config/cameras.tsv``
+  with ``simulate.seed`` and ``simulate.session`` changed): 3D IDF1 of the frames method on each of
+  the 6 pairs, with ``pair_gate`` as configured and off, and the mean per seed group (seeds 0-4 were
+  used to choose ``pair_gate``, 5-8 held out) — the proxy for two-view rigs;
 - the FishPy tank, which has no identity ground truth: fish triangulated per frame, 3D tracks and
   median reprojection error (``snakemake --cores 2 --configfile config/fishpy.yaml`` first).
 
@@ -133,6 +138,36 @@ def synthetic() -> None:
         print(f"[{session}] {','.join(cams)}: " + " | ".join(row))
 
 
+def two_view() -> None:
+    import itertools
+
+    import numpy as np
+
+    groups: dict[str, list] = {}
+    for seed in range(9):
+        session = "synthetic" if seed == 0 else f"synthetic_s{seed}"
+        base = REPO / "results" / session
+        if not list((base / "track_2d").glob("cam*.parquet")):
+            continue
+        tr = read_tables(sorted((base / "track_2d").glob("cam*.parquet")), TRACKLET2D)
+        rig = load_calibration(base / "simulate" / "calibration.toml")
+        gt = read_gt3d(base / "simulate" / "gt3d.csv")
+        row = {}
+        for variant, extra in (("pair_gate", {}), ("off", {"pair_gate": None})):
+            row[variant] = [evaluate_3d_tracking(_run(tr[tr["camera_id"].isin(cams)], {c: rig[c] for c in cams},
+                                                      "config/config.yaml", "frames", extra), gt, 0.02)["IDF1"]
+                            for cams in itertools.combinations(sorted(rig), 2)]
+        print(f"[{session}] 2-camera pairs {', '.join('+'.join(c[-1] for c in p) for p in itertools.combinations(sorted(rig), 2))}: "
+              f"IDF1 {' '.join(f'{v:.3f}' for v in row['pair_gate'])} (pair_gate off: "
+              f"{' '.join(f'{v:.3f}' for v in row['off'])})")
+        groups.setdefault("seeds 0-4 (tuning)" if seed <= 4 else "seeds 5-8 (held out)", []).append(row)
+    for name, rows in groups.items():
+        on = np.array([r["pair_gate"] for r in rows])
+        off = np.array([r["off"] for r in rows])
+        print(f"[two-view, {name}] mean 3D IDF1 {on.mean():.3f} (pair_gate off {off.mean():.3f}); pairs >= 0.95: "
+              f"{(on >= 0.95).mean():.0%} (off {(off >= 0.95).mean():.0%}); worst {on.min():.3f} (off {off.min():.3f})")
+
+
 def fishpy() -> None:
     base = REPO / "results" / "fishpy"
     if not (base / "calibration.toml").exists():
@@ -150,4 +185,5 @@ def fishpy() -> None:
 if __name__ == "__main__":
     logging.disable(logging.WARNING)
     synthetic()
+    two_view()
     fishpy()
