@@ -30,6 +30,7 @@ has no block form: the whole session goes to ``associate_session``).
 
 Ends with one JSON line ``{"camera_frames_per_s": <4×10 at the largest
 length>, "frames": [...], "peak_rss_mb": [...], "cases": [...]}``.
+:func:`results` gives ``benchmarks/run_all.py`` the issue's three figures against its budgets.
 """
 
 from __future__ import annotations
@@ -178,6 +179,34 @@ def _run_whole(n_cams: int, n_targets: int, n_frames: int, method: str) -> dict:
             "associate_s": t1 - t0, "triangulate_s": t2 - t1, "camera_frames_per_s": n_cams * n_frames / (t2 - t0),
             "ratio_to_undistort": float("nan"),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _case(c: int, t: int, n: int, method: str = "frames") -> dict:
+    """One case in a fresh subprocess (one core), as :func:`main` runs it."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, __file__, "--case", str(c), str(t), str(n), method], capture_output=True,
+                          text=True, env=env, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def results() -> list[dict]:
+    """Entries for ``benchmarks/run_all.py``: issue 6's figures (4 × 10 at 10k and 100k frames, 12 × 50 at 10k).
+
+    Baselines are the issue's budgets: 10,000 camera-frames/s on one core, growth 10k → 100k within
+    1.2× of linear, 12 × 50 within 8 GB.
+    """
+    r10, r100, big = _case(4, 10, 10000), _case(4, 10, 100000), _case(12, 50, 10000)
+    growth = (r100["associate_s"] + r100["triangulate_s"]) / (r10["associate_s"] + r10["triangulate_s"]) / 10
+    return [
+        {"name": "associate_triangulate_4cams_x_10targets_100k_frames (frames method, CPU time of one core; "
+                 "baseline = issue 6's 10,000)", "ours": round(r100["camera_frames_per_s"]), "baseline": 10000,
+         "unit": "camera-frames/s", "ratio": r100["camera_frames_per_s"] / 10000},
+        {"name": "associate_triangulate growth 10k -> 100k frames (time / 10x; baseline = 1.2 budget)",
+         "ours": round(growth, 3), "baseline": 1.2, "unit": "x linear", "ratio": 1.2 / growth},
+        {"name": f"associate_triangulate_12cams_x_50targets_10k_frames peak RSS ({big['camera_frames_per_s']:.0f} "
+                 "camera-frames/s; baseline = 8 GB budget)", "ours": round(big["peak_rss_mb"]), "baseline": 8192,
+         "unit": "MB", "ratio": 8192 / big["peak_rss_mb"]},
+    ]
 
 
 def main() -> None:
