@@ -333,9 +333,9 @@ def _refine_general(X: np.ndarray, uv: np.ndarray, ax: np.ndarray, cameras: list
     return X
 
 
-def _n_equations(ax: np.ndarray, used: np.ndarray) -> np.ndarray:
-    """``(G,)`` equations (used axes) of the used cameras: ``ax (G, C, 2)``, ``used (G, C)``."""
-    return (ax & used[..., None]).sum((1, 2))
+def _n_equations(ax: np.ndarray | None, used: np.ndarray) -> np.ndarray:
+    """``(G,)`` equations (used axes) of the used cameras: ``ax (G, C, 2)`` (None = both), ``used (G, C)``."""
+    return 2 * used.sum(1) if ax is None else (ax & used[..., None]).sum((1, 2))
 
 
 def _axes(mask: np.ndarray, axes: np.ndarray | None) -> np.ndarray:
@@ -384,8 +384,11 @@ def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
         tried (px; NaN where behind the camera or not tried)
     """
     G, C = mask.shape
-    ax = _axes(mask, axes)
-    mask = ax.any(2)
+    if axes is None or np.asarray(axes, bool)[mask].all():
+        ax, axn = mask[..., None], None  # both axes everywhere: (G, C, 1) broadcasts, counts as 2 equations
+    else:
+        ax = axn = _axes(mask, axes)
+        mask = ax.any(2)
     if is_refractive(cameras):
         orig = np.full((G, C, 3), np.nan)
         D = np.full((G, C, 3), np.nan)
@@ -420,8 +423,8 @@ def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
 
         # A cut coordinate still enters the undistortion of the other one (lens distortion couples
         # u and v): replace it by the reprojection of a first solve and undistort again.
-        part = mask & ~ax.all(2)
-        cutp = np.flatnonzero(part.any(1) & (mask.sum(1) >= 2) & (_n_equations(ax, mask) >= MIN_EQUATIONS))
+        part = mask & ~ax.all(2) if axn is not None else np.zeros((G, C), bool)
+        cutp = np.flatnonzero(part.any(1) & (mask.sum(1) >= 2) & (_n_equations(axn, mask) >= MIN_EQUATIONS))
         if cutp.size:
             X0 = solve(cutp, ax[cutp])
             for c, cam in enumerate(cameras):
@@ -435,13 +438,14 @@ def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
     proj = np.full((G, C, 2), np.nan)
     X = np.full((G, 3), np.nan)
     err = np.full((G, C), np.inf)
-    todo = np.flatnonzero((used.sum(1) >= 2) & (_n_equations(ax, used) >= MIN_EQUATIONS))
+    todo = np.flatnonzero((used.sum(1) >= 2) & (_n_equations(axn, used) >= MIN_EQUATIONS))
     while todo.size:
         X[todo] = solve(todo, ax[todo] & used[todo, :, None])
         for c, cam in enumerate(cameras):
             sel = todo[used[todo, c]]
             proj[sel, c] = cam.project(X[sel])  # NaN behind the camera
-        e = np.linalg.norm(np.where(ax[todo], proj[todo] - uv[todo], 0.0), axis=2)
+        d = proj[todo] - uv[todo]
+        e = np.linalg.norm(d if axn is None else np.where(axn[todo], d, 0.0), axis=2)
         e = np.where(np.isnan(e), np.inf, e)  # behind a camera (or a failed solve) counts as worst
         err[todo] = e
         e = np.where(used[todo], e, -np.inf)
@@ -449,11 +453,11 @@ def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
         rest = used[todo].copy()
         rest[np.arange(todo.size), worst] = False
         bad = ((e[np.arange(todo.size), worst] > max_reprojection_error) & (used[todo].sum(1) >= 3)
-               & (_n_equations(ax[todo], rest) >= MIN_EQUATIONS))
+               & (_n_equations(None if axn is None else axn[todo], rest) >= MIN_EQUATIONS))
         todo = todo[bad]
         used[todo, worst[bad]] = False
     worst_err = np.where(used, err, -np.inf).max(1)
-    keep = ((used.sum(1) >= 2) & (_n_equations(ax, used) >= MIN_EQUATIONS) & (worst_err <= max_reprojection_error)
+    keep = ((used.sum(1) >= 2) & (_n_equations(axn, used) >= MIN_EQUATIONS) & (worst_err <= max_reprojection_error)
             & np.isfinite(X).all(1))
     X[~keep] = np.nan
     used[~keep] = False
@@ -472,8 +476,8 @@ def position_cov(X: np.ndarray, used: np.ndarray, cameras: list[Camera],
     centroid noise variance σ² (px², per image axis) to get the covariance of
     the maximum-likelihood point (first-order propagation, H&Z §5.2.3).
     """
-    ax = _axes(used, axes)
-    ok = (used.sum(1) >= 2) & (_n_equations(ax, used) >= 3) & np.isfinite(X).all(1)
+    rows = used if axes is None else np.asarray(axes, bool) & used[..., None]
+    ok = (used.sum(1) >= 2) & (_n_equations(axes, used) >= 3) & np.isfinite(X).all(1)
     out = np.full((len(X), 3, 3), np.nan)
     if ok.any():
         if is_refractive(cameras):
@@ -481,7 +485,7 @@ def position_cov(X: np.ndarray, used: np.ndarray, cameras: list[Camera],
         else:
             rig = _Rig.of(cameras)
             J = rig.jacobian(rig.to_camera(X[ok]))
-        out[ok] = _inv3(_normal_equations(J, ax[ok]))
+        out[ok] = _inv3(_normal_equations(J, rows[ok]))
     return out
 
 
@@ -496,7 +500,7 @@ def noise_sigma(err: np.ndarray, used: np.ndarray, floor: float, prior_dof: floa
     Returns ``(G,)``; NaN where fewer than 2 cameras are used.
     """
     n = used.sum(1)
-    dof = np.maximum(_n_equations(_axes(used, axes), used) - 3, 0).astype(np.float64)
+    dof = np.maximum(_n_equations(axes, used) - 3, 0).astype(np.float64)
     ss = np.where(used, np.nan_to_num(err, nan=0.0, posinf=0.0) ** 2, 0.0).sum(1)
     pooled = ss[n >= 2].sum() / max(dof[n >= 2].sum(), 1.0)
     s0 = max(pooled, floor**2)
@@ -528,10 +532,11 @@ def _border_cut(obs: pd.DataFrame, sizes: list[tuple[int, int]], cam: np.ndarray
     """
     if margin is None:
         return np.zeros((len(obs), 2), bool)
-    wh = np.asarray(sizes, np.float64).reshape(-1, 2)[cam] - 1.0 - margin  # (N, 2) far edges
-    lo = obs[["x1", "y1"]].to_numpy(np.float64) <= margin
-    hi = obs[["x2", "y2"]].to_numpy(np.float64) >= wh
-    return lo | hi
+    far = np.asarray(sizes, np.float64).reshape(-1, 2) - 1.0 - margin  # (C, 2) far edges
+    out = np.empty((len(obs), 2), bool)
+    for k, (lo, hi) in enumerate((("x1", "x2"), ("y1", "y2"))):
+        out[:, k] = (obs[lo].to_numpy() <= margin) | (obs[hi].to_numpy() >= far[cam, k])
+    return out
 
 
 def triangulate(tracklets: pd.DataFrame, association: pd.DataFrame, cameras: dict[str, Camera],
@@ -589,32 +594,36 @@ def triangulate(tracklets: pd.DataFrame, association: pd.DataFrame, cameras: dic
 
     uv = np.full((G, C, 2), np.nan)
     cf = np.full((G, C), np.nan)
-    ax = np.zeros((G, C, 2), bool)
     uv[g, cam_idx, 0], uv[g, cam_idx, 1] = cx, cy
     cf[g, cam_idx] = conf
-    ax[g, cam_idx] = ~cut
     boxcut = np.zeros((G, C), bool)
-    boxcut[g, cam_idx] = cut.any(1)
-    weak = ax.sum((1, 2)) < MIN_EQUATIONS  # too few equations left: both coordinates of every box, as before
-    ax[weak] = np.isfinite(uv[weak, :, :1])
+    ax = None  # (G, C, 2) equations of each box when one is border-cut
+    if cut.any():
+        boxcut[g, cam_idx] = cut.any(1)
+        ax = np.zeros((G, C, 2), bool)
+        ax[g, cam_idx] = ~cut
+        weak = ax.sum((1, 2)) < MIN_EQUATIONS  # too few equations left: both coordinates of every box, as before
+        ax[weak] = np.isfinite(uv[weak, :, :1])
     X = np.full((G, 3), np.nan)
     used = np.zeros((G, C), bool)
     proj = np.full((G, C, 2), np.nan)
     for b0 in range(0, G, cfg.batch_size):
         b = slice(b0, min(b0 + cfg.batch_size, G))
         X[b], used[b], proj[b] = triangulate_points(uv[b], np.isfinite(uv[b, :, 0]), cams,
-                                                    cfg.max_reprojection_error, cfg.refine_iterations, ax[b])
+                                                    cfg.max_reprojection_error, cfg.refine_iterations,
+                                                    None if ax is None else ax[b])
     # rejected with a cut axis dropped (the gate may not drop a camera below MIN_EQUATIONS): both coordinates
     pres = np.isfinite(uv[..., :1])
-    retry = np.flatnonzero(~used.any(1) & (ax != pres).any((1, 2)))
+    retry = np.zeros(0, int) if ax is None else np.flatnonzero(~used.any(1) & (ax != pres).any((1, 2)))
     for b0 in range(0, retry.size, cfg.batch_size):
         b = retry[b0:b0 + cfg.batch_size]
         ax[b] = pres[b]
         X[b], used[b], proj[b] = triangulate_points(uv[b], pres[b, :, 0], cams, cfg.max_reprojection_error,
                                                     cfg.refine_iterations)
     ok = used.any(1)
-    X, used, proj, uv, cf, ax, boxcut, key = X[ok], used[ok], proj[ok], uv[ok], cf[ok], ax[ok], boxcut[ok], uniq[ok]
-    err = np.linalg.norm(np.where(ax, proj - uv, 0.0), axis=2)
+    X, used, proj, uv, cf, boxcut, key = X[ok], used[ok], proj[ok], uv[ok], cf[ok], boxcut[ok], uniq[ok]
+    ax = None if ax is None else ax[ok]
+    err = np.linalg.norm(proj - uv if ax is None else np.where(ax, proj - uv, 0.0), axis=2)
     err_used = np.where(used, err, np.nan)
     with np.errstate(invalid="ignore"):
         mean_err = np.nanmean(err_used, axis=1) if len(X) else np.zeros(0)
@@ -624,8 +633,8 @@ def triangulate(tracklets: pd.DataFrame, association: pd.DataFrame, cameras: dic
     # degenerate geometry (near-parallel rays): singular JᵀJ, no finite std -> rejected, never written
     fin = np.isfinite(std).all(1) & np.isfinite(mean_err)
     if not fin.all():
-        X, used, proj, uv, cf, ax, boxcut, key = (X[fin], used[fin], proj[fin], uv[fin], cf[fin], ax[fin],
-                                                   boxcut[fin], key[fin])
+        X, used, proj, uv, cf, boxcut, key = X[fin], used[fin], proj[fin], uv[fin], cf[fin], boxcut[fin], key[fin]
+        ax = None if ax is None else ax[fin]
         err, mean_err, conf_mean, std = err[fin], mean_err[fin], conf_mean[fin], std[fin]
         ok[np.flatnonzero(ok)[~fin]] = False
     points = POINTS3D.coerce(pd.DataFrame({
