@@ -55,8 +55,8 @@ is solved again with both coordinates (tried on the hard synthetic scene,
 seeds 0-2: 3D IDF1 0.960 / 0.819 / 0.883 against 0.957 / 0.811 / 0.884 when
 such points were solved exactly from 3 equations, and 0.955 / 0.810 / 0.862
 with both coordinates of every box). ``n_cut`` in the points table counts the
-used cameras whose box touched the border either way. Lens distortion couples the two coordinates: on
-the pinhole path the cut one is replaced by the reprojection of a first
+used cameras whose box touched the border either way. Lens distortion
+couples the two coordinates: on the pinhole path the cut one is replaced by the reprojection of a first
 solve before the uncut one is undistorted again (the refractive path
 measures residuals in distorted px already).
 
@@ -130,7 +130,8 @@ def observations(tracklets: pd.DataFrame, association: pd.DataFrame, use_coasted
     """Join tracklet rows with their global ids.
 
     Returns one row per ``(frame, global_id, camera_id)`` with ``cx, cy`` (px),
-    ``confidence`` and the box ``x1, y1, x2, y2`` (px); coasted rows are dropped unless ``use_coasted``. Should
+    ``confidence`` and the box ``x1, y1, x2, y2`` (px); coasted rows are
+    dropped unless ``use_coasted``. Should
     two rows of one camera share a frame and global id (association forbids
     it), the higher-confidence one is kept.
     """
@@ -160,7 +161,8 @@ def observations(tracklets: pd.DataFrame, association: pd.DataFrame, use_coasted
     first = np.ones(len(order), bool)
     first[1:] = (frame[1:] != frame[:-1]) | (gid[1:] != gid[:-1]) | (cam[1:] != cam[:-1])
     rows = rows[first]
-    out = obs.iloc[rows][["frame", "camera_id", "cx", "cy", "confidence", "x1", "y1", "x2", "y2"]].reset_index(drop=True)
+    cols = ["frame", "camera_id", "cx", "cy", "confidence", "x1", "y1", "x2", "y2"]
+    out = obs.iloc[rows][cols].reset_index(drop=True)
     out.insert(1, "global_id", gid[first])
     return out
 
@@ -201,7 +203,7 @@ class _Rig:
 
 
 def _normal_equations(J: np.ndarray, used: np.ndarray) -> np.ndarray:
-    """``Σ Jᵀ J`` over used rows: ``J (G, C, k, d)``, ``used (G, C)`` cameras or ``(G, C, k)`` rows → ``(G, d, d)``."""
+    """``Σ Jᵀ J`` over used rows → ``(G, d, d)``: ``J (G, C, k, d)``, ``used (G, C)`` cameras or ``(G, C, k)`` rows."""
     G, C, k, d = J.shape
     Jm = np.where(used[..., None] if used.ndim == 3 else used[:, :, None, None], J, 0.0).reshape(G, C * k, d)
     return np.matmul(Jm.transpose(0, 2, 1), Jm)
@@ -230,7 +232,7 @@ def _solve3(M: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _solve_dlt(A: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Solve ``(G, C, 2, 4)`` DLT rows selected by ``w``, ``(G, C)`` cameras or ``(G, C, 2)`` rows (bool) → ``(G, 3)``.
+    """Solve ``(G, C, 2, 4)`` DLT rows selected by bool ``w`` (``(G, C)`` cameras or ``(G, C, 2)`` rows) → ``(G, 3)``.
 
     Inhomogeneous linear least squares (H&Z §12.2): with ``X̃ = (X, 1)`` the
     rows ``a·X̃ = 0`` become ``A₃ X = −a₄``, solved through the 3 × 3 normal
@@ -371,7 +373,8 @@ def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
         Which image coordinates ``(u, v)`` of each observation give an
         equation (False = border-cut axis, module docstring); None = both.
         An observation with neither is not used; a point needs
-        ``MIN_EQUATIONS`` (4) equations from ≥ 2 cameras, else it is not solved. With ``axes`` None or all True the result is the
+        ``MIN_EQUATIONS`` (4) equations from ≥ 2 cameras, else it is not
+        solved. With ``axes`` None or all True the result is the
         two-coordinate solve, bit for bit.
 
     Returns
@@ -466,7 +469,7 @@ def triangulate_points(uv: np.ndarray, mask: np.ndarray, cameras: list[Camera],
 
 def position_cov(X: np.ndarray, used: np.ndarray, cameras: list[Camera],
                  axes: np.ndarray | None = None) -> np.ndarray:
-    """``(G, 3, 3)`` unit-noise position covariance ``(JᵀJ)⁻¹`` in m² per px² (NaN where < 2 cameras / 3 equations).
+    """``(G, 3, 3)`` unit-noise position covariance ``(JᵀJ)⁻¹`` in m² per px² (NaN: < 2 cameras or 3 equations).
 
     ``X (G, 3)`` world points, ``used (G, C)`` cameras, ``axes (G, C, 2)``
     bool the image axes that gave an equation (None = both; a border-cut
