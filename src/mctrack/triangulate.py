@@ -43,20 +43,22 @@ along the other. Such an observation gives one equation (its uncut
 coordinate) instead of two: its DLT row and Gauss–Newton residual on the cut
 axis are left out, the gate measures its reprojection error on the uncut
 axis only (``|Δv|`` or ``|Δu|``), and ``J`` of the std holds only the used
-rows. A box cut on both axes (a corner) gives none and is not used. A point
-needs ``MIN_EQUATIONS`` = 4 equations from ≥ 2 cameras, one more than its 3
+rows. A box cut on both axes (a corner) gives none. A point needs
+``MIN_EQUATIONS`` = 4 equations from ≥ 2 cameras, one more than its 3
 unknowns (a camera is dropped by the gate only while that still holds): an
 exactly determined point has no residual, so the reprojection gate could not
 check it. Where dropping the cut axes would leave fewer than 4 (e.g. two
 cameras, one box cut), :func:`triangulate` uses both coordinates of that
-point's boxes, as without the option; so does a point the gate rejects
-with its cut axes dropped (it may not drop a camera below 4 equations): it
-is solved again with both coordinates (tried on the hard synthetic scene,
-seeds 0-2: 3D IDF1 0.960 / 0.819 / 0.883 against 0.957 / 0.811 / 0.884 when
-such points were solved exactly from 3 equations, and 0.955 / 0.810 / 0.862
-with both coordinates of every box). ``n_cut`` in the points table counts the
-used cameras whose box touched the border either way. Lens distortion
-couples the two coordinates: on the pinhole path the cut one is replaced by the reprojection of a first
+point's boxes, as without the option; so does a point the gate rejects with
+its cut axes dropped (it may not drop a camera below 4 equations): it is
+solved again with both coordinates. Tried on the hard synthetic scene
+(``benchmarks/border_boxes.py``), seeds 0-2: 3D IDF1 0.960 / 0.819 / 0.883,
+against 0.957 / 0.811 / 0.884 when such points were solved exactly from 3
+equations and 0.955 / 0.810 / 0.862 with both coordinates of every box;
+held-out seeds 3-5: 0.880 / 0.841 / 0.783 against 0.876 / 0.838 / 0.774 with
+both. ``n_cut`` in the points table counts the used cameras whose box
+touched the border either way. Lens distortion couples the two coordinates:
+on the pinhole path the cut one is replaced by the reprojection of a first
 solve before the uncut one is undistorted again (the refractive path
 measures residuals in distorted px already).
 
