@@ -28,7 +28,9 @@ Tables
 ``POINTS3D``    one row per (frame, global_id) with a 3D position (m), its mean
                 reprojection error (px), linearised standard deviation along
                 world x, y, z (``std_x, std_y, std_z``, m) and their RMS
-                ``position_std`` (m) (see :mod:`mctrack.triangulate`).
+                ``position_std`` (m), and ``n_cut`` the cameras used whose box
+                touched the image border (only its uncut coordinate used; see
+                :mod:`mctrack.triangulate`).
 ``PAIR_EVIDENCE`` one row per pair of tracklets of two cameras that share
                 frames: the association's soft evidence (``score``,
                 ``mean_evidence`` in [-1, 1], ``support`` in [0, 1], ``n_votes``
@@ -123,7 +125,9 @@ POINTS3D = TableSpec("Points3D", {
     "reprojection_error": "float32", "n_cameras": "int32",
     "position_std": "float32", "confidence": "float32",
     "std_x": "float32", "std_y": "float32", "std_z": "float32",
-}, defaults={c: (lambda df: np.nan) for c in ("std_x", "std_y", "std_z")})  # tables written before per-axis std
+    "n_cut": "int32",
+}, defaults={**{c: (lambda df: np.nan) for c in ("std_x", "std_y", "std_z")},  # tables written before per-axis std
+             "n_cut": lambda df: 0})  # tables written before border-cut boxes were counted
 
 PAIR_EVIDENCE = TableSpec("PairEvidence", {
     "camera_a": "str", "track_a": "int64", "camera_b": "str", "track_b": "int64",

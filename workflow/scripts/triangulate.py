@@ -26,8 +26,9 @@ elif plan.calibrated:
     points, residuals = triangulate(tracklets, association, load_session_cameras(plan),
                                     TriangulationConfig.from_dict(snakemake.params.triangulate))
     log.info("%d 3D points (%d rejected: behind a camera or above the reprojection threshold); median "
-             "reprojection error %.2f px; median cameras %s", len(points), points.attrs.get("n_rejected", 0),
-             points["reprojection_error"].median(), points["n_cameras"].median())
+             "reprojection error %.2f px; median cameras %s; %d use a border-cut box", len(points),
+             points.attrs.get("n_rejected", 0), points["reprojection_error"].median(), points["n_cameras"].median(),
+             int((points["n_cut"] > 0).sum()))
 else:
     points, residuals = POINTS3D.empty(), RESIDUALS.empty()
     log.info("session %s: fewer than 2 calibrated cameras -> triangulation skipped (empty tables)", plan.session)
