@@ -81,7 +81,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .calibration import Camera
+from .calibration import Camera, border_cut
 from .calibration.refraction import projection_jacobian
 from .tables import POINTS3D, RESIDUALS
 
@@ -533,15 +533,13 @@ def _border_cut(obs: pd.DataFrame, sizes: list[tuple[int, int]], cam: np.ndarray
 
     ``obs`` rows with ``x1, y1, x2, y2`` px, ``cam (N,)`` index into ``sizes``
     (``(W, H)`` px per camera); cut along ``u`` where ``x1 ≤ margin`` or
-    ``x2 ≥ W − 1 − margin`` (``v`` alike with ``H``). ``margin`` None: nothing is cut.
+    ``x2 ≥ W − 1 − margin`` (``v`` alike with ``H``; :func:`~mctrack.calibration.border_cut`).
+    ``margin`` None: nothing is cut.
     """
     if margin is None:
         return np.zeros((len(obs), 2), bool)
-    far = np.asarray(sizes, np.float64).reshape(-1, 2) - 1.0 - margin  # (C, 2) far edges
-    out = np.empty((len(obs), 2), bool)
-    for k, (lo, hi) in enumerate((("x1", "x2"), ("y1", "y2"))):
-        out[:, k] = (obs[lo].to_numpy() <= margin) | (obs[hi].to_numpy() >= far[cam, k])
-    return out
+    return border_cut(*(obs[k].to_numpy() for k in ("x1", "y1", "x2", "y2")), np.asarray(sizes, np.float64)[cam],
+                      margin, 1.0 + margin)
 
 
 def triangulate(tracklets: pd.DataFrame, association: pd.DataFrame, cameras: dict[str, Camera],

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from ..calibration import border_cut
 from ..errors import InputError
 from ..ground import FOOT_POINTS, GroundMap, ground_positions
 from ..tables import ASSOCIATION, PAIR_EVIDENCE, POINTS3D, TRACKLET2D
@@ -638,12 +639,9 @@ def fragment_rows(tracklets: pd.DataFrame, maps: dict[str, GroundMap], min_width
     camera 0.14 m. ``width``: the rows' :func:`box_ground_width` if the caller has it.
     """
     w = box_ground_width(tracklets, maps) if width is None else width
-    cut = np.zeros(len(tracklets), bool)
-    cams = tracklets["camera_id"].astype(str).to_numpy()
-    for name, gm in maps.items():
-        if gm.size is not None:
-            sel = cams == name
-            cut[sel] = (tracklets.loc[sel, "x1"].to_numpy() <= 1) | (tracklets.loc[sel, "x2"].to_numpy() >= gm.size[0] - 1)
+    sizes = {name: gm.size for name, gm in maps.items() if gm.size is not None}
+    wh = np.array([sizes.get(c, (np.inf, np.inf)) for c in tracklets["camera_id"].astype(str)], np.float64)
+    cut = border_cut(*(tracklets[k].to_numpy() for k in ("x1", "y1", "x2", "y2")), wh, 1.0, 1.0)[:, 0]
     return (w < min_width) & ~cut
 
 
@@ -1193,8 +1191,7 @@ def visible_fraction(rows: pd.DataFrame, sizes: dict[str, tuple[int, int] | None
         return np.ones(0)
     wh = np.array([sizes.get(c) or (np.inf, np.inf) for c in r["camera_id"]], dtype=np.float64)
     x1, y1, x2, y2 = (r[k].to_numpy(np.float64) for k in ("x1", "y1", "x2", "y2"))
-    cut_x = (x1 <= border) | (x2 >= wh[:, 0] - border)
-    cut_y = (y1 <= border) | (y2 >= wh[:, 1] - border)
+    cut_x, cut_y = border_cut(x1, y1, x2, y2, wh, border, border).T
     if not (cut_x | cut_y).any():
         return np.ones(len(r))
     r = r.assign(w=np.clip(x2 - x1, 1e-6, None), h=np.clip(y2 - y1, 1e-6, None), idx=np.arange(len(r)),

@@ -10,11 +10,11 @@ our canonical file), :mod:`.opencv_storage` (OpenCV FileStorage YAML/XML),
 """
 
 from .anipose import read_anipose_toml, write_anipose_toml
-from .camera import UNIT_TO_M, Camera, Rig
+from .camera import UNIT_TO_M, Camera, Rig, border_cut
 from .formats import READERS, find_camera, load_calibration
 from .opencv_storage import read_opencv_storage
 from .qualisys import read_qualisys_qca
 from .refraction import FlatInterface, RefractiveCamera
 
-__all__ = ["Camera", "Rig", "UNIT_TO_M", "READERS", "load_calibration", "find_camera", "read_anipose_toml",
+__all__ = ["Camera", "Rig", "border_cut", "UNIT_TO_M", "READERS", "load_calibration", "find_camera", "read_anipose_toml",
            "write_anipose_toml", "read_opencv_storage", "read_qualisys_qca", "FlatInterface", "RefractiveCamera"]

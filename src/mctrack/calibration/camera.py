@@ -192,3 +192,20 @@ class Rig(dict):
 def to_metres(cam: Camera, unit: str) -> Camera:
     """Return ``cam`` with its translation converted from ``unit`` to metres."""
     return replace(cam, tvec=cam.tvec * UNIT_TO_M[unit])
+
+
+def border_cut(x1, y1, x2, y2, size, near: float, far: float) -> np.ndarray:
+    """``(N, 2) bool``: whether each box is cut by the image border along ``u`` (column 0) / ``v`` (column 1).
+
+    Boxes ``x1, y1, x2, y2 (N,)`` px; ``size (N, 2)`` the ``(W, H)`` px of each
+    box's image (``inf`` where unknown: never cut). Cut along ``u`` where
+    ``x1 ≤ near`` or ``x2 ≥ W − far`` (``v`` alike with ``y1, y2, H``). A
+    detector clips boxes to the image, so a target leaving it has an edge at
+    the border; its box centre is then biased along that axis only. Used by
+    :func:`mctrack.triangulate.triangulate` (``near`` = ``border_margin``,
+    ``far`` = 1 + ``border_margin``) and the floor-scene row tests of
+    :mod:`mctrack.associate.ground`.
+    """
+    size = np.asarray(size, np.float64).reshape(-1, 2)
+    return np.column_stack([(np.asarray(x1) <= near) | (np.asarray(x2) >= size[:, 0] - far),
+                            (np.asarray(y1) <= near) | (np.asarray(y2) >= size[:, 1] - far)])
