@@ -220,16 +220,14 @@ def main() -> None:
     # 12 x 50 is ~50x slower per camera-frame (dense scene: many near-intersecting ray pairs) and
     # 100k frames are 60 M tracklet rows: 1k frames by default, all lengths with --full
     cases = [(4, 10, n) for n in lengths] + [(12, 50, n) for n in lengths if full or n <= 1000]
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     results = []
     for c, t, n in cases:
-        proc = subprocess.run([sys.executable, __file__, "--case", str(c), str(t), str(n), method], capture_output=True,
-                              text=True, env=env)
-        if proc.returncode != 0:
-            print(f"{c} cameras x {t} targets x {n} frames: FAILED\n{proc.stderr[-2000:]}", flush=True)
+        try:
+            r = _case(c, t, n, method)
+        except subprocess.CalledProcessError as e:
+            print(f"{c} cameras x {t} targets x {n} frames: FAILED\n{e.stderr[-2000:]}", flush=True)
             results.append({"cameras": c, "targets": t, "frames": n, "failed": True})
             continue
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(r)
         print(f"{c:2d} cameras x {t:2d} targets x {n:6d} frames: {r['camera_frames_per_s']:10.0f} camera-frames/s "
               f"(associate {r['associate_s']:.2f} s + triangulate {r['triangulate_s']:.2f} s; "
