@@ -16,7 +16,8 @@ HOTA / MOTA / ID switches / 3D tracks (``mctrack.evaluate.evaluate_3d_tracking``
   ``synthetic_s1`` … ``synthetic_s8`` (a copy of ``config/config.yaml`` and ``config/cameras.tsv``
   with ``simulate.seed`` and ``simulate.session`` changed): 3D IDF1 of the frames method on each of
   the 6 pairs, with ``pair_gate`` as configured and off, and the mean per seed group (seeds 0-4 were
-  used to choose ``pair_gate``, 5-8 held out) — the proxy for two-view rigs;
+  used to choose ``pair_gate``, 5-8 held out) — the proxy for two-view rigs; and the pair error
+  of the tracker's correct and ghost two-camera pairings on those pairs (:func:`pair_errors`);
 - the FishPy tank, which has no identity ground truth: fish triangulated per frame, 3D tracks and
   median reprojection error (``snakemake --cores 2 --configfile config/fishpy.yaml`` first).
 
@@ -168,6 +169,88 @@ def two_view() -> None:
               f"{(on >= 0.95).mean():.0%} (off {(off >= 0.95).mean():.0%}); worst {on.min():.3f} (off {off.min():.3f})")
 
 
+def pair_errors() -> None:
+    """Pair error (``associate.pair_gate``'s measure) of correct and ghost two-camera pairings.
+
+    On every camera pair of the synthetic default's seeds 0-4 (sessions ``synthetic``,
+    ``synthetic_s1`` … ``synthetic_s4``), the frames tracker's (track, frame) pairs are labelled by the
+    simulator's 2D ground truth (each row takes the target whose box centre is within 8 px): *correct*
+    when both rows are one target, *ghost* when they are two. The pair error is the larger of the two
+    rows' reprojection errors of the rays' midpoint over τ₀ = √((box_fraction·√(w·h))² +
+    centroid_sigma²) (:func:`mctrack.associate.frames._pair_error`). These are the figures quoted for
+    ``pair_gate`` in :class:`mctrack.associate.AssociationConfig` (tracker run with the check off,
+    the pairings it was designed to catch) and those left with it on.
+    """
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    for gate in ("off", "as configured"):
+        extra = {"pair_gate": None} if gate == "off" else {}
+        ac = AssociationConfig.from_dict(dict(cfg.get("associate") or {}, method="frames", **extra))
+        _pair_error_figures(ac, f"pair_gate {gate}")
+
+
+def _pair_error_figures(ac: AssociationConfig, label: str) -> None:
+    import itertools
+
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    from mctrack.associate.data import TrackletIndex
+    from mctrack.associate.evidence import closest_points
+    from mctrack.associate.frames import appearance_sigma, track_detections
+
+    out = {True: [], False: []}
+    for seed in range(5):
+        session = "synthetic" if seed == 0 else f"synthetic_s{seed}"
+        base = REPO / "results" / session
+        if not list((base / "track_2d").glob("cam*.parquet")):
+            continue
+        trall = read_tables(sorted((base / "track_2d").glob("cam*.parquet")), TRACKLET2D)
+        rig = load_calibration(base / "simulate" / "calibration.toml")
+        gts = {}
+        for c in rig:   # MOT ground truth: frame (1-based), id, left, top, width, height
+            g = pd.read_csv(base / "simulate" / "gt" / f"{c}.txt", header=None).to_numpy()
+            gts[c] = (cKDTree(np.column_stack([g[:, 2] + g[:, 4] / 2, g[:, 3] + g[:, 5] / 2, (g[:, 0] - 1) * 1e4])),
+                      g[:, 1].astype(np.int64))
+        for cams in itertools.combinations(sorted(rig), 2):
+            idx = TrackletIndex.build(trall[trall["camera_id"].isin(cams)])
+            cl = [rig[c] for c in idx.camera_names]
+            track, _, _ = track_detections(idx, cl, ac, appearance_sigma(idx) if idx.appearance is not None else None)
+            cam = idx.keys["cam"].to_numpy()[idx.tk]
+            lab = np.full(len(track), -1, np.int64)
+            for ci, c in enumerate(idx.camera_names):
+                r = np.flatnonzero((cam == ci) & (track >= 0))
+                d, k = gts[c][0].query(np.column_stack([idx.cx[r], idx.cy[r], idx.frame[r] * 1e4]),
+                                       distance_upper_bound=8.0)
+                lab[r[np.isfinite(d)]] = gts[c][1][k[np.isfinite(d)]]
+            r = np.flatnonzero(track >= 0)
+            r = r[np.lexsort((cam[r], track[r], idx.frame[r]))]
+            key = idx.frame[r] * (int(track.max()) + 1) + track[r]
+            two = np.flatnonzero((key[1:] == key[:-1]) & (cam[r[1:]] != cam[r[:-1]]))
+            two = two[(np.r_[key[2:], -1][two] != key[two]) & (np.r_[-1, key[:-1]][two] != key[two])]  # exactly 2
+            ra, rb = r[two], r[two + 1]
+            ok = (lab[ra] >= 0) & (lab[rb] >= 0)
+            ra, rb = ra[ok], rb[ok]
+            o, dv = idx.row_rays(dict(zip(idx.camera_names, cl)))
+            _, _, _, X = closest_points(o[ra], dv[ra], o[rb], dv[rb])
+            e = np.zeros(len(ra))
+            for rr in (ra, rb):
+                for ci, cm in enumerate(cl):
+                    m = cam[rr] == ci
+                    uv = cm.project(X[m])
+                    tau = np.hypot(ac.box_fraction * np.sqrt(idx.w[rr[m]] * idx.h[rr[m]]), ac.centroid_sigma)
+                    e[m] = np.fmax(e[m], np.hypot(uv[:, 0] - idx.cx[rr[m]], uv[:, 1] - idx.cy[rr[m]]) / tau)
+            same = lab[ra] == lab[rb]
+            out[True].append(e[same])
+            out[False].append(e[~same])
+    for name, correct in (("correct", True), ("ghost", False)):
+        e = np.concatenate(out[correct]) if out[correct] else np.zeros(0)
+        if not len(e):
+            continue
+        q = np.quantile(e, [0.5, 0.9, 0.99, 0.999, 1.0])
+        print(f"[pair error, camera pairs of seeds 0-4, {label}] {name} pairs: n {len(e)}, median {q[0]:.2f}, 90 % {q[1]:.2f}, "
+              f"99 % {q[2]:.2f}, 99.9 % {q[3]:.2f}, max {q[4]:.2f} tau0; below 1.0: {(e < 1.0).mean():.1%}")
+
+
 def fishpy() -> None:
     base = REPO / "results" / "fishpy"
     if not (base / "calibration.toml").exists():
@@ -186,4 +269,5 @@ if __name__ == "__main__":
     logging.disable(logging.WARNING)
     synthetic()
     two_view()
+    pair_errors()
     fishpy()
