@@ -457,3 +457,48 @@ def test_lone_inconsistent_pairing_drops_the_row_far_from_the_prediction():
         dn = np.array([0.4, np.nan, np.nan, 1.4])
         _repair_pairs(T, act, rc, assigned, dn, d2, uv, o, d, proj, tau0_sq, gate)
         np.testing.assert_array_equal(assigned, expect)
+
+
+def test_crossed_pairings_within_the_gate_are_exchanged_after_a_few_frames():
+    """Crossed pairs that pass pair_gate (0.4 tau0 each, a merged blob's aftermath) are exchanged once their
+    running mean error is doubtful (the second frame here, not the first); correct pairs never are."""
+    from mctrack.associate.frames import _pair_error, _repair_pairs, _Tracks
+    cams, proj, P, uv, rc, o, d = _two_camera_frame()
+    tau0_sq = np.full(4, 50.0 ** 2)   # crossed pairs 0.1 m apart are 5 tau at 4 px: 0.4 tau here
+    e, _ = _pair_error(np.array([0, 1]), np.array([3, 2]), rc, uv, o, d, proj, tau0_sq)
+    assert np.all((e > 0.3) & (e < 0.5))
+    d2 = np.array([[0.1, 9.0], [9.0, 0.1], [0.1, 9.0], [9.0, 0.1]])
+    T = _Tracks(n_cams=2)
+    T.add(P, np.array([0.05, 0.05]), 0, np.eye(2) * 1e-4)
+    act = np.array([0, 1])
+    seen = []
+    for t in (1, 2):
+        assigned, dn = np.array([0, 1, 1, 0]), np.zeros(4)             # crossed again each frame
+        _repair_pairs(T, act, rc, assigned, dn, d2, uv, o, d, proj, tau0_sq, 1.0, t)
+        seen.append(assigned.tolist())
+    assert seen == [[0, 1, 1, 0], [0, 1, 0, 1]]                          # one frame is not enough; two are
+    # a correct pairing with a doubtful history is left alone (the exchange would be worse)
+    T.pe2[:2], T.pe_t[:2] = 0.5, 2
+    assigned = np.array([0, 1, 0, 1])
+    _repair_pairs(T, act, rc, assigned, np.zeros(4), d2, uv, o, d, proj, tau0_sq, 1.0, 3)
+    np.testing.assert_array_equal(assigned, [0, 1, 0, 1])
+
+
+def test_exchanged_pairings_take_identities_from_the_state_before_the_crossing():
+    """After a crossing the predictions follow the ghosts; the exchange gives each track the target that
+    continues its state from before the pairing became doubtful (T.cX at T.ct), whichever camera's rows
+    that takes."""
+    from mctrack.associate.frames import _repair_pairs, _Tracks
+    cams, proj, P, uv, rc, o, d = _two_camera_frame()
+    tau0_sq = np.full(4, 50.0 ** 2)
+    d2 = np.array([[0.1, 9.0], [9.0, 0.1], [0.1, 9.0], [9.0, 0.1]])
+    act = np.array([0, 1])
+    for before, expect in ((P, [0, 1, 0, 1]), (P[::-1], [1, 0, 1, 0])):
+        T = _Tracks(n_cams=2)
+        T.add(P[::-1] + 0.005, np.array([0.05, 0.05]), 0, np.eye(2) * 1e-4)   # predictions swapped by the drift
+        T.pe2[:2], T.pe_t[:2] = 0.2, 9
+        T.cX[:2], T.cV[:2], T.ct[:2] = before, 0.0, 5
+        assigned = np.array([0, 1, 1, 0])
+        _repair_pairs(T, act, rc, assigned, np.zeros(4), d2, uv, o, d, proj, tau0_sq, 1.0, 10)
+        np.testing.assert_array_equal(assigned, expect)   # track 0: both rows of A, resp. of B
+        assert T.pe2[0] == T.pe2[1] == 0.0
