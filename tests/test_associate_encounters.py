@@ -50,6 +50,24 @@ def test_cut_plan_releases_ambiguous_encounters_only():
     assert sorted(int(k % S) for k in starts) == [0, 60]
 
 
+def test_a_track_that_passes_through_another_tracks_gap_is_cut_too():
+    """Track 0 has no point in frames 46-54 (its rows merged with track 1's) and track 1 passes 1 cm from
+    its path at frame 50, while their points in the frames either side (45, 55) are 5 cm apart, beyond the
+    3 cm radius: the meeting is found on track 0's interpolated path, so track 1 is cut there as well (it
+    may have taken the other target through the merge) and both are relinked by motion from both sides."""
+    f = np.arange(100)
+    a, b = _line(-0.25, V, f), _line(0.25, -V, f, y=0.01)
+    keep = (f < 46) | (f > 54)
+    tid, fr, X = _points([(0, f[keep], a[keep]), (1, f, b)])
+    rel, starts = cut_plan(tid, fr, X, radius_m=0.03, pad=2)
+    S = 99 + 2 + 2
+    cells = {(int(k // S), int(k % S)) for k in rel}
+    assert {(1, 47), (1, 50), (1, 53)} <= cells and (1, 40) not in cells and (1, 60) not in cells
+    st = {(int(k // S), int(k % S)) for k in starts}
+    assert any(t == 1 and 50 < g < 60 for t, g in st)   # track 1: a new fragment after the meeting
+    assert any(t == 0 and g >= 55 for t, g in st)       # track 0: after its gap
+
+
 def test_link_fragments_follows_motion_and_forces_nothing():
     pre = np.arange(0, 45)
     post = np.arange(56, 100)

@@ -21,7 +21,9 @@ swap). This module revisits exactly those decisions with the evidence from
    e.g. turning away from each other, which straight-line motion would
    mistake for a crossing. Each track is also cut where its multi-camera
    points are more than ``_LOST_FRAMES`` frames apart (it coasted and took
-   up a target again). The pieces are *fragments*.
+   up a target again). A track missing points for up to ``_GAP_MEET``
+   frames meets others on the straight line between its points either
+   side (:func:`_with_short_gaps`). The pieces are *fragments*.
 3. **Relink** (:func:`link_fragments`): every fragment end is linked to at
    most one later fragment start by a linear assignment with a "no link"
    option (the gap-closing LAP of Jaqaman et al. 2008, *Nat. Methods*
@@ -60,6 +62,7 @@ from .data import TrackletIndex
 
 _LOST_FRAMES = 5   # a track whose multi-camera points are further apart than this coasted: cut it there
 _KEEP_BONUS = 0.5  # gate units credited to a fragment's own track's next fragment (the tracker's choice)
+_GAP_MEET = 10    # gaps of a track's points up to this many frames are interpolated to find meetings in them
 _N_FIT = 6         # points fitted at each fragment end for its position and velocity
 
 
@@ -128,18 +131,21 @@ def cut_plan(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, radius_m: float,
     S = int(frame.max()) + 2 + pad
     meet = np.zeros((0, 2), np.int64)
     if radius_m > 0 and len(tid) > 1:
+        # a track missing points for a few frames (merged or rejected rows) meets others on its
+        # interpolated path there: the frames where two targets are closest are often exactly those
+        mt, mf, mX = _with_short_gaps(tid, frame, X)
         # same-frame neighbours: frames 1 km apart in a 4th coordinate never pair
-        pairs = cKDTree(np.column_stack([X, frame * 1e3])).query_pairs(radius_m, output_type="ndarray")
-        pairs = pairs[tid[pairs[:, 0]] != tid[pairs[:, 1]]]
+        pairs = cKDTree(np.column_stack([mX, mf * 1e3])).query_pairs(radius_m, output_type="ndarray")
+        pairs = pairs[mt[pairs[:, 0]] != mt[pairs[:, 1]]]
         off = np.arange(-pad, pad + 1)
         if len(pairs):  # keep the ambiguous meetings only (module docstring, step 2)
             have = np.sort(tid * S + frame)
-            q = (tid[pairs] * S + frame[pairs])[..., None] + off          # (M, 2, 2·pad + 1)
+            q = (mt[pairs] * S + mf[pairs])[..., None] + off          # (M, 2, 2·pad + 1)
             pos = np.minimum(np.searchsorted(have, q), len(have) - 1)
             clean = (have[pos] == q).all(axis=(1, 2))                     # both tracks: a point every frame
             pairs = pairs[~clean]
         ends = pairs.ravel()
-        meet = np.column_stack([tid[ends], frame[ends]])
+        meet = np.column_stack([mt[ends], mf[ends]])
     off = np.arange(-pad, pad + 1)
     rel = np.unique((meet[:, :1] * S + np.clip(meet[:, 1:] + off[None, :], 0, S - 1)).ravel())
     key = tid * S + frame
@@ -156,6 +162,32 @@ def cut_plan(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, radius_m: float,
         crossed = (k > prev_k) & ~new_track & ~inside & np.r_[False, ~inside[:-1]]
     start = (new_track | after_window | crossed | ((gap > _LOST_FRAMES) & ~new_track)) & ~inside
     return rel, np.unique(key[start])
+
+
+def _with_short_gaps(tid: np.ndarray, frame: np.ndarray, X: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points of :func:`track_points` plus linear interpolation over each track's short gaps.
+
+    ``tid, frame (P,)`` int64 sorted by track then frame, ``X (P, 3)`` m.
+    Returns the three arrays with points appended (not sorted) for every
+    missing frame of gaps of at most ``_GAP_MEET`` frames (frame difference
+    ≤ ``_GAP_MEET``), on the straight line between the points either side.
+    Only used to find meetings: the frames where two targets are closest
+    are often those where one of them has no multi-camera point (its rows
+    merged with the other's), and without them a track that took the other
+    target through the merge is never cut. ``_GAP_MEET`` = 10 was chosen
+    over 5–40 on the hard scene's seeds 0–5 (seed 4 +0.023 3D IDF1, the
+    others within ±0.002) and left the two-view seeds unchanged.
+    """
+    g = np.flatnonzero((tid[1:] == tid[:-1]) & (np.diff(frame) > 1) & (np.diff(frame) <= _GAP_MEET))
+    if not g.size:
+        return tid, frame, X
+    n = frame[g + 1] - frame[g] - 1
+    a = np.repeat(g, n)
+    k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + 1         # 1..n within each gap
+    w = (k / np.repeat(n + 1, n))[:, None]
+    Xi = (1 - w) * X[a] + w * X[a + 1]
+    return np.r_[tid, tid[a]], np.r_[frame, frame[a] + k], np.vstack([X, Xi])
 
 
 def link_fragments(tid: np.ndarray, frame: np.ndarray, X: np.ndarray, sigma_m: float, max_gap: int,
