@@ -614,7 +614,8 @@ def _repair_pairs(T: _Tracks, act, rc, assigned, dn, d2, cxy, o_all, d_all, proj
     on the synthetic hard scene (6 seeds) dropping at ``pair_gate`` itself
     lowered 3D IDF1 on 4 seeds. The exchange candidates are enumerated in
     Python over the inconsistent tracks only (a handful, on frames that
-    have them; none on most frames).
+    have them; none on most frames). Crossed pairs within ``pair_gate`` are
+    handled first, over a few frames (:func:`_sustained_exchange`).
     """
     hit = np.flatnonzero(assigned >= 0)
     if hit.size < 2:
