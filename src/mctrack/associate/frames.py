@@ -612,10 +612,11 @@ def _repair_pairs(T: _Tracks, act, rc, assigned, dn, d2, cxy, o_all, d_all, proj
     two crossed pairs that become consistent when exchanged (a box cut by
     the image border or a merged blob also shifts a true pair's centroids):
     on the synthetic hard scene (6 seeds) dropping at ``pair_gate`` itself
-    lowered 3D IDF1 on 4 seeds. The exchange candidates are enumerated in
-    Python over the inconsistent tracks only (a handful, on frames that
-    have them; none on most frames). Crossed pairs within ``pair_gate`` are
-    handled first, over a few frames (:func:`_sustained_exchange`).
+    lowered 3D IDF1 on 4 seeds. The exchange candidates are the pairs of
+    inconsistent tracks only (:func:`_exchange_candidates`; a handful, on
+    frames that have them, none on most frames). Crossed pairs within
+    ``pair_gate`` are handled first, over a few frames
+    (:func:`_sustained_exchange`).
     """
     hit = np.flatnonzero(assigned >= 0)
     if hit.size < 2:
@@ -635,30 +636,13 @@ def _repair_pairs(T: _Tracks, act, rc, assigned, dn, d2, cxy, o_all, d_all, proj
     bad = np.flatnonzero((e > pair_gate) & ~done)
     if not bad.size:
         return
-    if bad.size >= 2:
-        # candidate exchanges: pairs of bad tracks sharing a camera; the rows of that camera are swapped
-        cand = []
-        for x, i in enumerate(bad.tolist()):
-            for j in bad[x + 1:].tolist():
-                for ri, rj in ((ra[i], ra[j]), (rb[i], rb[j])):
-                    if rc[ri] == rc[rj]:
-                        cand.append((i, j, ri, rj))
-        if cand:
-            i_, j_, ri_, rj_ = (np.array(v) for v in zip(*cand))
-            oi = np.where(ra[i_] == ri_, rb[i_], ra[i_])   # the rows that stay with each track
-            oj = np.where(ra[j_] == rj_, rb[j_], ra[j_])
-            ei, Xi = _pair_error(oi, rj_, rc, cxy, o_all, d_all, proj, tau0_sq)
-            ej, Xj = _pair_error(oj, ri_, rc, cxy, o_all, d_all, proj, tau0_sq)
-            score = ((Xi - T.X[act[trk[i_]]]) ** 2).sum(1) + ((Xj - T.X[act[trk[j_]]]) ** 2).sum(1)
-            for k in np.flatnonzero((ei <= pair_gate) & (ej <= pair_gate))[
-                    np.argsort(score[(ei <= pair_gate) & (ej <= pair_gate)], kind="stable")].tolist():
-                i, j = i_[k], j_[k]
-                if done[i] or done[j]:
-                    continue
-                done[i] = done[j] = True
-                ri, rj = ri_[k], rj_[k]
-                assigned[ri], assigned[rj] = act[trk[j]], act[trk[i]]
-                dn[ri], dn[rj] = np.sqrt(d2[ri, trk[j]]), np.sqrt(d2[rj, trk[i]])
+    if bad.size >= 2:   # crossed pairs: both tracks bad, both exchanged pairs within the gate
+        i_, j_, ri_, rj_, oi, oj, ei, Xi, ej, Xj = _exchange_candidates(bad, ra, rb, rc, cxy, o_all, d_all, proj,
+                                                                        tau0_sq)
+        ok = np.flatnonzero((ei <= pair_gate) & (ej <= pair_gate))
+        score = ((Xi - T.X[act[trk[i_]]]) ** 2).sum(1) + ((Xj - T.X[act[trk[j_]]]) ** 2).sum(1)
+        for k in ok[np.argsort(score[ok], kind="stable")].tolist():   # nearest the predictions first
+            _exchange_rows(act, trk, assigned, dn, d2, done, i_[k], j_[k], ri_[k], rj_[k])
     left = bad[~done[bad] & (e[bad] > _PAIR_DROP * pair_gate)]
     if left.size:   # clearly inconsistent: drop the row farther from the track's prediction
         far_a = d2[ra[left], trk[left]] >= d2[rb[left], trk[left]]
@@ -716,18 +700,7 @@ def _sustained_exchange(T: _Tracks, act, trk, ra, rb, e, rc, assigned, dn, d2, c
     hi = np.flatnonzero(new > _PE_HIGH)
     if hi.size < 2:
         return
-    i_, j_ = np.triu_indices(hi.size, 1)
-    i_, j_ = np.repeat(hi[i_], 2), np.repeat(hi[j_], 2)
-    ri_ = np.column_stack([ra[i_[0::2]], rb[i_[0::2]]]).ravel()   # per pair: the ra rows, then the rb rows
-    rj_ = np.column_stack([ra[j_[0::2]], rb[j_[0::2]]]).ravel()
-    sh = rc[ri_] == rc[rj_]
-    i_, j_, ri_, rj_ = i_[sh], j_[sh], ri_[sh], rj_[sh]
-    if not i_.size:
-        return
-    oi = np.where(ra[i_] == ri_, rb[i_], ra[i_])   # the rows that stay with each track
-    oj = np.where(ra[j_] == rj_, rb[j_], ra[j_])
-    ei, Xi = _pair_error(oi, rj_, rc, cxy, o_all, d_all, proj, tau0_sq)
-    ej, Xj = _pair_error(oj, ri_, rc, cxy, o_all, d_all, proj, tau0_sq)
+    i_, j_, ri_, rj_, oi, oj, ei, Xi, ej, Xj = _exchange_candidates(hi, ra, rb, rc, cxy, o_all, d_all, proj, tau0_sq)
     now = np.minimum(e[i_], 3.0) ** 2 + np.minimum(e[j_], 3.0) ** 2
     after = np.minimum(ei, 3.0) ** 2 + np.minimum(ej, 3.0) ** 2
     ok = np.flatnonzero((np.fmax(ei, ej) <= _PE_NEW * pair_gate) & (after < _PE_RATIO * now))
@@ -735,14 +708,42 @@ def _sustained_exchange(T: _Tracks, act, trk, ra, rb, e, rc, assigned, dn, d2, c
         i, j = i_[k], j_[k]
         if done[i] or done[j]:
             continue
-        done[i] = done[j] = True
         a, b = act[trk[i]], act[trk[j]]
-        ri, rj = ri_[k], rj_[k]
-        if _label_swap(T, a, b, Xi[k], Xj[k], t):
-            ri, rj = oi[k], oj[k]   # the same two points, identities the other way round
-        assigned[ri], assigned[rj] = b, a
-        dn[ri], dn[rj] = np.sqrt(d2[ri, trk[j]]), np.sqrt(d2[rj, trk[i]])
+        # the same two points with the identities the other way round: exchange the other rows
+        swap = _label_swap(T, a, b, Xi[k], Xj[k], t)
+        _exchange_rows(act, trk, assigned, dn, d2, done, i, j, *((oi[k], oj[k]) if swap else (ri_[k], rj_[k])))
         T.pe2[a] = T.pe2[b] = 0.0
+
+
+def _exchange_candidates(sel: np.ndarray, ra, rb, rc, cxy, o_all, d_all, proj, tau0_sq) -> tuple[np.ndarray, ...]:
+    """Row exchanges between the two-camera tracks ``sel`` (positions into ``ra, rb``) that share a camera.
+
+    For every pair ``i < j`` of ``sel`` (in order) and each shared camera
+    (``ra`` rows first, then ``rb``): ``i, j``, the rows ``ri, rj`` of that
+    camera (exchanged), the rows ``oi, oj`` that stay, and the pair errors
+    (τ₀) and points (m) ``ei, Xi`` of ``(oi, rj)`` and ``ej, Xj`` of ``(oj, ri)``
+    (:func:`_pair_error`). All arrays ``(M,)`` or ``(M, 3)``; M may be 0.
+    """
+    i_, j_ = np.triu_indices(len(sel), 1)
+    i_, j_ = np.repeat(sel[i_], 2), np.repeat(sel[j_], 2)
+    ri_ = np.column_stack([ra[i_[0::2]], rb[i_[0::2]]]).ravel()   # per pair: the ra rows, then the rb rows
+    rj_ = np.column_stack([ra[j_[0::2]], rb[j_[0::2]]]).ravel()
+    sh = rc[ri_] == rc[rj_]
+    i_, j_, ri_, rj_ = i_[sh], j_[sh], ri_[sh], rj_[sh]
+    oi = np.where(ra[i_] == ri_, rb[i_], ra[i_])   # the rows that stay with each track
+    oj = np.where(ra[j_] == rj_, rb[j_], ra[j_])
+    ei, Xi = _pair_error(oi, rj_, rc, cxy, o_all, d_all, proj, tau0_sq)
+    ej, Xj = _pair_error(oj, ri_, rc, cxy, o_all, d_all, proj, tau0_sq)
+    return i_, j_, ri_, rj_, oi, oj, ei, Xi, ej, Xj
+
+
+def _exchange_rows(act, trk, assigned, dn, d2, done, i: int, j: int, ri: int, rj: int) -> None:
+    """Give row ``ri`` of two-camera track ``i`` to track ``j`` and ``rj`` to ``i`` (in place), unless either is done."""
+    if done[i] or done[j]:
+        return
+    done[i] = done[j] = True
+    assigned[ri], assigned[rj] = act[trk[j]], act[trk[i]]
+    dn[ri], dn[rj] = np.sqrt(d2[ri, trk[j]]), np.sqrt(d2[rj, trk[i]])
 
 
 def _update(T: _Tracks, act, rows, rc, assigned, dn, cxy, o_all, d_all, proj, tau0_sq, size_px, f_px, cfg, t,
