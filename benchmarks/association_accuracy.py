@@ -98,19 +98,24 @@ def _breakdown(points, gt, res, cameras) -> str:
             f"{off[0]:.2f} with a border box ({int((two & pe).sum())} points), {off[1]:.2f} without")
 
 
-def _ceiling(points, gt) -> float:
-    """3D IDF1 if every triangulated point took the id of the nearest true target within 2 cm.
-
-    What identity alone could reach with these points: the rest is lost to
-    missed, merged or misplaced detections.
-    """
+def _nearest_target(points, gt):
+    """``(P,)`` column index (in ``gt``'s pivot order) of the true target within 2 cm of each point, -1 if none."""
     import numpy as np
 
     gid = [c for c in gt.columns if c not in ("frame", "x", "y", "z")][0]
     g = gt.pivot(index="frame", columns=gid, values=["x", "y", "z"])
     G = np.stack([g[c].reindex(points["frame"]).to_numpy() for c in ("x", "y", "z")], -1)   # (P, N, 3)
     d = np.linalg.norm(G - points[["x", "y", "z"]].to_numpy()[:, None], axis=2)
-    near = np.where(np.nanmin(d, 1) < 0.02, np.nanargmin(np.where(np.isfinite(d), d, np.inf), 1), -1)
+    return np.where(np.nanmin(d, 1) < 0.02, np.nanargmin(np.where(np.isfinite(d), d, np.inf), 1), -1)
+
+
+def _ceiling(points, gt) -> float:
+    """3D IDF1 if every triangulated point took the id of the nearest true target within 2 cm.
+
+    What identity alone could reach with these points: the rest is lost to
+    missed, merged or misplaced detections.
+    """
+    near = _nearest_target(points, gt)
     oracle = points.assign(global_id=near)[near >= 0].drop_duplicates(["frame", "global_id"])
     return float(evaluate_3d_tracking(oracle, gt, 0.02)["IDF1"])
 
@@ -124,11 +129,7 @@ def _linking_ceiling(points, gt) -> float:
     """
     import numpy as np
 
-    gid = [c for c in gt.columns if c not in ("frame", "x", "y", "z")][0]
-    g = gt.pivot(index="frame", columns=gid, values=["x", "y", "z"])
-    G = np.stack([g[c].reindex(points["frame"]).to_numpy() for c in ("x", "y", "z")], -1)   # (P, N, 3)
-    d = np.linalg.norm(G - points[["x", "y", "z"]].to_numpy()[:, None], axis=2)
-    near = np.where(np.nanmin(d, 1) < 0.02, np.nanargmin(np.where(np.isfinite(d), d, np.inf), 1), -1)
+    near = _nearest_target(points, gt)
     ids = points["global_id"].to_numpy()
     cnt = pd.crosstab(ids[near >= 0], near[near >= 0])
     major = pd.Series(cnt.columns.to_numpy()[cnt.to_numpy().argmax(1)], index=cnt.index)
@@ -163,6 +164,17 @@ def synthetic() -> None:
         print(f"[{session}] {','.join(cams)}: " + " | ".join(row))
 
 
+def _seed_sessions(seeds):
+    """``(seed, session, tracklets, rig)`` of the default scene's finished seed runs (``synthetic``, ``synthetic_sN``)."""
+    for seed in seeds:
+        session = "synthetic" if seed == 0 else f"synthetic_s{seed}"
+        base = REPO / "results" / session
+        if not list((base / "track_2d").glob("cam*.parquet")):
+            continue
+        yield (seed, session, read_tables(sorted((base / "track_2d").glob("cam*.parquet")), TRACKLET2D),
+               load_calibration(base / "simulate" / "calibration.toml"))
+
+
 def two_view() -> None:
     import itertools
 
@@ -173,14 +185,8 @@ def two_view() -> None:
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     smooth = SmoothConfig.from_dict(cfg.get("smooth"))
     groups: dict[str, list] = {}
-    for seed in range(9):
-        session = "synthetic" if seed == 0 else f"synthetic_s{seed}"
-        base = REPO / "results" / session
-        if not list((base / "track_2d").glob("cam*.parquet")):
-            continue
-        tr = read_tables(sorted((base / "track_2d").glob("cam*.parquet")), TRACKLET2D)
-        rig = load_calibration(base / "simulate" / "calibration.toml")
-        gt = read_gt3d(base / "simulate" / "gt3d.csv")
+    for seed, session, tr, rig in _seed_sessions(range(9)):
+        gt = read_gt3d(REPO / "results" / session / "simulate" / "gt3d.csv")
         row = {"smoothed": []}
         for variant, extra in (("pair_gate", {}), ("off", {"pair_gate": None})):
             row[variant] = []
@@ -235,13 +241,8 @@ def _pair_error_figures(ac: AssociationConfig, label: str) -> None:
     from mctrack.associate.frames import appearance_sigma, track_detections
 
     out = {True: [], False: []}
-    for seed in range(5):
-        session = "synthetic" if seed == 0 else f"synthetic_s{seed}"
+    for _, session, trall, rig in _seed_sessions(range(5)):
         base = REPO / "results" / session
-        if not list((base / "track_2d").glob("cam*.parquet")):
-            continue
-        trall = read_tables(sorted((base / "track_2d").glob("cam*.parquet")), TRACKLET2D)
-        rig = load_calibration(base / "simulate" / "calibration.toml")
         gts = {}
         for c in rig:   # MOT ground truth: frame (1-based), id, left, top, width, height
             g = pd.read_csv(base / "simulate" / "gt" / f"{c}.txt", header=None).to_numpy()
