@@ -66,9 +66,10 @@ def test_fishpy_end_to_end(tmp_path):
     per_frame = tri.sum(1)
     print("fish per frame in 3D (median)", np.median(per_frame), "3D tracks", int(tri.any(0).sum()),
           "median reprojection", np.nanmedian(s["reprojection_residual"][tri]))
-    # ~45 fish are detected per view; measured on the first 20 frames: a median of ~20 fish per frame in
-    # >= 2 cameras, 2-3 px median reprojection error of their box centres
-    assert np.median(per_frame) >= 10
+    # ~45 fish are detected per view; measured on the first 20 frames: a median of 44.5 fish per frame in
+    # >= 2 cameras, 3.3 px median reprojection error of their box centres. The tracker's YOLO threshold
+    # (det_thresh 0.6) gave ~20: it dropped the faint half of the background detector's blobs.
+    assert np.median(per_frame) >= 35
     assert np.nanmedian(s["reprojection_residual"][tri]) < 5.0
     # one consistent depth: the fish lie in a layer a few cm thick (measured 15-19 cm beyond the board plane,
     # world z = 0, for 90% of the points: the board images and the fish videos see the water differently)

@@ -40,6 +40,27 @@ def test_default_config_is_valid_and_plans_synthetic():
     assert p.chunks == [(0, 100), (100, 200), (200, 300)] and p.chunk_ids() == ["0000", "0001", "0002"]
 
 
+def test_tracker_threshold_follows_the_detector():
+    """A null det_thresh takes the detector backend's value; a set one wins; refine never reaches the tracker."""
+    from mctrack.config import TRACK_DET_THRESH, tracker_settings
+    from mctrack.detect import BACKENDS
+    from mctrack.track2d import TrackerConfig
+
+    assert set(TRACK_DET_THRESH) == set(BACKENDS)  # a new backend must say how its scores gate new tracks
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["cameras"] = str(REPO / cfg["cameras"])
+    check_config(cfg, load_schema(SCHEMA))
+    assert cfg["track_2d"]["det_thresh"] is None  # schema default: follow the detector
+    assert cfg["detect"]["backend"] == "background"
+    got = tracker_settings(cfg)
+    assert got["det_thresh"] == 0.0 and "refine" not in got
+    assert TrackerConfig.from_dict(got).det_thresh == 0.0
+    for backend, want in (("ultralytics", 0.6), ("precomputed", 0.6)):
+        assert tracker_settings(dict(cfg, detect={"backend": backend}))["det_thresh"] == want
+    assert tracker_settings(dict(cfg, track_2d=dict(cfg["track_2d"], det_thresh=0.3)))["det_thresh"] == 0.3
+    assert TrackerConfig.from_dict({"det_thresh": None}).det_thresh == 0.6  # the library's own default
+
+
 def test_unknown_config_key_is_rejected():
     with pytest.raises(InputError, match="detector: unknown key. Fix: did you mean 'detect'"):
         check_config({"cameras": "x.tsv", "detector": {}}, load_schema(SCHEMA))

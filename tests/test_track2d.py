@@ -92,6 +92,20 @@ def run_chunked(cfg: TrackerConfig, det: pd.DataFrame, cuts: list[int], tmp: Pat
     return [read_table(p, TRACKLET2D) for p in paths]
 
 
+def test_low_scores_warn_and_cannot_start_tracks(caplog):
+    """Detections at or below det_thresh start no track, and tracking says so; at 0 they are tracked."""
+    det = synthetic({0: list(range(20)), 1: list(range(20))})
+    det["confidence"] = np.where(det["x1"] < 150, 0.9, 0.55).astype(np.float32)  # object 1 is faint
+    with caplog.at_level("WARNING", logger="mctrack"):
+        rows = Tracker2D(TrackerConfig(kind="ocsort", det_thresh=0.6), "cam0").run(det, 0, 20)
+    assert rows["track_id"].nunique() == 1 and (rows["x1"] < 150).all()
+    assert "20 of 40 detections (50 %) score at or below track_2d.det_thresh = 0.6" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mctrack"):
+        rows = Tracker2D(TrackerConfig(kind="ocsort", det_thresh=0.0), "cam0").run(det, 0, 20)
+    assert rows["track_id"].nunique() == 2 and "det_thresh" not in caplog.text
+
+
 # ---------------------------------------------------------------------------
 # real data (TUD-Campus)
 # ---------------------------------------------------------------------------

@@ -640,6 +640,40 @@ def detector_settings(detect: dict) -> dict:
     return {k: v for k, v in detect.items() if k != "threads" and not isinstance(v, dict)} | {"backend": backend}
 
 
+#: ``track_2d.det_thresh`` used when the config leaves it null, per ``detect.backend``.
+#:
+#: - ``background``: 0, every blob is a detection. The foreground test and the
+#:   area bounds already decided what a target is; the blob's confidence
+#:   ``1 - exp(-contrast / contrast_scale)`` ranks contrast, it is not a
+#:   probability. The trackers' 0.6 drops faint targets: the FishPy fish
+#:   (about 27 grey levels of contrast) score 0.48-0.69, and 0.6 dropped 56 %
+#:   of one camera's detections and half of the session's 3D points.
+#: - ``ultralytics``: 0.6, the high-score threshold of the ByteTrack and
+#:   BoT-SORT papers for YOLO-family detectors (see
+#:   :class:`mctrack.track2d.TrackerConfig`).
+#: - ``precomputed``: 0.6 as for a YOLO-family detector (the file's scores come
+#:   from an unknown detector; tracking warns when many fall at or below it).
+TRACK_DET_THRESH = {"background": 0.0, "ultralytics": 0.6, "precomputed": 0.6}
+
+
+def tracker_settings(config: dict) -> dict:
+    """The config's ``track_2d`` section as the tracker gets it (what changes per-camera tracks).
+
+    ``refine`` is dropped (refinement settings must not rerun tracking) and a
+    null or absent ``det_thresh`` becomes the detector backend's
+    :data:`TRACK_DET_THRESH` (``detect.backend``, default ``background``).
+    Unknown backends keep the tracker's own default (0.6); the detector check
+    reports them.
+    """
+    out = {k: v for k, v in (config.get("track_2d") or {}).items() if k != "refine"}
+    if out.get("det_thresh") is None:
+        out.pop("det_thresh", None)
+        backend = (config.get("detect") or {}).get("backend", "background")
+        if backend in TRACK_DET_THRESH:
+            out["det_thresh"] = TRACK_DET_THRESH[backend]
+    return out
+
+
 def check_stage_configs(config: dict, cache_dir: str | os.PathLike | None = None) -> None:
     """Validate the detector and tracker settings before any job starts.
 
@@ -669,7 +703,7 @@ def check_stage_configs(config: dict, cache_dir: str | os.PathLike | None = None
         raise InputError(exc.file, field, exc.problem, exc.fix) from None
     if backend == "ultralytics":
         check_model_file(det.params["model"], "detect.ultralytics.model")
-    TrackerConfig.from_dict(config.get("track_2d") or {})
+    TrackerConfig.from_dict(tracker_settings(config))
     RefineConfig.from_dict((config.get("track_2d") or {}).get("refine"))
 
 

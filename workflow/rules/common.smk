@@ -1,5 +1,6 @@
 # Planning and input functions. All checks run here, before any job starts (memoised in MCTRACK_CACHE).
 from mctrack.config import check_stage_configs, detector_settings, ground_mode, has_3d, plan_sessions
+from mctrack.config import tracker_settings as mctrack_tracker_settings
 
 PLANS = plan_sessions(config, cache_dir=MCTRACK_CACHE)
 check_stage_configs(config, cache_dir=MCTRACK_CACHE)
@@ -123,8 +124,8 @@ def detector_input(wildcards):
 
 
 def tracker_settings(wildcards):
-    """The track_2d section without refine (refinement settings must not rerun tracking)."""
-    return {k: v for k, v in config["track_2d"].items() if k != "refine"}
+    """The track_2d section as the tracker gets it: no refine, det_thresh resolved (mctrack.config.tracker_settings)."""
+    return mctrack_tracker_settings(config)
 
 
 def reid_video_input(wildcards):

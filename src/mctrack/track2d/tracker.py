@@ -4,6 +4,7 @@ See :mod:`mctrack.track2d` for the row semantics."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +32,10 @@ DEFAULT_N_INIT = 3
 DEFAULT_COAST_SECONDS = 1.0
 DEFAULT_DET_THRESH = 0.6
 DEFAULT_FPS = 30.0
+#: fraction of a chunk's detections at or below ``det_thresh`` above which tracking warns
+LOW_SCORE_WARN = 0.2
+
+log = logging.getLogger("mctrack.track_2d")
 
 # ---------------------------------------------------------------------------
 # configuration
@@ -80,7 +85,11 @@ class TrackerConfig:
         value depends on the detector's score calibration: with YOLOv8n on
         TUD-Campus 0.6 beat 0.3-0.5; on the synthetic walkers
         (``benchmarks/walkers.py``, whose scores are not a real detector's)
-        0.4-0.5 did. For BoT-SORT it also sets ``new_track_thresh``.
+        0.4-0.5 did. For BoT-SORT it also sets ``new_track_thresh``. The
+        workflow fills a null ``det_thresh`` from the detector backend
+        (:func:`mctrack.config.tracker_settings`: 0 for background
+        subtraction, whose blobs are all detections); :meth:`from_dict` reads
+        null as this default.
     reid : str or None
         Path of an OSNet-style ReID model in ONNX format (e.g.
         ``osnet_x0_25_msmt17.onnx``); when set, every detection gets an
@@ -108,7 +117,8 @@ class TrackerConfig:
         """Build and validate a config from the ``track_2d`` mapping of the workflow config.
 
         Missing keys take the defaults above; ``max_coast_frames: null`` (or
-        absent) becomes ``round(fps)`` frames (1 s). The ``refine`` sub-mapping
+        absent) becomes ``round(fps)`` frames (1 s), ``det_thresh: null`` the
+        default 0.6. The ``refine`` sub-mapping
         (tracklet refinement, :class:`mctrack.track2d.refine.RefineConfig`) is
         ignored here. Raises :class:`~mctrack.errors.InputError` with field
         ``track_2d.<key>`` (or ``track_2d.params.<key>``) for an unknown key, a
@@ -128,6 +138,8 @@ class TrackerConfig:
             raise InputError(None, "fps", f"must be a positive number, got {fps!r}", "check the video's frame rate")
         if d.get("max_coast_frames") is None:
             d["max_coast_frames"] = max(1, round(DEFAULT_COAST_SECONDS * float(fps)))
+        if "det_thresh" in d and d["det_thresh"] is None:
+            del d["det_thresh"]
         cfg = cls(**d)
         cfg.validate()
         return cfg
@@ -436,6 +448,8 @@ class Tracker2D:
             belong to frames before ``start``. Rows emitted by earlier
             :meth:`update` calls and not yet flushed are not included.
 
+        Logs a warning when more than :data:`LOW_SCORE_WARN` of the range's
+        detections score at or below ``det_thresh`` (they cannot start tracks).
         Raises :class:`~mctrack.errors.InputError` on an out-of-order ``start``,
         ``stop < start`` or invalid detections.
         """
@@ -448,6 +462,12 @@ class Tracker2D:
         f, di, bx, cf, cl = _detection_arrays(detections)
         lo, hi = np.searchsorted(f, [start, stop])
         f, di, bx, cf, cl = f[lo:hi], di[lo:hi], bx[lo:hi], cf[lo:hi], cl[lo:hi]
+        low = int((cf <= self.cfg.det_thresh).sum())
+        if len(cf) and low > LOW_SCORE_WARN * len(cf):
+            log.warning("camera %s frames [%d, %d): %d of %d detections (%.0f %%) score at or below "
+                        "track_2d.det_thresh = %g and cannot start tracks; if they are targets, lower "
+                        "track_2d.det_thresh or leave it null to follow the detector", self.camera_id, start, stop,
+                        low, len(cf), 100.0 * low / len(cf), self.cfg.det_thresh)
         em = _embedding_matrix(embeddings, f, di) if self._tracker.uses_embeddings else None
         bounds = np.searchsorted(f, np.arange(start, stop + 1))
         mark = len(self._out)
