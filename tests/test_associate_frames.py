@@ -143,6 +143,23 @@ def test_pieces_fill_unassigned_and_absorb_short_runs():
     assert piece.tolist() == [0] * 8 + [1] * 4 + [2] * 3
 
 
+def test_pieces_never_give_a_track_two_rows_of_one_camera_frame():
+    """The tracker gave track 5 rows of two tracklets of one camera (1 in frames 0 and 2, 2 in frame 6).
+    Filling both tracklets' other rows with 5 would give the global id two rows in one camera-frame:
+    the row nearer (in frames) to the row it is filled from keeps 5, a tie keeps neither, and a filled
+    row never displaces one the tracker assigned."""
+    n = 8
+    tr = pd.DataFrame({"camera_id": "c", "track_id": np.repeat([1, 2], n), "frame": np.tile(np.arange(n), 2),
+                       "x1": 0.0, "y1": 0.0, "x2": 4.0, "y2": 4.0, "cx": 2.0, "cy": 2.0,
+                       "frame_status": "detected", "det_index": 0, "confidence": 1.0})
+    idx = TrackletIndex.build(TRACKLET2D.coerce(tr))
+    track = np.array([5, -1, 5, -1, -1, -1, -1, -1] + [-1, -1, -1, -1, -1, -1, 5, -1])
+    piece, ptrack = tracklet_pieces(idx, track, min_run=1)
+    lab = ptrack[piece]
+    # frame 4: 2 frames from tracklet 1's row 2 and from tracklet 2's row 6 (a tie)
+    assert lab.tolist() == [5, 5, 5, 5, -1, -1, -1, -1] + [-1, -1, -1, -1, -1, 5, 5, 5]
+
+
 @pytest.mark.parametrize("bad", [{"method": "clusters"}, {"gate": 0}, {"n_init": 0}])
 def test_bad_settings_raise(bad):
     from mctrack.errors import InputError

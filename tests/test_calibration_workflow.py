@@ -70,6 +70,12 @@ def test_fishpy_end_to_end(tmp_path):
     # >= 2 cameras, 3.3 px median reprojection error of their box centres. The tracker's YOLO threshold
     # (det_thresh 0.6) gave ~20: it dropped the faint half of the background detector's blobs.
     assert np.median(per_frame) >= 35
+    # one row per camera, frame and global id: fragments relinked across a coast, or two tracklets filled
+    # with one 3D track, gave 4 % of this clip's rows a second row of the same camera (301 cells)
+    tr = pd.read_parquet(wd / "results/fishpy/associate/tracklets.parquet")
+    tr = tr[tr["frame_status"] == "detected"].merge(
+        pd.read_parquet(wd / "results/fishpy/associate/association.parquet"), on=["camera_id", "track_id"])
+    assert not tr.duplicated(["frame", "global_id", "camera_id"]).any()
     assert np.nanmedian(s["reprojection_residual"][tri]) < 5.0
     # one consistent depth: the fish lie in a layer a few cm thick (measured 15-19 cm beyond the board plane,
     # world z = 0, for 90% of the points: the board images and the fish videos see the water differently)

@@ -50,8 +50,9 @@ from .encounters import (
     link_plan,
     plan_key_span,
     points_from_rows,
+    shared_cells,
 )
-from .frames import _DEV_BINS, FrameTracker, appearance_histogram, appearance_stats, sigma_from_histogram
+from .frames import _DEV_BINS, FrameTracker, _filled_twice, appearance_histogram, appearance_stats, sigma_from_histogram
 from .refine import _segment, group_points, reprojected_rows, stitch_groups
 
 log = logging.getLogger("mctrack.associate")
@@ -233,6 +234,7 @@ class BlockAssociation:
             frag = fragments_of(z["track"], z["frame"], rel, starts, S)
             has = z["track"] >= 0
             z["track"] = np.where(has, np.where(frag >= 0, lut[np.maximum(frag, 0)], -1), z["track"])
+            z["track"][shared_cells(z["track"], z["cam"], z["frame"])] = -1
         z["cost"] = np.where(z["track"] >= 0, z["cost"], np.nan)
         return z
 
@@ -305,11 +307,14 @@ class BlockAssociation:
     # ---- pass 2: per-tracklet runs of known tracks, smoothed as tracklet_pieces ----------------------------
     def _runs_pass(self) -> None:
         rk, rv, rl = [], [], []
+        K = len(self._key_cam)
+        self.first_kf = np.full(K, np.iinfo(np.int64).max)   # each tracklet's first known frame (fill distance)
         for b in range(self.n_blocks):
             z = self._block(b)
             key, track = z["key"], z["track"]
             known = np.flatnonzero(track >= 0)
             k, v = key[known], track[known]
+            np.minimum.at(self.first_kf, k, z["frame"][known])
             if not len(k):
                 continue
             new = np.r_[True, (k[1:] != k[:-1]) | (v[1:] != v[:-1])]
@@ -317,7 +322,6 @@ class BlockAssociation:
             rk.append(k[st])
             rv.append(v[st])
             rl.append(np.diff(np.r_[st, len(k)]))
-        K = len(self._key_cam)
         if rk:
             k, v, ln = np.concatenate(rk), np.concatenate(rv), np.concatenate(rl)
             o = np.argsort(k, kind="stable")          # block order kept within a tracklet
@@ -355,6 +359,7 @@ class BlockAssociation:
     def _pieces_pass(self) -> None:
         K = len(self._key_cam)
         seen_known = np.zeros(K, np.int64)
+        last_kf = np.full(K, -1, np.int64)              # frame of each tracklet's last known row so far
         last_L = np.full(K, -3, np.int64)
         cur = np.full(K, -1, np.int64)                 # serial of each tracklet's current piece
         p_key, p_L, p_first, p_last = [], [], [], []
@@ -381,17 +386,27 @@ class BlockAssociation:
             L = np.where(has, self.run_v[np.minimum(np.searchsorted(self.run_end, q, "right"),
                                                     max(len(self.run_v) - 1, 0))] if len(self.run_v) else -1, -1)
             np.add.at(seen_known, key[known], 1)
+            # frame of the known row each row takes its track from (tracklet_pieces' fill distance)
+            kpos = np.maximum.accumulate(np.where(known, np.arange(N), -1))
+            seg0 = np.flatnonzero(start)[grp]
+            inb = kpos >= seg0                            # a known row of this tracklet earlier in this block
+            kf = np.where(inb, frame[np.maximum(kpos, 0)], last_kf[key])
+            kf = np.where(kf >= 0, kf, self.first_kf[key])   # leading rows: the tracklet's first known row
+            dist = np.abs(frame - kf)
+            ends_k = np.r_[np.flatnonzero(start)[1:] - 1, N - 1]
+            last_kf[key[ends_k]] = np.where(inb[ends_k], frame[np.maximum(kpos[ends_k], 0)], last_kf[key[ends_k]])
             # a filled or absorbed row must not give its track a second row in a camera-frame (tracklet_pieces)
             other = np.flatnonzero((L >= 0) & (L != track))
             if other.size:
                 n_t = int(max(L.max(), track.max())) + 2
                 span = int(frame.max()) + 1
-                kf = (cam * span + frame) * n_t
-                own = np.sort(kf[known] + track[known])
+                kfk = (cam * span + frame) * n_t
+                own = np.sort(kfk[known] + track[known])
                 if own.size:
-                    qq = kf[other] + L[other]
+                    qq = kfk[other] + L[other]
                     hit = own[np.minimum(np.searchsorted(own, qq), len(own) - 1)] == qq
                     L[other[hit]] = -1
+                L[_filled_twice(kfk, L, other, dist)] = -1
             prev = np.r_[-3, L[:-1]]
             prev[start] = last_L[key[start]]
             new = L != prev

@@ -986,6 +986,11 @@ def tracklet_pieces(idx: TrackletIndex, track: np.ndarray, min_run: int) -> tupl
     min_run : detected rows a run of one track needs to stand on its own;
         shorter runs take their longer neighbour's track.
 
+    A filled or absorbed row never gives its track a second row in one
+    camera-frame: against a row the tracker assigned it stays unclaimed;
+    against another filled row the one nearer (in frames) to the row it was
+    filled from keeps the track, neither on a tie (:func:`_filled_twice`).
+
     Returns
     -------
     piece : (N,) int64 piece number per row, unique over the session
@@ -997,6 +1002,7 @@ def tracklet_pieces(idx: TrackletIndex, track: np.ndarray, min_run: int) -> tupl
     if not N:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     L = np.full(N, -1, np.int64)
+    dist = np.zeros(N, np.int64)   # frames from each row to the known row it takes its track from
     bounds = np.r_[0, np.flatnonzero(np.diff(idx.tk)) + 1, N]
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):  # per tracklet; vectorised inside
         v = track[lo:hi]
@@ -1007,6 +1013,7 @@ def tracklet_pieces(idx: TrackletIndex, track: np.ndarray, min_run: int) -> tupl
         # every row takes the track of the nearest known row before it (after it for leading rows)
         j = np.searchsorted(pos, np.arange(hi - lo), "right") - 1
         L[lo:hi] = v_known[np.maximum(j, 0)]
+        dist[lo:hi] = np.abs(idx.frame[lo:hi] - idx.frame[lo + pos[np.maximum(j, 0)]])
     # a filled or absorbed row must not give its track a second row in a camera-frame where the tracker
     # assigned that track another row: such rows stay unclaimed
     cam = idx.keys["cam"].to_numpy()[idx.tk]
@@ -1019,10 +1026,34 @@ def tracklet_pieces(idx: TrackletIndex, track: np.ndarray, min_run: int) -> tupl
         q = key[other] + L[other]
         hit = own[np.minimum(np.searchsorted(own, q), len(own) - 1)] == q
         L[other[hit]] = -1
+    L[_filled_twice(key, L, other, dist)] = -1
     new = np.ones(N, bool)
     new[1:] = (idx.tk[1:] != idx.tk[:-1]) | (L[1:] != L[:-1])
     piece = np.cumsum(new) - 1
     return piece.astype(np.int64), L[new]
+
+
+def _filled_twice(key: np.ndarray, L: np.ndarray, other: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Rows among ``other`` (filled or absorbed, still claimed) to release: they share their camera-frame and track.
+
+    ``key (N,)`` is ``(cam·span + frame)·n_t`` per row, ``L (N,)`` the filled
+    track, ``dist (N,)`` frames from each row to the row of its tracklet it
+    took ``L`` from. Two tracklets of one camera filled with one track in one
+    frame (each continuing the track's rows elsewhere) would give the global id
+    two rows there. The row nearer its source keeps the track (2D continuity
+    weakens with every frame coasted on it); on a tie neither does. Returns
+    the row indices to release.
+    """
+    other = other[L[other] >= 0]
+    if other.size < 2:
+        return other[:0]
+    _, inv, cnt = np.unique(key[other] + L[other], return_inverse=True, return_counts=True)
+    d = dist[other]
+    best = np.full(cnt.size, np.iinfo(np.int64).max)
+    np.minimum.at(best, inv, d)
+    at_best = d == best[inv]
+    unique_best = np.bincount(inv[at_best], minlength=cnt.size)[inv] == 1
+    return other[(cnt[inv] > 1) & ~(at_best & unique_best)]
 
 
 def pieces_table(tracklets: pd.DataFrame, idx: TrackletIndex, piece: np.ndarray
