@@ -1,6 +1,7 @@
 """Snakemake adapter: rule assemble -> mctrack.io.session.assemble_session (one HDF5 per session)."""
 import pandas as pd
 
+from mctrack.calibration.refraction import shared_interface
 from mctrack.config import load_session_cameras, single_view_tables
 from mctrack.io.session import assemble_session, collect_provenance
 from mctrack.log import setup_logging
@@ -10,7 +11,8 @@ from mctrack.tables import ASSOCIATION, TRACK3D, read_table
 log = setup_logging(snakemake.log[0], "mctrack.assemble")
 plan = snakemake.params.plan
 rig = load_session_cameras(plan) if plan.calibration else {}
-interface = next((c.meta["interface"] for c in rig.values() if (c.meta or {}).get("interface")), None)
+interface = shared_interface(rig)  # per-camera interfaces stay in each camera's /rig meta
+interface = interface.to_dict() if interface is not None else None
 detect = snakemake.config.get("detect") or {}
 prov = collect_provenance({c: (e.video, e.frame_offset) for c, e in plan.cameras.items()},
                           model=snakemake.input.model[0] if snakemake.input.model else None,

@@ -23,7 +23,12 @@ Pose2Sim writes the same layout)::
 
 With an ``[interface]`` table every camera is read as a
 :class:`~mctrack.calibration.refraction.RefractiveCamera` and the rig's
-``interface`` attribute is set (see :mod:`.refraction`).
+``interface`` attribute is set (see :mod:`.refraction`). A camera table may
+carry its own ``interface`` sub-table (same fields; TOML ``[cam2.interface]``),
+which replaces the file-level one for that camera: a tank filmed from above
+through the water surface and from the side through its glass wall
+(a thin wall bends rays as a plane between air and water). The rig's
+``interface`` is then the one all cameras share, or None.
 
 Tables without ``matrix`` (``[metadata]``, ``[interface]``) are not cameras. The world unit is
 ``metadata.unit`` if present, else the ``unit`` argument (default metres):
@@ -41,7 +46,7 @@ import numpy as np
 from ..errors import InputError, atomic_path
 from .camera import UNIT_TO_M, Camera, Rig, to_metres
 from .fields import array, check_intrinsics, image_size, section_at
-from .refraction import FlatInterface, with_interface
+from .refraction import FlatInterface, shared_interface, with_interface
 
 REQUIRED = ("size", "matrix", "distortions", "rotation", "translation")
 
@@ -72,6 +77,7 @@ def read_anipose_toml(path: str | os.PathLike, unit: str | None = None) -> Rig:
     if file_unit not in UNIT_TO_M:
         raise InputError(path, "field 'metadata.unit'", f"unknown unit {file_unit!r}", f"use one of {sorted(UNIT_TO_M)}")
     cams = Rig(source=path, source_unit=file_unit)
+    own: dict[str, FlatInterface] = {}
     for key, tab in data.items():
         if not isinstance(tab, dict) or key in ("metadata", "interface"):
             continue
@@ -90,33 +96,36 @@ def read_anipose_toml(path: str | os.PathLike, unit: str | None = None) -> Rig:
                      size=image_size(tab["size"], path, key), fisheye=fisheye,
                      meta={"name": tab.get("name", key)})
         cams[key] = to_metres(cam, file_unit)
+        if "interface" in tab:
+            own[key] = FlatInterface.from_dict(tab["interface"], path, file_unit, where=f"{key}.interface")
     if not cams:
         raise InputError(path, None, "no camera tables found", "each camera needs a table with a 'matrix' key")
-    if "interface" in data:
-        iface = FlatInterface.from_dict(data["interface"], path, file_unit)
-        for key, cam in cams.items():
-            if cam.has_extrinsics and iface.signed_distance(cam.center)[0] <= 0:
-                raise InputError(path, "field 'interface.normal'",
-                                 f"camera '{key}' is not on the normal's side of the interface",
-                                 "the normal must point from the water toward the cameras (e.g. [0, 0, 1] with "
-                                 "z up), and the plane must lie between the cameras and the targets")
-        cams.update(with_interface(dict(cams), iface))
-        cams.interface = iface
+    shared = FlatInterface.from_dict(data["interface"], path, file_unit) if "interface" in data else None
+    for key, cam in list(cams.items()):
+        iface = own.get(key, shared)
+        if iface is None:
+            continue
+        if cam.has_extrinsics and iface.signed_distance(cam.center)[0] <= 0:
+            where = f"{key}.interface" if key in own else "interface"
+            raise InputError(path, f"field '{where}.normal'",
+                             f"camera '{key}' is not on the normal's side of the interface",
+                             "the normal must point from the water toward the camera (e.g. [0, 0, 1] with "
+                             "z up), and the plane must lie between the camera and the targets")
+        cams.update(with_interface({key: cam}, iface))
+    cams.interface = shared_interface(cams)  # one interface for the whole rig, else None
     return cams
 
 
 def anipose_dict(cameras: list[Camera] | dict[str, Camera], metadata: dict | None = None) -> dict:
     """The TOML document (a dict) of :func:`write_anipose_toml`; translations in metres.
 
-    An ``[interface]`` table is written when the cameras carry one
-    (:class:`~mctrack.calibration.refraction.RefractiveCamera`); ValueError
-    if they carry different interfaces.
+    An ``[interface]`` table is written when every camera carries the same
+    one (:class:`~mctrack.calibration.refraction.RefractiveCamera`), otherwise
+    an ``interface`` sub-table in each camera table that has one.
     """
     if isinstance(cameras, dict):
         cameras = list(cameras.values())
-    ifaces = {str(c.interface.to_dict()): c.interface for c in cameras if getattr(c, "interface", None)}
-    if len(ifaces) > 1 or (ifaces and len([c for c in cameras if getattr(c, "interface", None)]) != len(cameras)):
-        raise ValueError("all cameras of one calibration file must share one interface (or none)")
+    shared = shared_interface(cameras)
     doc = {}
     for c in cameras:
         doc[c.name] = {
@@ -128,9 +137,11 @@ def anipose_dict(cameras: list[Camera] | dict[str, Camera], metadata: dict | Non
             "translation": np.asarray(c.tvec, dtype=float).tolist(),
             "fisheye": bool(c.fisheye),
         }
+        if shared is None and getattr(c, "interface", None) is not None:
+            doc[c.name]["interface"] = c.interface.to_dict()
     doc["metadata"] = {"adjusted": False, "error": 0.0, **(metadata or {}), "unit": "m"}
-    if ifaces:
-        doc["interface"] = next(iter(ifaces.values())).to_dict()
+    if shared is not None:
+        doc["interface"] = shared.to_dict()
     return doc
 
 

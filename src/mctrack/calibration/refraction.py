@@ -341,6 +341,19 @@ def with_interface(cameras: dict, interface: FlatInterface | None) -> dict:
             for k, c in cameras.items()}
 
 
+def shared_interface(cameras) -> FlatInterface | None:
+    """The interface every camera of ``cameras`` (a dict or list of Camera) looks through, else None.
+
+    None also when some cameras have none or when they look through different
+    planes (per-camera interfaces, e.g. a top view through the surface and a
+    side view through the glass wall).
+    """
+    per = [getattr(c, "interface", None) for c in (cameras.values() if isinstance(cameras, dict) else cameras)]
+    if not per or any(i is None for i in per) or len({str(i.to_dict()) for i in per}) != 1:
+        return None
+    return per[0]
+
+
 def without_interface(camera: Camera) -> Camera:
     """The plain :class:`Camera` of ``camera`` (a RefractiveCamera loses its interface)."""
     return camera.pinhole if isinstance(camera, RefractiveCamera) else camera

@@ -24,7 +24,8 @@ every dataset carries ``units`` / ``description`` / ``fill_value`` attributes)::
     /tracks3d                    table: TRACK3D smoothed, gap-filled tracks (raw values beside them, ``filled``
                                  flags), when the smooth stage ran
     /handoffs                    table: handoff events (only when the association produced them)
-    /rig                         attrs: unit, calibration_file, interface (JSON, when any)
+    /rig                         attrs: unit, calibration_file, interface (JSON, when all cameras share one;
+                                 each camera's own is in its group's ``meta``)
         {cam}/K (3,3), dist (n,), rvec (3,), R (3,3), tvec (3,), size (2,) [w, h px];
               attrs: fisheye, calibration_name. x_cam = R X_world + t (OpenCV / anipose convention)
     /provenance                  attrs: versions (JSON: mctrack, ultralytics, boxmot, snakemake, python, ...),
