@@ -78,13 +78,34 @@ def test_link_fragments_follows_motion_and_forces_nothing():
     # fragment 4: far away, no plausible predecessor within the gate
     parts.append((4, post, _line(3.0, V, post, 2.0)))
     tid, fr, X = _points(parts)
-    frags, rep, sup = link_fragments(tid, fr, X, sigma_m=0.005, max_gap=30)
+    frags, rep, sup, _ = link_fragments(tid, fr, X, sigma_m=0.005, max_gap=30)
     r = dict(zip(frags.tolist(), rep.tolist()))
     assert r[3] == 0 and r[2] == 1 and r[4] == 4 and r[0] == 0 and r[1] == 1
     assert np.isnan(sup[4]) and 0 < sup[2] <= 1 and 0 < sup[3] <= 1
     # beyond max_gap nothing links
-    _, rep2, _ = link_fragments(tid, fr, X, sigma_m=0.005, max_gap=5)
+    _, rep2, _, _ = link_fragments(tid, fr, X, sigma_m=0.005, max_gap=5)
     assert (rep2 == frags).all()
+
+
+def test_a_ghost_tail_is_cut_to_link_the_track_that_took_the_target_up():
+    """Fragment 0 follows a target until frame 37, then drifts off it (a ghost) for 12 frames and ends;
+    fragment 1 takes the target up in frame 50. The uncut end points 13 cm away: no link. Cut back to
+    frame 37 it continues exactly into fragment 1 (cut reports 37); a far start stays alone, and a
+    start born more than _REBIRTH frames after the end is not reached by cutting."""
+    from mctrack.associate.encounters import _TRIMS
+
+    head, tail, post = np.arange(0, 38), np.arange(38, 50), np.arange(50, 100)
+    ghost = _line(-0.25 + V * 38, V, tail) + np.column_stack([0 * tail, 0.01 * (tail - 37), 0 * tail])
+    parts = [(0, np.r_[head, tail], np.r_[_line(-0.25, V, head), ghost]),
+             (1, post, _line(-0.25 + V * 50, V, post)), (2, post, _line(3.0, V, post, 2.0))]
+    tid, fr, X = _points(parts)
+    frags, rep, _, cut = link_fragments(tid, fr, X, sigma_m=0.005, max_gap=30)
+    assert rep.tolist() == [0, 1, 2] and (cut == -1).all()
+    frags, rep, sup, cut = link_fragments(tid, fr, X, sigma_m=0.005, max_gap=30, trims=_TRIMS)
+    assert rep.tolist() == [0, 0, 2] and cut.tolist() == [37, -1, -1] and sup[1] > 0.5
+    late = [(t, f + 3 * (t == 1), x) for t, f, x in parts]   # fragment 1 born in frame 53 (end: 49)
+    _, rep, _, cut = link_fragments(*_points(late), sigma_m=0.005, max_gap=30, trims=_TRIMS)
+    assert rep.tolist() == [0, 1, 2] and (cut == -1).all()
 
 
 def test_appearance_decides_a_bounce_that_motion_gets_wrong():
@@ -95,12 +116,12 @@ def test_appearance_decides_a_bounce_that_motion_gets_wrong():
              # after the meeting target 0 goes back left (fragment 2), target 1 back right (fragment 3)
              (2, post, _line(-0.25 + V * 44, -V, post)), (3, post, _line(0.25 - V * 44, V, post, 0.01))]
     tid, fr, X = _points(parts)
-    frags, rep, _ = link_fragments(tid, fr, X, sigma_m=0.01, max_gap=30)
+    frags, rep, _, _ = link_fragments(tid, fr, X, sigma_m=0.01, max_gap=30)
     motion = dict(zip(frags.tolist(), rep.tolist()))
     assert motion[2] != 0  # the straight-line continuation wins without appearance (the failure mode)
     colour = np.array([[0.30, 0.34], [0.38, 0.30]])[[0, 1, 0, 1]][:, None, :]   # (F, 1 camera, 2)
     app = (colour, np.array([0.005]), 1.0)      # fragments 0, 2 one colour, 1, 3 another (>> 3 sigma apart)
-    frags, rep, _ = link_fragments(tid, fr, X, sigma_m=0.01, max_gap=30, appearance=app)
+    frags, rep, _, _ = link_fragments(tid, fr, X, sigma_m=0.01, max_gap=30, appearance=app)
     assert dict(zip(frags.tolist(), rep.tolist())) == {0: 0, 1: 1, 2: 0, 3: 1}
 
 

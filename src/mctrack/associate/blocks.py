@@ -230,10 +230,11 @@ class BlockAssociation:
         z = _Spilled(self._dir, b)
         z["track"] = self.tracker.final(z["track"])
         if encounters and getattr(self, "_enc", None) is not None:
-            rel, starts, S, lut = self._enc
+            rel, starts, S, lut, keep_until = self._enc
             frag = fragments_of(z["track"], z["frame"], rel, starts, S)
             has = z["track"] >= 0
             z["track"] = np.where(has, np.where(frag >= 0, lut[np.maximum(frag, 0)], -1), z["track"])
+            z["track"][has & (frag >= 0) & (z["frame"] > keep_until[np.maximum(frag, 0)])] = -1
             z["track"][shared_cells(z["track"], z["cam"], z["frame"])] = -1
         z["cost"] = np.where(z["track"] >= 0, z["cost"], np.nan)
         return z
@@ -300,9 +301,9 @@ class BlockAssociation:
                 sums += s_
                 cnt += c_
             app_cost = (appearance_means(sums, cnt), self.app_sigma, cfg.appearance_weight)
-        lut, self.link_sup = link_plan(tid, frame, X, rel, starts, S, cfg.box_fraction * size_m, cfg.stitch_max_gap,
-                                       app_cost)
-        self._enc = (rel, starts, S, lut)
+        lut, self.link_sup, keep_until = link_plan(tid, frame, X, rel, starts, S, cfg.box_fraction * size_m,
+                                                   cfg.stitch_max_gap, app_cost)
+        self._enc = (rel, starts, S, lut, keep_until)
 
     # ---- pass 2: per-tracklet runs of known tracks, smoothed as tracklet_pieces ----------------------------
     def _runs_pass(self) -> None:
