@@ -50,9 +50,16 @@ from .encounters import (
     link_plan,
     plan_key_span,
     points_from_rows,
-    shared_cells,
+    relinked,
 )
-from .frames import _DEV_BINS, FrameTracker, _filled_twice, appearance_histogram, appearance_stats, sigma_from_histogram
+from .frames import (
+    _DEV_BINS,
+    FrameTracker,
+    _release_conflicts,
+    appearance_histogram,
+    appearance_stats,
+    sigma_from_histogram,
+)
 from .refine import _segment, group_points, reprojected_rows, stitch_groups
 
 log = logging.getLogger("mctrack.associate")
@@ -232,10 +239,7 @@ class BlockAssociation:
         if encounters and getattr(self, "_enc", None) is not None:
             rel, starts, S, lut, keep_until = self._enc
             frag = fragments_of(z["track"], z["frame"], rel, starts, S)
-            has = z["track"] >= 0
-            z["track"] = np.where(has, np.where(frag >= 0, lut[np.maximum(frag, 0)], -1), z["track"])
-            z["track"][has & (frag >= 0) & (z["frame"] > keep_until[np.maximum(frag, 0)])] = -1
-            z["track"][shared_cells(z["track"], z["cam"], z["frame"])] = -1
+            z["track"] = relinked(z["track"], frag, z["cam"], z["frame"], lut, keep_until)
         z["cost"] = np.where(z["track"] >= 0, z["cost"], np.nan)
         return z
 
@@ -397,17 +401,7 @@ class BlockAssociation:
             ends_k = np.r_[np.flatnonzero(start)[1:] - 1, N - 1]
             last_kf[key[ends_k]] = np.where(inb[ends_k], frame[np.maximum(kpos[ends_k], 0)], last_kf[key[ends_k]])
             # a filled or absorbed row must not give its track a second row in a camera-frame (tracklet_pieces)
-            other = np.flatnonzero((L >= 0) & (L != track))
-            if other.size:
-                n_t = int(max(L.max(), track.max())) + 2
-                span = int(frame.max()) + 1
-                kfk = (cam * span + frame) * n_t
-                own = np.sort(kfk[known] + track[known])
-                if own.size:
-                    qq = kfk[other] + L[other]
-                    hit = own[np.minimum(np.searchsorted(own, qq), len(own) - 1)] == qq
-                    L[other[hit]] = -1
-                L[_filled_twice(kfk, L, other, dist)] = -1
+            _release_conflicts(L, track, cam, frame, dist)
             prev = np.r_[-3, L[:-1]]
             prev[start] = last_L[key[start]]
             new = L != prev

@@ -509,13 +509,25 @@ def resolve_encounters(idx: TrackletIndex, track: np.ndarray, cams: list[Camera]
         app_cost = (appearance_means(sums, cnt), app_sigma, appearance_weight)
     lut, chain_sup, keep_until = link_plan(tid, frame, X, rel, starts, S, sigma_fraction * size_m, max_gap,
                                            app_cost)
-    out = track.copy()
+    return relinked(track, frag, idx.keys["cam"].to_numpy()[idx.tk], idx.frame, lut, keep_until), chain_sup
+
+
+def relinked(track: np.ndarray, frag: np.ndarray, cam: np.ndarray, frame: np.ndarray, lut: np.ndarray,
+             keep_until: np.ndarray) -> np.ndarray:
+    """Rows' tracks after relinking (works on any subset of rows, e.g. one block).
+
+    ``track, frag, cam, frame (N,)`` int64 per row (``frag`` from
+    :func:`fragments_of`); ``lut, keep_until (F,)`` from :func:`link_plan`.
+    A row of a fragment takes its chain's label; rows without a fragment
+    (encounter windows) and rows after a fragment's cut-back end become -1,
+    as do rows left two to a track in one camera-frame (:func:`shared_cells`);
+    rows without a track keep theirs (-1, -2). Returns a new ``(N,)`` array.
+    """
     has = track >= 0
-    out[has] = np.where(frag[has] >= 0, lut[np.maximum(frag[has], 0)], -1)
-    out[has & (frag >= 0) & (idx.frame > keep_until[np.maximum(frag, 0)])] = -1   # tails cut off to link
-    cam = idx.keys["cam"].to_numpy()[idx.tk]
-    out[shared_cells(out, cam, idx.frame)] = -1
-    return out, chain_sup
+    f = np.maximum(frag, 0)
+    out = np.where(has, np.where((frag >= 0) & (frame <= keep_until[f]), lut[f], -1), track)
+    out[shared_cells(out, cam, frame)] = -1
+    return out
 
 
 def shared_cells(track: np.ndarray, cam: np.ndarray, frame: np.ndarray) -> np.ndarray:

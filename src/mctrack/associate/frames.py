@@ -1014,23 +1014,34 @@ def tracklet_pieces(idx: TrackletIndex, track: np.ndarray, min_run: int) -> tupl
         j = np.searchsorted(pos, np.arange(hi - lo), "right") - 1
         L[lo:hi] = v_known[np.maximum(j, 0)]
         dist[lo:hi] = np.abs(idx.frame[lo:hi] - idx.frame[lo + pos[np.maximum(j, 0)]])
-    # a filled or absorbed row must not give its track a second row in a camera-frame where the tracker
-    # assigned that track another row: such rows stay unclaimed
-    cam = idx.keys["cam"].to_numpy()[idx.tk]
-    n_t = int(max(L.max(), track.max())) + 2
-    span = int(idx.frame.max()) + 1
-    key = (cam * span + idx.frame) * n_t
-    own = np.sort(key[track >= 0] + track[track >= 0])
-    other = np.flatnonzero((L >= 0) & (L != track))
-    if other.size and own.size:
-        q = key[other] + L[other]
-        hit = own[np.minimum(np.searchsorted(own, q), len(own) - 1)] == q
-        L[other[hit]] = -1
-    L[_filled_twice(key, L, other, dist)] = -1
+    _release_conflicts(L, track, idx.keys["cam"].to_numpy()[idx.tk], idx.frame, dist)
     new = np.ones(N, bool)
     new[1:] = (idx.tk[1:] != idx.tk[:-1]) | (L[1:] != L[:-1])
     piece = np.cumsum(new) - 1
     return piece.astype(np.int64), L[new]
+
+
+def _release_conflicts(L: np.ndarray, track: np.ndarray, cam: np.ndarray, frame: np.ndarray,
+                       dist: np.ndarray) -> None:
+    """Unclaim (``L = -1``, in place) filled or absorbed rows that would give their track a second camera-frame row.
+
+    ``L (N,)`` the filled tracks, ``track (N,)`` the tracker's (≥ 0 assigned),
+    ``cam, frame (N,)``, ``dist (N,)`` frames from each row to the row it was
+    filled from. Against a row the tracker assigned that track there, the
+    filled row stays unclaimed; among filled rows :func:`_filled_twice`
+    decides. Shared by :func:`tracklet_pieces` and the block path
+    (:mod:`.blocks`), so both give the same pieces.
+    """
+    other = np.flatnonzero((L >= 0) & (L != track))
+    if not other.size:
+        return
+    n_t = int(max(L.max(), track.max())) + 2
+    key = (cam * (int(frame.max()) + 1) + frame) * n_t
+    own = np.sort(key[track >= 0] + track[track >= 0])
+    if own.size:
+        q = key[other] + L[other]
+        L[other[own[np.minimum(np.searchsorted(own, q), len(own) - 1)] == q]] = -1
+    L[_filled_twice(key, L, other, dist)] = -1
 
 
 def _filled_twice(key: np.ndarray, L: np.ndarray, other: np.ndarray, dist: np.ndarray) -> np.ndarray:
