@@ -91,6 +91,36 @@ def test_rig_is_deterministic_per_seed():
     assert not np.allclose(a[0].tvec, c[0].tvec)
 
 
+@pytest.mark.parametrize("n", [2, 5])
+def test_top_front_rig_looks_down_and_through_the_side_walls(n):
+    """rig: top_front: camera 0 straight down, the others level with the tank, 90° apart from the front (-y)."""
+    cfg = SimulationConfig(seed=3, rig="top_front")
+    cams = make_rig([f"c{i}" for i in range(n)], cfg)
+    X, Y, Z = cfg.tank_size
+    axis = np.array([c.R[2] for c in cams])            # optical axes in world coordinates
+    assert axis[0][2] < -np.cos(np.deg2rad(3.0))       # within 3° of straight down
+    assert cams[0].center[2] > Z + 1.0
+    assert np.abs(np.degrees(np.arcsin(axis[1:, 2]))).max() < 3.0   # level within 3°
+    assert (np.abs(np.array([c.center[2] for c in cams[1:]]) - Z / 2) < 0.1).all()
+    az = np.degrees(np.arctan2([c.center[1] for c in cams[1:]], [c.center[0] for c in cams[1:]]))
+    want = -90.0 + 90.0 * np.arange(n - 1)
+    assert np.abs((az - want + 180) % 360 - 180).max() < 3.0
+    for c in cams:   # the whole tank in view, as for the orbit rig
+        uv = c.project(_corners(cfg))
+        assert np.isfinite(uv).all() and (uv >= 0).all() and (uv <= [cfg.width, cfg.height]).all()
+    # the option adds draws for its own rig only: the orbit rig of a seed stays as it was
+    orbit = make_rig(["c0", "c1"], SimulationConfig(seed=3))
+    assert np.array_equal(orbit[1].tvec, make_rig(["c0", "c1"], SimulationConfig(seed=3, rig="orbit"))[1].tvec)
+    assert not np.allclose(orbit[0].tvec, cams[0].tvec)
+
+
+def test_top_front_rig_rejects_six_cameras_and_unknown_rigs():
+    with pytest.raises(InputError, match="simulate.rig"):
+        make_rig([f"c{i}" for i in range(6)], SimulationConfig(rig="top_front"))
+    with pytest.raises(InputError, match="rig"):
+        SimulationConfig(rig="above")
+
+
 # --------------------------------------------------------------------------- trajectories
 
 

@@ -1,7 +1,9 @@
 """Deterministic synthetic multi-camera scene with ground truth (the workflow's default input).
 
-The scene is a rectangular fish tank filmed from above and around by 2..12
-fixed, calibrated cameras. Everything is generated from ``SimulationConfig.seed``:
+The scene is a rectangular fish tank filmed by 2..12 fixed, calibrated
+cameras: from above and around (``rig: orbit``, the default) or, as in many
+fish labs, one camera straight above and the others level with the tank,
+looking through its side walls (``rig: top_front``). Everything is generated from ``SimulationConfig.seed``:
 same seed → identical trajectories, calibration and ground-truth files.
 
 Conventions
@@ -13,10 +15,14 @@ World frame
     refraction is *not* modelled: rays are straight lines (glass walls seen
     through without refraction), so the written pinhole calibration is exact
     for the rendered images. With ``cfg.refraction`` (the *refractive tank*)
-    the walls are opaque, every camera looks through the flat water surface
-    ``z = Z`` (air 1.0 → water ``cfg.water_index``), rays bend there by
+    every camera looks into the water through one flat face of the tank (air
+    1.0 → water ``cfg.water_index``, :func:`tank_interface`): the water
+    surface ``z = Z`` for a camera above the tank's rim, the side wall it
+    faces for a camera level with the tank (``top_front``; the glass is taken
+    as thin, one interface); the other faces are opaque. Rays bend there by
     Snell's law (:mod:`mctrack.calibration.refraction`), and the calibration
-    carries the ``[interface]`` table, so it is again exact for the images.
+    carries the interfaces (``[interface]``, and ``[<camera>.interface]`` for
+    cameras whose face differs), so it is again exact for the images.
 Cameras
     :class:`~mctrack.calibration.Camera`, world→camera ``x_cam = R · X + t``
     (OpenCV: ``x`` right, ``y`` down, ``z`` forward), OpenCV
@@ -132,11 +138,18 @@ class SimulationConfig:
         in the first two cameras, as if a screen hid them from the others
         (default 0). They stay in the 3D ground truth.
     refraction : bool
-        Refractive tank (default False): same rig and fish, but opaque walls
-        and every view through the water surface, refracted (module docstring).
+        Refractive tank (default False): same rig and fish, but every camera
+        looks through one face of the tank (the water surface, or the side
+        wall a level camera faces), refracted; the other faces are opaque
+        (module docstring).
     water_index : float
         Refractive index of the water (>= 1; default 1.333, fresh water,
         visible light); only with ``refraction``.
+    rig : str
+        Camera layout (:func:`make_rig`): ``"orbit"`` (default; around and
+        above the tank) or ``"top_front"`` (first camera straight above, the
+        others level with the tank's middle, 90° apart, starting in front;
+        at most 5 cameras).
 
     Raises :class:`~mctrack.errors.InputError` on invalid values.
     """
@@ -159,6 +172,7 @@ class SimulationConfig:
     two_camera_targets: int = 0
     refraction: bool = False
     water_index: float = 1.333
+    rig: str = "orbit"
 
     def __post_init__(self):
         def bad(key, problem, fix):
@@ -172,6 +186,8 @@ class SimulationConfig:
                 else:
                     bad(key, f"must be an integer, got {val!r}", "write a whole number")
             setattr(self, key, int(val))
+        if self.rig not in RIGS:
+            bad("rig", f"must be one of {list(RIGS)}, got {self.rig!r}", "e.g. rig: top_front")
         if not isinstance(self.refraction, (bool, np.bool_)):
             bad("refraction", f"must be true or false, got {self.refraction!r}", "write refraction: true")
         self.refraction = bool(self.refraction)
@@ -269,11 +285,22 @@ def _tank_corners(cfg: SimulationConfig) -> np.ndarray:
     return np.array([[sx * X / 2, sy * Y / 2, z] for sx in (-1, 1) for sy in (-1, 1) for z in (0.0, Z)])
 
 
+#: camera layouts of :func:`make_rig` (``simulate.rig``)
+RIGS = ("orbit", "top_front")
+_TOP_FRONT_MAX = 5  # top camera + the four sides
+
+
 def make_rig(camera_names: list[str], cfg: SimulationConfig) -> list[Camera]:
     """Place ``len(camera_names)`` calibrated cameras around and above the tank.
 
-    Azimuths are spread evenly around the tank (random start, small jitter),
-    elevations are drawn in 35–70°, distances from the tank centre
+    ``cfg.rig == "orbit"`` (default): azimuths are spread evenly around the
+    tank (random start, small jitter), elevations are drawn in 35–70°.
+    ``cfg.rig == "top_front"``: the first camera looks straight down
+    (elevation 88–90°), the others are level with the tank's middle
+    (elevation ±2°) at azimuths −90° (in front, on the ``−y`` side), 0°, 90°,
+    180° (±1°), each looking through one side wall (the top and side views of
+    fish labs, e.g. the 3D-ZeF rig of Pedersen et al. 2020, *CVPR*); at most
+    5 cameras. Both: distances from the tank centre
     ``(0, 0, Z/2)`` in 1.5–2.2 m (scaled by the larger horizontal tank side
     for tanks bigger than 1 m); each camera looks at the tank centre (±2 cm,
     roll ±~2°). The focal length is chosen so that the tank's bounding box
@@ -289,13 +316,17 @@ def make_rig(camera_names: list[str], cfg: SimulationConfig) -> list[Camera]:
     ``camera_names``, ``size = (cfg.width, cfg.height)``, world→camera
     ``x_cam = R · X + t``, ``t`` in m). Raises
     :class:`~mctrack.errors.InputError` for fewer than 2 or more than 12
-    cameras, duplicate names, or names that are not ``[A-Za-z0-9_-]+``.
+    cameras (5 for ``top_front``), duplicate names, or names that are not
+    ``[A-Za-z0-9_-]+``.
     """
     names = list(camera_names)
     n = len(names)
     if not 2 <= n <= 12:
         raise InputError(None, "cameras", f"the simulation needs 2..12 cameras, got {n}",
                          "list between 2 and 12 cameras for the simulated session")
+    if cfg.rig == "top_front" and n > _TOP_FRONT_MAX:
+        raise InputError(None, "simulate.rig", f"top_front places at most {_TOP_FRONT_MAX} cameras (one above, "
+                         f"one per side wall), the camera sheet lists {n}", "use rig: orbit or fewer cameras")
     if len(set(names)) != n:
         raise InputError(None, "cameras", f"duplicate camera names in {names}", "give every camera a unique name")
     for name in names:
@@ -308,6 +339,9 @@ def make_rig(camera_names: list[str], cfg: SimulationConfig) -> list[Camera]:
     scale = max(1.0, max(X, Y))
     az = rng.uniform(0, 2 * np.pi) + 2 * np.pi * np.arange(n) / n + rng.uniform(-0.1, 0.1, n) * 2 * np.pi / n
     el = np.deg2rad(rng.uniform(35.0, 70.0, n))
+    if cfg.rig == "top_front":  # extra draws for this rig only: an orbit rig is unchanged for its seed
+        az = np.deg2rad(-90.0 + 90.0 * (np.arange(n) - 1) + rng.uniform(-1.0, 1.0, n))
+        el = np.deg2rad(np.r_[90.0 - rng.uniform(0.0, 2.0), rng.uniform(-2.0, 2.0, n - 1)])
     dist = rng.uniform(1.5, 2.2, n) * scale
     aim = np.array([0.0, 0.0, Z / 2]) + rng.normal(0.0, 0.02, (n, 3)) * scale
     roll = np.deg2rad(rng.normal(0.0, 1.5, n))
@@ -551,27 +585,51 @@ def _rim_mask(camera: Camera, rays: np.ndarray, cfg: SimulationConfig) -> np.nda
         return (tz > 0) & (ex >= 0) & (ex < 0.02 * max(X, Y))
 
 
-def tank_interface(cfg: SimulationConfig) -> FlatInterface | None:
-    """The refractive tank's water surface ``z = Z`` (normal ``+z``, air 1.0 → ``cfg.water_index``), else None."""
-    return FlatInterface.horizontal(cfg.tank_size[2], 1.0, cfg.water_index) if cfg.refraction else None
+def tank_interface(cfg: SimulationConfig, camera: Camera | None = None) -> FlatInterface | None:
+    """The refractive face of the tank that ``camera`` looks through (air 1.0 → ``cfg.water_index``), else None.
+
+    None without ``cfg.refraction``. The water surface ``z = Z`` (normal
+    ``+z``) for a camera above the tank's rim (every camera of the ``orbit``
+    rig, the top camera of ``top_front``) or when ``camera`` is None; for a
+    camera below the rim (``top_front``'s level cameras) the side wall it
+    faces, ``x = ±X/2`` or ``y = ±Y/2`` (whichever the camera centre lies
+    farthest beyond, relative to the tank's half sizes), normal pointing out
+    of the tank towards the camera. The glass is taken as thin (one air–water
+    interface, as 3D-ZeF's reconstruction does).
+    """
+    if not cfg.refraction:
+        return None
+    X, Y, Z = cfg.tank_size
+    if camera is None or camera.center[2] >= Z:
+        return FlatInterface.horizontal(Z, 1.0, cfg.water_index)
+    c = camera.center
+    k = int(np.argmax(np.abs(c[:2]) / np.array([X / 2, Y / 2])))
+    normal = np.zeros(3)
+    normal[k] = 1.0 if c[k] >= 0 else -1.0
+    point = np.array([0.0, 0.0, Z / 2])
+    point[k] = normal[k] * (X, Y)[k] / 2
+    return FlatInterface(normal, point, 1.0, cfg.water_index)
 
 
 def _water_rays(camera: Camera, rays: np.ndarray, cfg: SimulationConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Refracted rays of ``(h, w, 2)`` normalised pixel rays into the refractive tank's water.
 
-    Returns world ``origins (h, w, 3)`` (refraction points on the surface),
-    unit ``directions (h, w, 3)`` and ``inside (h, w) bool``: the ray enters
-    the water through the tank's opening ``|x| < X/2, |y| < Y/2`` at ``z = Z``
-    (the walls are opaque: no other ray reaches the water).
+    Returns world ``origins (h, w, 3)`` (refraction points on the camera's
+    interface), unit ``directions (h, w, 3)`` and ``inside (h, w) bool``: the
+    ray enters the water through the face of the tank that the interface
+    holds (its refraction point lies within the tank's bounds, e.g.
+    ``|x| < X/2, |y| < Y/2`` on the surface ``z = Z``); the other faces are
+    opaque, so no other ray reaches the water.
     """
-    X, Y, _ = cfg.tank_size
+    X, Y, Z = cfg.tank_size
     shape = rays.shape[:2]
     d = np.concatenate([rays, np.ones(shape + (1,))], axis=2).reshape(-1, 3) @ camera.R
     with np.errstate(invalid="ignore"):
         d /= np.linalg.norm(d, axis=1, keepdims=True)
         o, t = camera.interface.back_project(camera.center, d)
-        inside = (np.abs(o[:, 0]) < X / 2) & (np.abs(o[:, 1]) < Y / 2) & np.isfinite(t).all(1) \
-            & (np.abs(camera.interface.signed_distance(o)) < 1e-9)
+        eps = 1e-9  # the refraction point lies on a face of the box: one coordinate equals its bound
+        inside = (np.abs(o[:, 0]) < X / 2 + eps) & (np.abs(o[:, 1]) < Y / 2 + eps) & (o[:, 2] > -eps) \
+            & (o[:, 2] < Z + eps) & np.isfinite(t).all(1) & (np.abs(camera.interface.signed_distance(o)) < 1e-9)
     return o.reshape(shape + (3,)), t.reshape(shape + (3,)), inside.reshape(shape)
 
 
@@ -992,7 +1050,9 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
     ``calibration``
         anipose TOML of the rig from :func:`make_rig` (tables named after
         ``camera_names``; world→camera ``x_cam = R · X + t``, m); with
-        ``cfg.refraction`` also the ``[interface]`` table of the water surface.
+        ``cfg.refraction`` also the interfaces (:func:`tank_interface`):
+        ``[interface]``, plus ``[<camera>.interface]`` for cameras looking
+        through another face (``top_front``).
     ``gt3d``
         CSV with header ``frame,target_id,x,y,z``: 0-based frame, 1-based
         target id, body-centre world position in m (6 decimals).
@@ -1020,7 +1080,7 @@ def run_simulation(cfg: SimulationConfig, camera_names: list[str], videos: dict[
     names = check_output_paths(camera_names, videos, gt2d)
     cams = make_rig(names, cfg)
     if cfg.refraction:
-        cams = [RefractiveCamera.of(c, tank_interface(cfg)) for c in cams]
+        cams = [RefractiveCamera.of(c, tank_interface(cfg, c)) for c in cams]
     positions = simulate_trajectories(cfg)
     headings = headings_from_trajectories(positions, cfg.fps)
     shown, blank = visibility_plan(cfg, len(cams))
