@@ -456,24 +456,54 @@ def test_crossed_two_camera_pairings_are_exchanged():
 
 
 def test_lone_inconsistent_pairing_drops_the_row_far_from_the_prediction():
-    """A track holding a:A and b:B (no second ghost to exchange with) drops the row farther from its
-    prediction when the pair error exceeds twice pair_gate; below that nothing changes."""
+    """A track holding a:A and b:B (no second ghost to exchange with, no free partner rows: the frame has
+    only these two rows) drops the row farther from its prediction when the pair error exceeds twice
+    pair_gate; below that nothing changes."""
     from mctrack.associate.frames import _pair_error, _repair_pairs, _Tracks
     cams, proj, P, uv, rc, o, d = _two_camera_frame()
+    keep = np.array([0, 3])                                       # rows a:A and b:B only
+    uv, rc, o, d = uv[keep], rc[keep], o[keep], d[keep]
     T = _Tracks(n_cams=2)
     T.add(P[:1], np.array([0.05]), 0, np.eye(2) * 1e-4)
     act = np.array([0])
-    tau0_sq = np.full(4, 4.0 ** 2)
-    e, _ = _pair_error(np.array([0]), np.array([3]), rc, uv, o, d, proj, tau0_sq)
+    tau0_sq = np.full(2, 4.0 ** 2)
+    e, _ = _pair_error(np.array([0]), np.array([1]), rc, uv, o, d, proj, tau0_sq)
     assert e[0] > 1.0                                             # a ghost: 0.1 m apart is several tau
-    d2 = np.array([[0.2], [9.0], [9.0], [2.0]])
+    d2 = np.array([[0.2], [2.0]])
     # dropped when the error exceeds twice the gate (frames._PAIR_DROP); kept below that
-    for gate, expect in ((float(e[0]) / 2.2, [0, -1, -1, -1]), (float(e[0]) / 1.8, [0, -1, -1, 0]),
-                         (float(e[0]) * 1.01, [0, -1, -1, 0])):
-        assigned = np.array([0, -1, -1, 0])
-        dn = np.array([0.4, np.nan, np.nan, 1.4])
+    for gate, expect in ((float(e[0]) / 2.2, [0, -1]), (float(e[0]) / 1.8, [0, 0]), (float(e[0]) * 1.01, [0, 0])):
+        assigned = np.array([0, 0])
+        dn = np.array([0.4, 1.4])
         _repair_pairs(T, act, rc, assigned, dn, d2, uv, o, d, proj, tau0_sq, gate)
         np.testing.assert_array_equal(assigned, expect)
+
+
+def test_inconsistent_pairing_with_free_partner_rows_is_repaired():
+    """A track holding a:A and b:B while a:B and b:A are free (the other half of a crossing went
+    unassigned): the track keeps the row of the target its prediction is near and takes that target's
+    free partner row; the released row is left free for a birth with its own partner. With only one of
+    the two partner rows free, nothing changes below the drop threshold."""
+    from mctrack.associate.frames import _pair_error, _repair_pairs, _Tracks
+    cams, proj, P, uv, rc, o, d = _two_camera_frame()
+    tau0_sq = np.full(4, 4.0 ** 2)
+    e, _ = _pair_error(np.array([0, 0, 1]), np.array([3, 2, 3]), rc, uv, o, d, proj, tau0_sq)
+    gate = float(e[0]) / 1.5           # the crossed pair (a:A, b:B) is inconsistent but below twice the gate
+    assert e[1] < 0.1 * gate and e[2] < 0.1 * gate  # (a:A, b:A) and (a:B, b:B) are consistent
+    d2 = np.array([[0.2], [9.0], [9.0], [2.0]])
+    for near, expect in ((0, [0, -1, 0, -1]), (1, [-1, 0, -1, 0])):   # prediction near A, resp. near B
+        T = _Tracks(n_cams=2)
+        T.add(P[near:near + 1] + 0.005, np.array([0.05]), 0, np.eye(2) * 1e-4)
+        assigned, dn = np.array([0, -1, -1, 0]), np.array([0.4, np.nan, np.nan, 1.4])
+        _repair_pairs(T, np.array([0]), rc, assigned, dn, d2, uv, o, d, proj, tau0_sq, gate)
+        np.testing.assert_array_equal(assigned, expect)
+        assert np.isfinite(dn[np.array(expect) == 0]).all() and np.isnan(dn[np.array(expect) < 0]).all()
+    # b:A taken by another track: a:B alone cannot make both pairs consistent -> the crossed pair stays
+    T = _Tracks(n_cams=2)
+    T.add(np.vstack([P[:1], P[:1] + 0.3]), np.array([0.05, 0.05]), 0, np.eye(2) * 1e-4)
+    assigned = np.array([0, -1, 1, 0])
+    _repair_pairs(T, np.array([0, 1]), rc, assigned, np.zeros(4), np.full((4, 2), 9.0), uv, o, d, proj, tau0_sq,
+                  gate)
+    np.testing.assert_array_equal(assigned, [0, -1, 1, 0])
 
 
 def test_crossed_pairings_within_the_gate_are_exchanged_after_a_few_frames():

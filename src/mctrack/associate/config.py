@@ -39,8 +39,10 @@ class AssociationConfig:
     includes the prediction's uncertainty) keeps for hundreds of frames.
     Above it, a two-camera track's pairing is inconsistent: the rows of two
     inconsistent tracks are exchanged in one camera when that makes both
-    consistent; a lone pair beyond twice this drops the row farther from the
-    prediction; births need pairs within it. Crossed pairs that stay within
+    consistent; a lone one is re-paired when the partner rows of both its
+    targets are free and consistent with its rows (two fish at a similar
+    position along the direction two views share), else, beyond twice this,
+    drops the row farther from the prediction; births need pairs within it. Crossed pairs that stay within
     it (after the blobs of two targets merged in one camera) are caught over
     a few frames instead: two tracks whose running mean squared pair error
     is doubtful exchange rows when that at least halves it, each keeping the
